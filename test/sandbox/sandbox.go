@@ -236,3 +236,17 @@ func startTime(pid int) (string, error) {
 	}
 	return f[19], nil
 }
+
+// DeleteNetns kills the processes in the namespace name, deletes it and drops
+// its record. A namespace that is already gone is not an error.
+func (s *Sandbox) DeleteNetns(name string) error {
+	script := `for pid in $(ip netns pids "$1" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+if ip netns list | grep -qx -- "$1\( .*\)\?"; then ip netns del "$1"; fi`
+	if out, err := exec.Command("sh", "-c", script, "porter-lab-netns-del", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("delete network namespace %s: %w: %s", name, err, bytes.TrimSpace(out))
+	}
+	if err := os.Remove(filepath.Join(s.dir, "netns", name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("drop record of network namespace %s: %w", name, err)
+	}
+	return nil
+}
