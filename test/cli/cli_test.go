@@ -1,0 +1,231 @@
+// Package cli tests the built binaries as users run them: kubectl-porter
+// through the machine's real kubectl, against a lab cluster.
+package cli
+
+import (
+	"bufio"
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/porterlb/porter/test/lab"
+	"github.com/porterlb/porter/test/sandbox"
+)
+
+// stampedVersion is injected at link time the way the Makefile does it, so
+// the tests see it come back out.
+const stampedVersion = "v9.8.7-test"
+
+var (
+	binDir  string
+	cluster *lab.Cluster
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) (code int) {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "porter-cli-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binDir = dir
+	if err := build(ctx, dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+
+	// The state root is only writable by root by default; a private one
+	// lets these tests, which need no namespaces, run as anyone.
+	if os.Geteuid() != 0 {
+		state, err := os.MkdirTemp("", "porter-lab-state-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(state)
+		os.Setenv("PORTER_LAB_STATE", state)
+	}
+	sb, err := sandbox.New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := sb.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "sandbox teardown:", err)
+			code = 1
+		}
+	}()
+	if cluster, err = lab.Start(ctx, lab.Options{Sandbox: sb}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code = m.Run()
+	if err := cluster.Stop(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "cluster teardown:", err)
+		code = 1
+	}
+	return code
+}
+
+func build(ctx context.Context, dir string) error {
+	ldflags := "-X github.com/porterlb/porter/pkg/version.gitVersion=" + stampedVersion +
+		" -X github.com/porterlb/porter/pkg/version.gitCommit=0123456789abcdef"
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", dir+"/",
+		"github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build binaries: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// kubectl runs the real kubectl with the built plugin on its PATH.
+func kubectl(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := cluster.Kubectl(context.Background(), args...)
+	cmd.Env = append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH"))
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+func TestKubectlFindsThePlugin(t *testing.T) {
+	out, stderr, err := kubectl(t, "plugin", "list")
+	if err != nil {
+		t.Fatalf("kubectl plugin list: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(out, filepath.Join(binDir, "kubectl-porter")) {
+		t.Fatalf("kubectl plugin list does not show kubectl-porter:\n%s", out)
+	}
+}
+
+func TestVersionJSONThroughKubectl(t *testing.T) {
+	out, stderr, err := kubectl(t, "porter", "version", "-o", "json")
+	if err != nil {
+		t.Fatalf("kubectl porter version -o json: %v\n%s", err, stderr)
+	}
+	var v struct {
+		ClientVersion struct {
+			Version, GitCommit, GoVersion, Platform string
+		}
+		ServerVersion *struct{ GitVersion string }
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("decode %q: %v", out, err)
+	}
+	if v.ClientVersion.Version != stampedVersion || v.ClientVersion.GitCommit != "0123456789abcdef" {
+		t.Errorf("client version %+v, want the link-time stamp %s", v.ClientVersion, stampedVersion)
+	}
+	if v.ServerVersion == nil || !strings.HasPrefix(v.ServerVersion.GitVersion, "v1.37.") {
+		t.Errorf("server version %+v, want the lab's v1.37", v.ServerVersion)
+	}
+}
+
+func TestVersionClientOnlyNeedsNoCluster(t *testing.T) {
+	cmd := exec.Command(filepath.Join(binDir, "kubectl-porter"), "version", "--client", "--kubeconfig", "/nonexistent")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("version --client: %v\n%s", err, out)
+	}
+	if want := "Client Version: " + stampedVersion + " (0123456789ab)"; !strings.HasPrefix(string(out), want) {
+		t.Fatalf("version --client printed %q, want it to start with %q", out, want)
+	}
+}
+
+func TestVersionUnreachableServerFails(t *testing.T) {
+	cmd := exec.Command(filepath.Join(binDir, "kubectl-porter"), "version", "--server", "https://127.0.0.1:1", "--insecure-skip-tls-verify")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("version against a closed port succeeded:\n%s", out)
+	}
+	if !strings.Contains(string(out), "Client Version: "+stampedVersion) || !strings.Contains(string(out), "error: get API server version") {
+		t.Fatalf("want the client version and a clear error, got:\n%s", out)
+	}
+}
+
+func TestBadOutputFormatIsRefused(t *testing.T) {
+	_, stderr, err := kubectl(t, "porter", "version", "-o", "xml")
+	if err == nil || !strings.Contains(stderr, `unknown output format "xml"`) {
+		t.Fatalf("want a refusal naming the format, got err %v, stderr %q", err, stderr)
+	}
+}
+
+func TestBinariesAreStatic(t *testing.T) {
+	for _, b := range []string{"kubectl-porter", "porter-speaker"} {
+		f, err := elf.Open(filepath.Join(binDir, b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				t.Errorf("%s has a dynamic loader (PT_INTERP); want a static binary", b)
+			}
+		}
+		f.Close()
+	}
+}
+
+func TestSpeakerVersion(t *testing.T) {
+	out, err := exec.Command(filepath.Join(binDir, "porter-speaker"), "--version").CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(out), "porter-speaker "+stampedVersion+" ") {
+		t.Fatalf("porter-speaker --version printed %q", out)
+	}
+}
+
+func TestSpeakerConnectsAndStopsOnSIGTERM(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "porter-speaker"), "--kubeconfig", cluster.Kubeconfig, "--node-name", "speaker-node")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stderr)
+	started := false
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), "speaker started") {
+			started = true
+			if !strings.Contains(lines.Text(), "apiServer=v1.37.") || !strings.Contains(lines.Text(), "node=speaker-node") {
+				t.Errorf("start line lacks the API server version or node: %s", lines.Text())
+			}
+			break
+		}
+	}
+	if !started {
+		t.Fatal("speaker never logged that it started")
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for lines.Scan() {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("speaker exit after SIGTERM: %v", err)
+	}
+}
+
+func TestSpeakerRequiresNodeName(t *testing.T) {
+	out, err := exec.Command(filepath.Join(binDir, "porter-speaker"), "--kubeconfig", cluster.Kubeconfig).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--node-name is required") {
+		t.Fatalf("want a refusal naming --node-name, got %v: %s", err, out)
+	}
+}

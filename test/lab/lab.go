@@ -1,0 +1,362 @@
+// Package lab runs a real Kubernetes control plane for tests: kube-apiserver,
+// kube-controller-manager, kube-scheduler and etcd, started by
+// `kwokctl --runtime binary`, with kwok faking the nodes and their pods.
+//
+// A cluster can run in the host's network namespace on loopback, or inside a
+// netlab LAN namespace, where processes in the lab's node namespaces reach
+// it at the LAN address.
+package lab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/porterlb/porter/test/netns"
+	"github.com/porterlb/porter/test/sandbox"
+)
+
+// Binaries are the programs a lab cluster runs, by file name.
+var Binaries = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kwok", "kwokctl"}
+
+// inNetnsPort is the API server's port when the cluster has a namespace to
+// itself; on the host, kwokctl picks a free one.
+const inNetnsPort = 6443
+
+// Options shape a cluster.
+type Options struct {
+	// Sandbox owns the cluster's processes and files. Required.
+	Sandbox *sandbox.Sandbox
+	// BinDir holds Binaries. Default: $PORTER_LAB_BIN, else the
+	// repository's .cache/lab/bin.
+	BinDir string
+	// Netns runs the control plane in this network namespace. Empty: the
+	// host's, bound to loopback.
+	Netns string
+	// APIServerIP is an address of Netns that other namespaces use to
+	// reach the API server. It is added to the serving certificate.
+	APIServerIP netip.Addr
+	// Name tells clusters of one sandbox apart. Default "lab".
+	Name string
+}
+
+// Cluster is a running lab control plane.
+type Cluster struct {
+	// Name is the kwokctl cluster name.
+	Name string
+	// Kubeconfig is a kubeconfig for the admin user, valid where the
+	// cluster's processes run (the host or Netns).
+	Kubeconfig string
+	// Config reaches the API server from the test process, whichever
+	// namespace the cluster runs in.
+	Config *rest.Config
+	Client kubernetes.Interface
+
+	netns       string
+	apiServerIP netip.Addr
+	port        int
+	binDir      string
+	kwokDir     string
+}
+
+// Start creates a cluster and waits until its API server is ready.
+func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
+	if opts.Sandbox == nil {
+		return nil, errors.New("lab: Options.Sandbox is required")
+	}
+	if opts.APIServerIP.IsValid() && opts.Netns == "" {
+		return nil, errors.New("lab: APIServerIP needs Netns: on the host the API server listens on loopback only")
+	}
+	binDir, err := ResolveBinDir(opts.BinDir)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Name == "" {
+		opts.Name = "lab"
+	}
+	c := &Cluster{
+		Name:        "porter-" + opts.Sandbox.ID() + "-" + opts.Name,
+		netns:       opts.Netns,
+		apiServerIP: opts.APIServerIP,
+		binDir:      binDir,
+	}
+	// Every process kwokctl starts names files under this directory, which
+	// is how the sandbox finds them if the test process dies.
+	c.kwokDir = filepath.Join(opts.Sandbox.Dir(), "kwok-"+opts.Name)
+	if err := os.MkdirAll(c.kwokDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create kwok work directory: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, c.Stop(context.WithoutCancel(ctx)))
+		}
+	}()
+
+	cfgPath := filepath.Join(c.kwokDir, "kwokctl.yaml")
+	if err := os.WriteFile(cfgPath, []byte(c.kwokctlConfig()), 0o644); err != nil {
+		return nil, fmt.Errorf("write kwokctl configuration: %w", err)
+	}
+	args := []string{"create", "cluster",
+		"--name", c.Name,
+		"--config", cfgPath,
+		"--runtime", "binary",
+		// An empty --kubeconfig keeps kwokctl away from ~/.kube/config.
+		"--kubeconfig", "",
+		"--wait", "2m",
+		"--kube-apiserver-binary", c.bin("kube-apiserver"),
+		"--kube-controller-manager-binary", c.bin("kube-controller-manager"),
+		"--kube-scheduler-binary", c.bin("kube-scheduler"),
+		"--etcd-binary", c.bin("etcd"),
+		"--kwok-controller-binary", c.bin("kwok"),
+	}
+	if out, err := c.kwokctl(ctx, args...); err != nil {
+		return nil, fmt.Errorf("create lab cluster %s: %w\n%s", c.Name, err, out)
+	}
+
+	c.Kubeconfig = filepath.Join(c.kwokDir, "clusters", c.Name, "kubeconfig.yaml")
+	if c.Config, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig); err != nil {
+		return nil, fmt.Errorf("load lab kubeconfig: %w", err)
+	}
+	if c.port, err = portOf(c.Config.Host); err != nil {
+		return nil, err
+	}
+	if c.netns != "" {
+		c.Config.Dial = netns.DialContext(c.netns)
+	}
+	// Tests create objects in bursts; client-side throttling only slows
+	// them down.
+	c.Config.QPS, c.Config.Burst = -1, -1
+	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
+		return nil, fmt.Errorf("create lab client: %w", err)
+	}
+	if err := c.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Stop deletes the cluster: its processes, ports and files. It is safe to
+// call more than once.
+func (c *Cluster) Stop(ctx context.Context) error {
+	if c.kwokDir == "" {
+		return nil
+	}
+	var errs []error
+	if _, err := os.Stat(filepath.Join(c.kwokDir, "clusters", c.Name)); err == nil {
+		if out, err := c.kwokctl(ctx, "delete", "cluster", "--name", c.Name); err != nil {
+			errs = append(errs, fmt.Errorf("delete lab cluster %s: %w\n%s", c.Name, err, out))
+		}
+	}
+	// kwokctl stops what it started; kill whatever did not stop with it.
+	if err := killUnder(c.kwokDir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(c.kwokDir); err != nil {
+		errs = append(errs, fmt.Errorf("remove kwok work directory: %w", err))
+	}
+	c.kwokDir = ""
+	return errors.Join(errs...)
+}
+
+// Kubectl builds a command that runs the machine's kubectl against the
+// cluster, from the namespace the cluster runs in.
+func (c *Cluster) Kubectl(ctx context.Context, args ...string) *exec.Cmd {
+	return netns.Command(ctx, c.netns, append([]string{"kubectl", "--kubeconfig", c.Kubeconfig}, args...)...)
+}
+
+// APIServer is the host:port processes in other lab namespaces dial.
+func (c *Cluster) APIServer() (netip.AddrPort, error) {
+	if !c.apiServerIP.IsValid() {
+		return netip.AddrPort{}, errors.New("lab: cluster was started without APIServerIP")
+	}
+	return netip.AddrPortFrom(c.apiServerIP, uint16(c.port)), nil
+}
+
+// LANKubeconfig writes a kubeconfig that reaches the API server at
+// APIServer, for processes in the lab's node namespaces, and returns its
+// path.
+func (c *Cluster) LANKubeconfig() (string, error) {
+	ap, err := c.APIServer()
+	if err != nil {
+		return "", err
+	}
+	cfg, err := clientcmd.LoadFromFile(c.Kubeconfig)
+	if err != nil {
+		return "", fmt.Errorf("load lab kubeconfig: %w", err)
+	}
+	for _, cl := range cfg.Clusters {
+		cl.Server = "https://" + ap.String()
+	}
+	path := filepath.Join(c.kwokDir, "kubeconfig-lan.yaml")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return "", fmt.Errorf("write LAN kubeconfig: %w", err)
+	}
+	return path, nil
+}
+
+func (c *Cluster) kwokctlConfig() string {
+	bind := "127.0.0.1"
+	port := ""
+	if c.netns != "" {
+		// Alone in its namespace, the cluster may listen everywhere and
+		// on a fixed port.
+		bind = "0.0.0.0"
+		port = "  kubeApiserverPort: " + strconv.Itoa(inNetnsPort) + "\n"
+	}
+	sans := ""
+	if c.apiServerIP.IsValid() {
+		sans = "  kubeApiserverCertSANs:\n  - " + c.apiServerIP.String() + "\n"
+	}
+	return "apiVersion: config.kwok.x-k8s.io/v1alpha1\n" +
+		"kind: KwokctlConfiguration\n" +
+		"options:\n" +
+		"  runtime: binary\n" +
+		"  bindAddress: " + bind + "\n" + port + sans
+}
+
+func (c *Cluster) kwokctl(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := netns.Command(ctx, c.netns, append([]string{c.bin("kwokctl")}, args...)...)
+	cmd.Env = append(os.Environ(), "KWOK_WORKDIR="+c.kwokDir)
+	return cmd.CombinedOutput()
+}
+
+func (c *Cluster) bin(name string) string { return filepath.Join(c.binDir, name) }
+
+func (c *Cluster) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var last error
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		if string(body) != "ok" {
+			last = fmt.Errorf("/readyz: %s", body)
+			return false, nil
+		}
+		// Pods cannot be created in a namespace before its default
+		// ServiceAccount exists.
+		if _, err := c.Client.CoreV1().ServiceAccounts("default").Get(ctx, "default", getOpts); err != nil {
+			last = err
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for lab API server: %w (last: %v)", err, last)
+	}
+	return nil
+}
+
+// ResolveBinDir finds the lab binaries and checks that all are there.
+func ResolveBinDir(dir string) (string, error) {
+	if dir == "" {
+		dir = os.Getenv("PORTER_LAB_BIN")
+	}
+	if dir == "" {
+		root, err := repoRoot()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(root, ".cache", "lab", "bin")
+	}
+	var missing []string
+	for _, b := range Binaries {
+		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+			missing = append(missing, b)
+		}
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("lab binaries missing from %s: %s; build them with `make lab`", dir, strings.Join(missing, ", "))
+	}
+	return dir, nil
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find repository root: %w", err)
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.HasPrefix(b, []byte("module github.com/porterlb/porter\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("find repository root: no go.mod of github.com/porterlb/porter above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func portOf(host string) (int, error) {
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 {
+		return 0, fmt.Errorf("lab kubeconfig server %q has no port", host)
+	}
+	p, err := strconv.Atoi(strings.TrimRight(host[i+1:], "/"))
+	if err != nil {
+		return 0, fmt.Errorf("lab kubeconfig server %q: %w", host, err)
+	}
+	return p, nil
+}
+
+// killUnder kills every process whose command line names a path under dir
+// and waits until they are gone.
+func killUnder(dir string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids := pidsUnder(dir)
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes %v under %s survived SIGKILL", pids, dir)
+		}
+		for _, pid := range pids {
+			if p, err := os.FindProcess(pid); err == nil {
+				_ = p.Kill()
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func pidsUnder(dir string) []int {
+	entries, _ := os.ReadDir("/proc")
+	needle := []byte(dir + "/")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmdline, needle) {
+			continue
+		}
+		// A zombie is already dead; its parent reaps it.
+		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+			if i := bytes.LastIndexByte(st, ')'); i >= 0 && bytes.HasPrefix(st[i+1:], []byte(" Z")) {
+				continue
+			}
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}

@@ -1,0 +1,270 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/porterlb/porter/test/netlab"
+	"github.com/porterlb/porter/test/sandbox"
+)
+
+// The package shares one cluster, run inside a network lab's LAN namespace
+// so that node namespaces can reach it. Tests isolate themselves by name.
+var (
+	sb      *sandbox.Sandbox
+	network *netlab.Lab
+	cluster *Cluster
+)
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("lab: skipping every test: the lab cluster runs in a network namespace, which needs root; CI runs as root")
+		os.Exit(0)
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) (code int) {
+	ctx := context.Background()
+	var err error
+	if sb, err = sandbox.New(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := sb.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "sandbox teardown:", err)
+			code = 1
+		}
+	}()
+	if network, err = netlab.New(ctx, sb, netlab.Options{Nodes: 2}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	start := time.Now()
+	cluster, err = Start(ctx, Options{Sandbox: sb, Netns: network.LAN, APIServerIP: network.LANIP})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("lab cluster %s up in %s\n", cluster.Name, time.Since(start).Round(time.Millisecond))
+	code = m.Run()
+	if err := cluster.Stop(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "cluster teardown:", err)
+		code = 1
+	}
+	return code
+}
+
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := cluster.Kubectl(context.Background(), args...).Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("kubectl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
+	}
+	return string(out)
+}
+
+func TestRealKubectlListsNodes(t *testing.T) {
+	ctx := context.Background()
+	want := map[string]netip.Addr{
+		"kubectl-a": netip.MustParseAddr("198.18.0.101"),
+		"kubectl-b": netip.MustParseAddr("198.18.0.102"),
+	}
+	for name, ip := range want {
+		_, err := cluster.CreateNode(ctx, Node{Name: name, InternalIP: ip, ExternalIP: netip.MustParseAddr("203.0.113.7")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cluster.DeleteNode(context.Background(), name) })
+	}
+
+	var list corev1.NodeList
+	if err := json.Unmarshal([]byte(kubectl(t, "get", "nodes", "-o", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, n := range list.Items {
+		ip, ok := want[n.Name]
+		if !ok {
+			continue
+		}
+		seen++
+		addrs := map[corev1.NodeAddressType]string{}
+		for _, a := range n.Status.Addresses {
+			addrs[a.Type] = a.Address
+		}
+		if addrs[corev1.NodeInternalIP] != ip.String() || addrs[corev1.NodeExternalIP] != "203.0.113.7" {
+			t.Errorf("node %s addresses %v, want InternalIP %s and ExternalIP 203.0.113.7", n.Name, n.Status.Addresses, ip)
+		}
+		ready := false
+		for _, c := range n.Status.Conditions {
+			ready = ready || (c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue)
+		}
+		if !ready {
+			t.Errorf("node %s is not Ready: %v", n.Name, n.Status.Conditions)
+		}
+	}
+	if seen != len(want) {
+		t.Fatalf("kubectl listed %d of the %d nodes", seen, len(want))
+	}
+	if out := kubectl(t, "get", "nodes", "kubectl-a", "-o", "wide"); !strings.Contains(out, "Ready") || !strings.Contains(out, "198.18.0.101") {
+		t.Fatalf("kubectl get nodes -o wide:\n%s", out)
+	}
+}
+
+func TestKubeProxyRollsOutAndRestarts(t *testing.T) {
+	ctx := context.Background()
+	nodes := map[string]string{"kp-1": "198.18.0.111", "kp-2": "198.18.0.112", "kp-3": "198.18.0.113"}
+	for name, ip := range nodes {
+		if _, err := cluster.CreateNode(ctx, Node{Name: name, InternalIP: netip.MustParseAddr(ip)}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cluster.DeleteNode(context.Background(), name) })
+	}
+	if err := cluster.InstallKubeProxy(ctx, KubeProxy{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.UninstallKubeProxy(context.Background()) })
+
+	cm, err := cluster.Client.CoreV1().ConfigMaps("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := cm.Data["config.conf"]
+	for _, line := range []string{"kind: KubeProxyConfiguration", "mode: ipvs", "  strictARP: false"} {
+		if !strings.Contains(conf, "\n"+line+"\n") && !strings.HasPrefix(conf, line+"\n") {
+			t.Errorf("config.conf lacks line %q:\n%s", line, conf)
+		}
+	}
+
+	if _, err := cluster.WaitDaemonSet(ctx, "kube-system", "kube-proxy", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	before := kubeProxyPods(t, nodes)
+
+	kubectl(t, "-n", "kube-system", "rollout", "restart", "daemonset/kube-proxy")
+	kubectl(t, "-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=90s")
+	after := kubeProxyPods(t, nodes)
+	for node, uid := range after {
+		if before[node] == uid {
+			t.Errorf("kube-proxy pod on %s was not replaced by the restart", node)
+		}
+	}
+}
+
+// kubeProxyPods returns the UID of the running kube-proxy pod on each of
+// nodes, checking that it got its node's InternalIP, as hostNetwork pods do.
+func kubeProxyPods(t *testing.T, nodes map[string]string) map[string]string {
+	t.Helper()
+	pods, err := cluster.Client.CoreV1().Pods("kube-system").List(context.Background(), metav1.ListOptions{LabelSelector: "k8s-app=kube-proxy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uids := map[string]string{}
+	for _, p := range pods.Items {
+		ip, ours := nodes[p.Spec.NodeName]
+		if !ours || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		if p.Status.PodIP != ip {
+			t.Errorf("kube-proxy pod %s on %s has IP %q, want the node's %s", p.Name, p.Spec.NodeName, p.Status.PodIP, ip)
+		}
+		uids[p.Spec.NodeName] = string(p.UID)
+	}
+	if len(uids) != len(nodes) {
+		t.Fatalf("running kube-proxy pods on %d of %d nodes: %v", len(uids), len(nodes), uids)
+	}
+	return uids
+}
+
+func TestNodeNamespaceReachesAPIServer(t *testing.T) {
+	ctx := context.Background()
+	kc, err := cluster.LANKubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := network.Nodes[0]
+	// The real kubectl, run "on" a lab node, verifies the serving
+	// certificate against the LAN address.
+	out, err := node.Run(ctx, "kubectl", "--kubeconfig", kc, "get", "--raw", "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(out) != "ok" {
+		t.Fatalf("/readyz from %s: %q", node.Name, out)
+	}
+	// The API server is not on the host's network.
+	ap, _ := cluster.APIServer()
+	if c, err := net.DialTimeout("tcp", ap.String(), 500*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatalf("API server reachable from the host at %s", ap)
+	}
+}
+
+// The host-mode cluster is started and stopped here, so its teardown is
+// checked: no processes, no listening port, no directory.
+func TestHostClusterStopsCleanly(t *testing.T) {
+	ctx := context.Background()
+	c, err := Start(ctx, Options{Sandbox: sb, Name: "host"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kwokDir, host := c.kwokDir, strings.TrimPrefix(c.Config.Host, "https://")
+	if !strings.HasPrefix(host, "127.0.0.1:") {
+		t.Errorf("host-mode API server at %s, want loopback", host)
+	}
+	out, err := c.Kubectl(ctx, "get", "namespace", "kube-system", "-o", "name").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "namespace/kube-system" {
+		t.Fatalf("kubectl against the host cluster: %q, %v", out, err)
+	}
+	if len(pidsUnder(kwokDir)) < 5 {
+		t.Fatalf("want at least 5 control-plane processes under %s, found %v", kwokDir, pidsUnder(kwokDir))
+	}
+
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pids := pidsUnder(kwokDir); len(pids) != 0 {
+		t.Errorf("processes left after Stop: %v", pids)
+	}
+	if conn, err := net.DialTimeout("tcp", host, 500*time.Millisecond); err == nil {
+		conn.Close()
+		t.Errorf("API server port %s still open after Stop", host)
+	}
+	if _, err := os.Stat(kwokDir); !os.IsNotExist(err) {
+		t.Errorf("work directory %s left after Stop", kwokDir)
+	}
+	if err := c.Stop(ctx); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+func TestResolveBinDirNamesMissingBinaries(t *testing.T) {
+	_, err := ResolveBinDir(t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "kube-apiserver") || !strings.Contains(err.Error(), "make lab") {
+		t.Fatalf("err = %v, want one naming the missing binaries and `make lab`", err)
+	}
+}
+
+func TestStartRefusesAPIServerIPOnHost(t *testing.T) {
+	_, err := Start(context.Background(), Options{Sandbox: sb, APIServerIP: netip.MustParseAddr("198.18.0.1")})
+	if err == nil || !strings.Contains(err.Error(), "Netns") {
+		t.Fatalf("err = %v, want a refusal", err)
+	}
+}
