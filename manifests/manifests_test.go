@@ -1,0 +1,50 @@
+package manifests
+
+import (
+	"os"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+)
+
+func TestEmbeddedFilesMatchTheDirectory(t *testing.T) {
+	names := Names()
+	if len(names) == 0 {
+		t.Fatal("no manifests embedded")
+	}
+	for _, n := range names {
+		embedded, err := Read(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		onDisk, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(embedded) != string(onDisk) {
+			t.Errorf("%s: embedded copy differs from the file", n)
+		}
+	}
+}
+
+func TestNamespaceManifestDecodes(t *testing.T) {
+	b, err := Read("namespace.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(b, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, ok := obj.(*corev1.Namespace)
+	if !ok || ns.Name != Namespace {
+		t.Fatalf("namespace.yaml holds %T %v, want Namespace %s", obj, obj, Namespace)
+	}
+}
+
+func TestReadMissing(t *testing.T) {
+	if _, err := Read("nope.yaml"); err == nil {
+		t.Fatal("want an error")
+	}
+}
