@@ -19,6 +19,16 @@ LDFLAGS := -s -w \
 # rebuilt only when the pinned versions change.
 LAB_BIN      ?= $(CURDIR)/.cache/lab/bin
 KWOK_VERSION := $(shell cat hack/tools/kwok.version)
+K8S_VERSION  := $(shell awk '$$1 == "k8s.io/kubernetes" { print $$2 }' hack/tools/go.mod)
+# What Kubernetes' own build stamps, so the lab reports its real version.
+K8S_LDFLAGS  := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(p).gitVersion=$(K8S_VERSION) -X $(p).gitTreeState=clean \
+	-X $(p).gitMajor=$(patsubst v%,%,$(word 1,$(subst ., ,$(K8S_VERSION)))) \
+	-X $(p).gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION))))
+# The binaries are rebuilt when this recipe changes, not on every Makefile edit.
+LAB_RECIPE   := $(LAB_BIN)/.recipe
+LAB_RECIPE_TEXT := $(K8S_VERSION) kwok-$(KWOK_VERSION) $(strip $(K8S_LDFLAGS))
+_ := $(shell mkdir -p $(LAB_BIN) && { [ "$$(cat $(LAB_RECIPE) 2>/dev/null)" = "$(LAB_RECIPE_TEXT)" ] || echo "$(LAB_RECIPE_TEXT)" > $(LAB_RECIPE); })
 LAB_KUBE     := kube-apiserver kube-controller-manager kube-scheduler
 LAB_TOOLS    := $(addprefix $(LAB_BIN)/,$(LAB_KUBE) etcd kwok kwokctl)
 export PORTER_LAB_BIN := $(LAB_BIN)
@@ -66,15 +76,15 @@ deps: ## Install the system packages the tests need
 .PHONY: lab
 lab: $(LAB_TOOLS) ## Build the lab cluster's binaries (only what is missing)
 
-$(addprefix $(LAB_BIN)/,$(LAB_KUBE)): $(LAB_BIN)/%: hack/tools/go.mod hack/tools/go.sum
+$(addprefix $(LAB_BIN)/,$(LAB_KUBE)): $(LAB_BIN)/%: hack/tools/go.mod hack/tools/go.sum $(LAB_RECIPE)
 	@echo "building $* for the lab cluster"
-	cd hack/tools && $(GO) build -o $@ k8s.io/kubernetes/cmd/$*
+	cd hack/tools && $(GO) build -ldflags '$(K8S_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/$*
 
-$(LAB_BIN)/etcd: hack/tools/go.mod hack/tools/go.sum
+$(LAB_BIN)/etcd: hack/tools/go.mod hack/tools/go.sum $(LAB_RECIPE)
 	@echo "building etcd for the lab cluster"
 	cd hack/tools && $(GO) build -o $@ go.etcd.io/etcd/server/v3
 
-$(LAB_BIN)/kwok $(LAB_BIN)/kwokctl: hack/tools/kwok.version
+$(LAB_BIN)/kwok $(LAB_BIN)/kwokctl: hack/tools/kwok.version $(LAB_RECIPE)
 	@echo "building $(notdir $@) $(KWOK_VERSION) for the lab cluster"
 	GOBIN=$(LAB_BIN) $(GO) install sigs.k8s.io/kwok/cmd/$(notdir $@)@$(KWOK_VERSION)
 	@touch $@

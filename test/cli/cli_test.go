@@ -95,7 +95,7 @@ func build(ctx context.Context, dir string) error {
 func kubectl(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
 	cmd := cluster.Kubectl(context.Background(), args...)
-	cmd.Env = append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH"))
+	cmd.Env = append(cmd.Env, "PATH="+binDir+":"+os.Getenv("PATH"))
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -172,9 +172,13 @@ func (c *Cluster) Stop(ctx context.Context) error {
 }
 
 // Kubectl builds a command that runs the machine's kubectl against the
-// cluster, from the namespace the cluster runs in.
+// cluster, from the namespace the cluster runs in. The kubeconfig comes
+// through $KUBECONFIG, as for a user: kubectl refuses flags placed before a
+// plugin's name.
 func (c *Cluster) Kubectl(ctx context.Context, args ...string) *exec.Cmd {
-	return netns.Command(ctx, c.netns, append([]string{"kubectl", "--kubeconfig", c.Kubeconfig}, args...)...)
+	cmd := netns.Command(ctx, c.netns, append([]string{"kubectl"}, args...)...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.Kubeconfig)
+	return cmd
 }
 
 // APIServer is the host:port processes in other lab namespaces dial.
