@@ -67,7 +67,7 @@ integration: deps lab ## Tests against the lab cluster and the network lab (root
 	hack/check-leftovers.sh
 
 .PHONY: test
-test: fmt-check vet unit integration ## Everything CI runs
+test: fmt-check vet lint unit integration ## Everything CI runs
 
 .PHONY: deps
 deps: ## Install the system packages the tests need

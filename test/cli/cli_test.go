@@ -38,7 +38,7 @@ func run(m *testing.M) (code int) {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	binDir = dir
 	if err := build(ctx, dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -53,8 +53,11 @@ func run(m *testing.M) (code int) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(state)
-		os.Setenv("PORTER_LAB_STATE", state)
+		defer func() { _ = os.RemoveAll(state) }()
+		if err := os.Setenv("PORTER_LAB_STATE", state); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	sb, err := sandbox.New()
 	if err != nil {
@@ -174,7 +177,7 @@ func TestBinariesAreStatic(t *testing.T) {
 				t.Errorf("%s has a dynamic loader (PT_INTERP); want a static binary", b)
 			}
 		}
-		f.Close()
+		_ = f.Close()
 	}
 }
 

@@ -92,7 +92,7 @@ func (c *Cluster) WaitDaemonSet(ctx context.Context, namespace, name string, tim
 		var err error
 		ds, err = c.Client.AppsV1().DaemonSets(namespace).Get(ctx, name, getOpts)
 		if err != nil {
-			return false, nil
+			return false, nil //nolint:nilerr // polled again until the deadline
 		}
 		s := ds.Status
 		return s.ObservedGeneration >= ds.Generation &&

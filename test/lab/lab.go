@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -122,8 +123,18 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		"--etcd-binary", c.bin("etcd"),
 		"--kwok-controller-binary", c.bin("kwok"),
 	}
+	if c.netns == "" {
+		// kwokctl picks host ports by probing for free ones, so two
+		// clusters created at once on the host can pick the same ports.
+		// Hold a machine-wide lock until this one has bound its ports.
+		unlock, err := lockHostPorts()
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
 	if out, err := c.kwokctl(ctx, args...); err != nil {
-		return nil, fmt.Errorf("create lab cluster %s: %w\n%s", c.Name, err, out)
+		return nil, fmt.Errorf("create lab cluster %s: %w\n%s%s", c.Name, err, out, c.logTails())
 	}
 
 	c.Kubeconfig = filepath.Join(c.kwokDir, "clusters", c.Name, "kubeconfig.yaml")
@@ -143,9 +154,42 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("create lab client: %w", err)
 	}
 	if err := c.waitReady(ctx); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w%s", err, c.logTails())
 	}
 	return c, nil
+}
+
+// lockHostPorts takes the machine-wide lock on choosing host ports.
+func lockHostPorts() (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "porter-lab-host-ports.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("open host port lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("take host port lock: %w", err)
+	}
+	// Closing the file releases the lock, also when the process dies.
+	return func() { f.Close() }, nil
+}
+
+// logTails returns the end of each component's log, to explain a cluster
+// that did not come up.
+func (c *Cluster) logTails() string {
+	logs, _ := filepath.Glob(filepath.Join(c.kwokDir, "clusters", c.Name, "logs", "*.log"))
+	var b strings.Builder
+	for _, l := range logs {
+		data, err := os.ReadFile(l)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if len(lines) > 15 {
+			lines = lines[len(lines)-15:]
+		}
+		fmt.Fprintf(&b, "\n--- %s (last %d lines)\n%s", filepath.Base(l), len(lines), strings.Join(lines, "\n"))
+	}
+	return b.String()
 }
 
 // Stop deletes the cluster: its processes, ports and files. It is safe to
@@ -240,14 +284,14 @@ func (c *Cluster) kwokctl(ctx context.Context, args ...string) ([]byte, error) {
 func (c *Cluster) bin(name string) string { return filepath.Join(c.binDir, name) }
 
 func (c *Cluster) waitReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	var last error
 	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		if err != nil {
 			last = err
-			return false, nil
+			return false, nil //nolint:nilerr // polled again until the deadline
 		}
 		if string(body) != "ok" {
 			last = fmt.Errorf("/readyz: %s", body)
@@ -257,12 +301,12 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		// ServiceAccount exists.
 		if _, err := c.Client.CoreV1().ServiceAccounts("default").Get(ctx, "default", getOpts); err != nil {
 			last = err
-			return false, nil
+			return false, nil //nolint:nilerr // polled again until the deadline
 		}
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("wait for lab API server: %w (last: %v)", err, last)
+		return fmt.Errorf("wait for lab API server: %w (last: %w)", err, last)
 	}
 	return nil
 }

@@ -3,11 +3,13 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,7 +28,14 @@ var (
 	cluster *Cluster
 )
 
+// crashEnv makes the test binary start a cluster and SIGKILL itself, so a
+// test can check that the cluster dies with its owner.
+const crashEnv = "PORTER_LAB_CRASH_HELPER"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(crashEnv) != "" {
+		os.Exit(crashHelper())
+	}
 	if os.Geteuid() != 0 {
 		fmt.Println("lab: skipping every test: the lab cluster runs in a network namespace, which needs root; CI runs as root")
 		os.Exit(0)
@@ -71,7 +80,7 @@ func kubectl(t *testing.T, args ...string) string {
 	out, err := cluster.Kubectl(context.Background(), args...).Output()
 	if err != nil {
 		var stderr string
-		if ee, ok := err.(*exec.ExitError); ok {
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 			stderr = string(ee.Stderr)
 		}
 		t.Fatalf("kubectl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
@@ -275,4 +284,50 @@ func hostListeners(t *testing.T, port int) string {
 		t.Fatalf("ss: %v: %s", err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+func crashHelper() int {
+	ctx := context.Background()
+	sb, err := sandbox.New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	c, err := Start(ctx, Options{Sandbox: sb, Name: "crash"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	fmt.Printf("%s %d\n", c.kwokDir, c.port)
+	_ = os.Stdout.Sync()
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	return 2
+}
+
+func TestClusterDiesWithItsOwner(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashEnv+"=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, _ := cmd.Output() // it kills itself: the error is expected
+	var kwokDir string
+	var port int
+	if _, err := fmt.Sscanf(string(out), "%s %d", &kwokDir, &port); err != nil {
+		t.Fatalf("helper printed %q: %v\n%s", out, err, stderr.String())
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(pidsUnder(kwokDir)) > 0 || exists(kwokDir) {
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after its owner died: processes %v, directory exists: %v", pidsUnder(kwokDir), exists(kwokDir))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if l := hostListeners(t, port); l != "" {
+		t.Fatalf("the dead owner's API server port %d is still open:\n%s", port, l)
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

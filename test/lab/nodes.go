@@ -77,7 +77,7 @@ func (c *Cluster) CreateNode(ctx context.Context, n Node) (*corev1.Node, error) 
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		got, err := c.Client.CoreV1().Nodes().Get(ctx, n.Name, getOpts)
 		if err != nil {
-			return false, nil
+			return false, nil //nolint:nilerr // polled again until the deadline
 		}
 		for _, cond := range got.Status.Conditions {
 			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {

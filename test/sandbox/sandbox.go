@@ -59,7 +59,7 @@ rm -rf "$dir"
 type Sandbox struct {
 	id      string
 	dir     string
-	release *os.File
+	release int // write end of the watchdog's pipe; -1 once closed
 	reaper  *exec.Cmd
 }
 
@@ -103,10 +103,14 @@ func New() (*Sandbox, error) {
 		return nil, fmt.Errorf("publish sandbox: %w", err)
 	}
 
-	r, w, err := os.Pipe()
-	if err != nil {
+	// The write end is a raw descriptor, not an *os.File: a File's
+	// finalizer would close it, and so start the sweep, as soon as the
+	// Sandbox became unreachable, while the owner still runs.
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("create watchdog pipe: %w", err)
 	}
+	r := os.NewFile(uintptr(fds[0]), "sandbox-watchdog")
 	reaper := exec.Command("sh", "-c", sweepScript, "porter-lab-watchdog", dir, "wait")
 	reaper.Stdin = r
 	// Its own process group keeps it alive through a Ctrl-C or a test
@@ -114,12 +118,12 @@ func New() (*Sandbox, error) {
 	reaper.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := reaper.Start(); err != nil {
 		_ = r.Close()
-		_ = w.Close()
+		_ = syscall.Close(fds[1])
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start sandbox watchdog: %w", err)
 	}
 	_ = r.Close()
-	return &Sandbox{id: id, dir: dir, release: w, reaper: reaper}, nil
+	return &Sandbox{id: id, dir: dir, release: fds[1], reaper: reaper}, nil
 }
 
 // ID is short and unique among live sandboxes.
@@ -142,11 +146,11 @@ func (s *Sandbox) NetnsName(role string) (string, error) {
 
 // Close sweeps everything in the sandbox and waits for the sweep to finish.
 func (s *Sandbox) Close() error {
-	if s.release == nil {
+	if s.release < 0 {
 		return nil
 	}
-	err := s.release.Close()
-	s.release = nil
+	err := syscall.Close(s.release)
+	s.release = -1
 	if werr := s.reaper.Wait(); werr != nil {
 		err = errors.Join(err, fmt.Errorf("sandbox watchdog: %w", werr))
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,8 +92,11 @@ func TestCloseSweepsEverything(t *testing.T) {
 	if err := proc.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waited := make(chan error, 1)
-	go func() { waited <- proc.Wait() }()
+	waited := make(chan struct{})
+	go func() {
+		_ = proc.Wait() // killed by the sweep: the error is expected
+		close(waited)
+	}()
 
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -195,5 +199,39 @@ func assertGone(t *testing.T, dir, ns string) {
 	}
 	if strings.Contains(string(out), ns) {
 		t.Errorf("network namespace %s still exists", ns)
+	}
+}
+
+// A Sandbox nobody references any more must not be swept while its owner
+// runs: only the owner's exit or Close ends it.
+func TestUnreachableSandboxIsNotSwept(t *testing.T) {
+	requireRoot(t)
+	useRoot(t)
+	dir, release := func() (string, int) {
+		s, err := New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Dir(), s.release
+	}()
+	for range 3 {
+		runtime.GC()
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("sandbox swept while its owner runs: %v", err)
+	}
+	if err := syscall.Close(release); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(dir); os.IsNotExist(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sandbox not swept after its pipe closed")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
