@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/porterlb/porter/test/lab"
-	"github.com/porterlb/porter/test/sandbox"
 )
 
 // stampedVersion is injected at link time the way the Makefile does it, so
@@ -29,57 +28,21 @@ var (
 	cluster *lab.Cluster
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) (code int) {
-	ctx := context.Background()
+func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "porter-cli-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
+		os.Exit(1)
 	}
-	defer func() { _ = os.RemoveAll(dir) }()
 	binDir = dir
-	if err := build(ctx, dir); err != nil {
+	code := 1
+	if err := build(context.Background(), dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
+	} else {
+		code = lab.Main(m, lab.EnvOptions{}, func(e *lab.Env) { cluster = e.Cluster })
 	}
-
-	// The state root is only writable by root by default; a private one
-	// lets these tests, which need no namespaces, run as anyone.
-	if os.Geteuid() != 0 {
-		state, err := os.MkdirTemp("", "porter-lab-state-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer func() { _ = os.RemoveAll(state) }()
-		if err := os.Setenv("PORTER_LAB_STATE", state); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
-	sb, err := sandbox.New()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := sb.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "sandbox teardown:", err)
-			code = 1
-		}
-	}()
-	if cluster, err = lab.Start(ctx, lab.Options{Sandbox: sb}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code = m.Run()
-	if err := cluster.Stop(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "cluster teardown:", err)
-		code = 1
-	}
-	return code
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 func build(ctx context.Context, dir string) error {

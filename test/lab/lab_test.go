@@ -36,43 +36,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(crashEnv) != "" {
 		os.Exit(crashHelper())
 	}
-	if os.Geteuid() != 0 {
-		fmt.Println("lab: skipping every test: the lab cluster runs in a network namespace, which needs root; CI runs as root")
-		os.Exit(0)
-	}
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) (code int) {
-	ctx := context.Background()
-	var err error
-	if sb, err = sandbox.New(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := sb.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "sandbox teardown:", err)
-			code = 1
-		}
-	}()
-	if network, err = netlab.New(ctx, sb, netlab.Options{Nodes: 2}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	start := time.Now()
-	cluster, err = Start(ctx, Options{Sandbox: sb, Netns: network.LAN, APIServerIP: network.LANIP})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Printf("lab cluster %s up in %s\n", cluster.Name, time.Since(start).Round(time.Millisecond))
-	code = m.Run()
-	if err := cluster.Stop(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "cluster teardown:", err)
-		code = 1
-	}
-	return code
+	os.Exit(Main(m, EnvOptions{Net: &netlab.Options{Nodes: 2}}, func(e *Env) {
+		sb, network, cluster = e.Sandbox, e.Net, e.Cluster
+	}))
 }
 
 func kubectl(t *testing.T, args ...string) string {

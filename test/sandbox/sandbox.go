@@ -63,10 +63,14 @@ type Sandbox struct {
 	reaper  *exec.Cmd
 }
 
-// Root is where sandboxes live; PORTER_LAB_STATE overrides it.
+// Root is where sandboxes live: PORTER_LAB_STATE, else DefaultRoot for
+// root and a per-user directory for anyone else.
 func Root() string {
 	if r := os.Getenv("PORTER_LAB_STATE"); r != "" {
 		return r
+	}
+	if uid := os.Geteuid(); uid != 0 {
+		return filepath.Join(os.TempDir(), "porter-lab-"+strconv.Itoa(uid))
 	}
 	return DefaultRoot
 }
