@@ -36,6 +36,7 @@ export PORTER_LAB_BIN := $(LAB_BIN)
 UNIT_PKGS        = $(shell $(GO) list ./... | grep -v '^$(PKG)/test/')
 INTEGRATION_PKGS = $(shell $(GO) list ./test/...)
 TEST_FLAGS      ?= -race -count=1
+FUZZTIME        ?= 20s
 
 .PHONY: help
 help: ## List the targets
@@ -44,6 +45,14 @@ help: ## List the targets
 .PHONY: build
 build: ## Build bin/kubectl-porter and bin/porter-speaker (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/kubectl-porter ./cmd/porter-speaker
+
+.PHONY: generate
+generate: ## Regenerate deepcopy code and CRD YAML (controller-gen)
+	hack/generate.sh
+
+.PHONY: fuzz
+fuzz: ## Fuzz the address parser briefly (FUZZTIME, default 20s)
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./pkg/addr
 
 .PHONY: lint
 lint: ## Run golangci-lint
@@ -67,7 +76,7 @@ integration: deps lab ## Tests against the lab cluster and the network lab (root
 	hack/check-leftovers.sh
 
 .PHONY: test
-test: fmt-check vet lint unit integration ## Everything CI runs
+test: fmt-check vet lint unit fuzz integration ## Everything CI runs
 
 .PHONY: deps
 deps: ## Install the system packages the tests need

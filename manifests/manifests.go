@@ -11,22 +11,33 @@ import (
 	"strings"
 )
 
-//go:embed *.yaml
+//go:embed *.yaml crd/*.yaml
 var files embed.FS
+
+// EipCRD is the file holding the Eip CustomResourceDefinition, which
+// `make generate` writes.
+const EipCRD = "crd/network.kubesphere.io_eips.yaml"
 
 // Namespace is where Porter's in-cluster parts live.
 const Namespace = "porter-system"
 
-// Names lists the embedded manifest files in apply order (by name).
+// Names lists the embedded manifest files by path, in apply order: CRDs
+// first, so that objects of their kinds can follow.
 func Names() []string {
-	entries, _ := fs.ReadDir(files, ".")
 	var names []string
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".yaml") {
-			names = append(names, e.Name())
+	_ = fs.WalkDir(files, ".", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".yaml") {
+			names = append(names, path)
 		}
-	}
-	sort.Strings(names)
+		return err
+	})
+	sort.SliceStable(names, func(i, j int) bool {
+		ci, cj := strings.HasPrefix(names[i], "crd/"), strings.HasPrefix(names[j], "crd/")
+		if ci != cj {
+			return ci
+		}
+		return names[i] < names[j]
+	})
 	return names
 }
 

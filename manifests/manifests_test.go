@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"os"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,5 +47,19 @@ func TestNamespaceManifestDecodes(t *testing.T) {
 func TestReadMissing(t *testing.T) {
 	if _, err := Read("nope.yaml"); err == nil {
 		t.Fatal("want an error")
+	}
+}
+
+func TestEipCRDIsEmbeddedFirst(t *testing.T) {
+	names := Names()
+	if len(names) < 2 || names[0] != EipCRD {
+		t.Fatalf("Names() = %v, want %s first", names, EipCRD)
+	}
+	b, err := Read(EipCRD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "name: eips.network.kubesphere.io") {
+		t.Fatalf("%s does not define eips.network.kubesphere.io", EipCRD)
 	}
 }

@@ -1,0 +1,141 @@
+package v1alpha2
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Protocols an Eip may name. Porter announces layer2 pools only; the others
+// are accepted so that existing OpenELB objects stay valid.
+const (
+	ProtocolLayer2 = "layer2"
+	ProtocolBGP    = "bgp"
+	ProtocolVIP    = "vip"
+)
+
+// Annotations and prefixes shared with OpenELB.
+const (
+	// DefaultEipAnnotation marks the pool used by Services that name none.
+	DefaultEipAnnotation = "eip.openelb.kubesphere.io/is-default-eip"
+	// CanReachPrefix in spec.interface picks the NIC that routes to an IP.
+	CanReachPrefix = "can_reach:"
+)
+
+// EipSpec describes an address pool.
+type EipSpec struct {
+	// Address is the pool: one IP, a CIDR, or a range "first-last".
+	// +kubebuilder:validation:Required
+	// +kubebuilder:validation:MinLength=1
+	Address string `json:"address"`
+
+	// Protocol is how the pool's addresses are announced. Porter announces
+	// layer2 pools; bgp and vip pools are accepted and left alone. As in
+	// OpenELB, a pool that names no protocol is a bgp pool.
+	// +kubebuilder:validation:Enum=layer2;bgp;vip
+	// +kubebuilder:default=bgp
+	// +optional
+	Protocol string `json:"protocol,omitempty"`
+
+	// Interface is the NIC to announce on: a name such as eth0, or
+	// "can_reach:<ip>" for the NIC that routes to that IP.
+	// +optional
+	Interface string `json:"interface,omitempty"`
+
+	// Disable stops new allocations from the pool.
+	// +optional
+	Disable bool `json:"disable,omitempty"`
+
+	// UsingKnownIPs allows addresses that may look reserved, such as a
+	// subnet's network or broadcast address, because the admin knows them
+	// to be free.
+	// +optional
+	UsingKnownIPs bool `json:"usingKnownIPs,omitempty"`
+
+	// Priority orders pools that could serve a Service: lower is preferred.
+	// +optional
+	Priority int `json:"priority,omitempty"`
+
+	// Namespaces limits the pool to Services in these namespaces.
+	// +optional
+	Namespaces []string `json:"namespaces,omitempty"`
+
+	// NamespaceSelector limits the pool to Services in namespaces with
+	// these labels.
+	// +optional
+	NamespaceSelector map[string]string `json:"namespaceSelector,omitempty"`
+}
+
+// EipConflict is an address of the pool that Porter will not announce.
+type EipConflict struct {
+	// Address is the refused address or range.
+	Address string `json:"address"`
+	// Reason says why, naming the object that holds the address, e.g.
+	// "InternalIP of node orion".
+	Reason string `json:"reason"`
+}
+
+// EipStatus is the pool's state as Porter keeps it.
+type EipStatus struct {
+	// Occupied is true when every address is in use.
+	// +optional
+	Occupied bool `json:"occupied,omitempty"`
+	// Usage is how many addresses are in use.
+	// +optional
+	Usage int `json:"usage,omitempty"`
+	// PoolSize is how many addresses the pool holds.
+	// +optional
+	PoolSize int `json:"poolSize,omitempty"`
+	// Used maps each address in use to "namespace/service".
+	// +optional
+	Used map[string]string `json:"used,omitempty"`
+	// FirstIP is the pool's first address.
+	// +optional
+	FirstIP string `json:"firstIP,omitempty"`
+	// LastIP is the pool's last address.
+	// +optional
+	LastIP string `json:"lastIP,omitempty"`
+	// Ready is true when Porter can allocate from and announce the pool.
+	// +optional
+	Ready bool `json:"ready,omitempty"`
+	// V4 is true for an IPv4 pool.
+	// +optional
+	V4 bool `json:"v4,omitempty"`
+	// Conflicts are addresses Porter refuses to announce, or found in use
+	// on the wire, each with the reason.
+	// +optional
+	Conflicts []EipConflict `json:"conflicts,omitempty"`
+}
+
+// Eip is a pool of addresses for LoadBalancer Services.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,categories=porter
+// +kubebuilder:subresource:status
+// +kubebuilder:storageversion
+// +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.address`
+// +kubebuilder:printcolumn:name="Protocol",type=string,JSONPath=`.spec.protocol`
+// +kubebuilder:printcolumn:name="Interface",type=string,JSONPath=`.spec.interface`
+// +kubebuilder:printcolumn:name="Usage",type=integer,JSONPath=`.status.usage`
+// +kubebuilder:printcolumn:name="Total",type=integer,JSONPath=`.status.poolSize`
+// +kubebuilder:printcolumn:name="Ready",type=boolean,JSONPath=`.status.ready`
+// +kubebuilder:printcolumn:name="Disabled",type=boolean,JSONPath=`.spec.disable`
+type Eip struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   EipSpec   `json:"spec,omitempty"`
+	Status EipStatus `json:"status,omitempty"`
+}
+
+// EipList is a list of Eips.
+//
+// +kubebuilder:object:root=true
+type EipList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Eip `json:"items"`
+}
+
+// IsDefault reports whether the Eip is the default pool.
+func (e *Eip) IsDefault() bool {
+	return e.Annotations[DefaultEipAnnotation] == "true"
+}
