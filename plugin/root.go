@@ -54,6 +54,9 @@ undone.`,
 	root.SetErr(streams.ErrOut)
 	kube.AddFlags(root.PersistentFlags())
 
-	root.AddCommand(newVersionCommand(kube, streams))
+	root.AddCommand(
+		newEipCommand(kube, streams),
+		newVersionCommand(kube, streams),
+	)
 	return root
 }

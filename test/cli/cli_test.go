@@ -195,3 +195,10 @@ func TestSpeakerRequiresNodeName(t *testing.T) {
 		t.Fatalf("want a refusal naming --node-name, got %v: %s", err, out)
 	}
 }
+
+func TestEipWithoutTheCRDSaysWhatToDo(t *testing.T) {
+	_, stderr, err := kubectl(t, "porter", "eip", "list")
+	if err == nil || !strings.Contains(stderr, "the Eip API (eips.network.kubesphere.io) is not installed in this cluster; run `kubectl porter init` first") {
+		t.Fatalf("want advice to run init, got %v: %s", err, stderr)
+	}
+}

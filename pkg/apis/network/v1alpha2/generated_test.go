@@ -22,7 +22,7 @@ func TestGeneratedFilesAreFresh(t *testing.T) {
 		t.Fatalf("controller-gen: %v\n%s", err, out)
 	}
 	for fresh, committed := range map[string]string{
-		filepath.Join(tmp, "obj", "zz_generated.deepcopy.go"):         "zz_generated.deepcopy.go",
+		filepath.Join(tmp, "obj", "zz_generated.deepcopy.go"):        "zz_generated.deepcopy.go",
 		filepath.Join(tmp, "crd", "network.kubesphere.io_eips.yaml"): filepath.Join(root, "manifests", "crd", "network.kubesphere.io_eips.yaml"),
 	} {
 		want, err := os.ReadFile(fresh)
