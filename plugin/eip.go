@@ -171,7 +171,7 @@ func runEipCreate(ctx context.Context, kube *genericclioptions.ConfigFlags, stre
 		return err
 	}
 	if _, err := c.eips.Get(ctx, name); err == nil {
-		return fmt.Errorf("Eip %q already exists; delete it first or choose another name", name)
+		return fmt.Errorf("an Eip named %q already exists; delete it first or choose another name", name)
 	}
 	facts, err := clusterfacts.Gather(ctx, c.kube, c.eips)
 	if err != nil {
@@ -371,7 +371,7 @@ those Services lose their addresses.`,
 				return err
 			}
 			if len(holders) > 0 && !force {
-				return fmt.Errorf("Eip %q still serves %d Service(s); nothing was changed:\n  - %s\nmove or delete them first, or use --force to delete the pool anyway", eip.Name, len(holders), strings.Join(holders, "\n  - "))
+				return fmt.Errorf("pool %q still serves %d Service(s); nothing was changed:\n  - %s\nmove or delete them first, or use --force to delete the pool anyway", eip.Name, len(holders), strings.Join(holders, "\n  - "))
 			}
 			if len(holders) > 0 {
 				fmt.Fprintf(streams.ErrOut, "Warning: forced: these Services lose their addresses: %s\n", strings.Join(holders, ", "))

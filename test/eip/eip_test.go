@@ -322,13 +322,15 @@ func TestDeleteRefusesWhileServicesHoldAddresses(t *testing.T) {
 	mustKubectl(t, "porter", "eip", "create", "busy-pool", "--address", "198.18.0.220-198.18.0.229")
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}},
 	}
 	created, err := cluster.Client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cluster.Client.CoreV1().Services("default").Delete(context.Background(), "web", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = cluster.Client.CoreV1().Services("default").Delete(context.Background(), "web", metav1.DeleteOptions{})
+	})
 	created.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.18.0.221"}}
 	if _, err := cluster.Client.CoreV1().Services("default").UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
