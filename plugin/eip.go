@@ -12,14 +12,17 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/porterlb/porter/pkg/addr"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/clusterfacts"
+	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/poolcheck"
 )
 
@@ -235,13 +238,19 @@ func dryRunSuffix(dryRun string) string {
 }
 
 func newEipListCommand(kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	var output string
+	var (
+		output    string
+		watchFlag bool
+	)
 	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List Eip address pools",
 		Example: `  kubectl porter eip list
-  kubectl porter eip list -o json`,
+  kubectl porter eip list -o json
+
+  # Keep printing changes, as kubectl get -w does
+  kubectl porter eip list --watch`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := validateOutput(output, outputJSON, outputYAML); err != nil {
@@ -256,6 +265,9 @@ func newEipListCommand(kube *genericclioptions.ConfigFlags, streams genericioopt
 				return err
 			}
 			sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+			if output != "" && watchFlag {
+				return errors.New("--watch prints tables only; drop -o")
+			}
 			if output != "" {
 				list.APIVersion, list.Kind = "v1", "List"
 				for i := range list.Items {
@@ -263,15 +275,55 @@ func newEipListCommand(kube *genericclioptions.ConfigFlags, streams genericioopt
 				}
 				return printObject(streams.Out, output, list)
 			}
-			if len(list.Items) == 0 {
+			if len(list.Items) == 0 && !watchFlag {
 				fmt.Fprintln(streams.ErrOut, "No Eips found.")
 				return nil
 			}
-			return printEipTable(streams.Out, list.Items)
+			if err := printEipTable(streams.Out, list.Items, true); err != nil {
+				return err
+			}
+			if !watchFlag {
+				return nil
+			}
+			return watchEips(cmd.Context(), c, streams.Out, list.ResourceVersion)
 		},
 	}
 	addOutputFlag(cmd, &output, outputJSON, outputYAML)
+	cmd.Flags().BoolVarP(&watchFlag, "watch", "w", false, "After listing, print a row for every change until interrupted (table output only)")
 	return cmd
+}
+
+// watchEips prints a row per change, as `kubectl get -w` does. A deleted
+// pool's row ends in "(deleted)".
+func watchEips(ctx context.Context, c *clients, w io.Writer, rv string) error {
+	wi, err := c.eips.Watch(ctx, rv)
+	if err != nil {
+		return err
+	}
+	defer wi.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-wi.ResultChan():
+			if !ok {
+				return errors.New("watch of Eips ended by the server; run the command again")
+			}
+			if ev.Type == watch.Error {
+				return fmt.Errorf("watch Eips: %v", apierrors.FromObject(ev.Object))
+			}
+			e, err := eips.Decode(ev.Object)
+			if err != nil {
+				return err
+			}
+			if err := printEipTable(w, []v1alpha2.Eip{*e}, false); err != nil {
+				return err
+			}
+			if ev.Type == watch.Deleted {
+				fmt.Fprintln(w, "  (deleted)")
+			}
+		}
+	}
 }
 
 func newEipGetCommand(kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
@@ -298,7 +350,7 @@ func newEipGetCommand(kube *genericclioptions.ConfigFlags, streams genericioopti
 				eip.APIVersion, eip.Kind = v1alpha2.GroupVersion.String(), "Eip"
 				return printObject(streams.Out, output, eip)
 			}
-			if err := printEipTable(streams.Out, []v1alpha2.Eip{*eip}); err != nil {
+			if err := printEipTable(streams.Out, []v1alpha2.Eip{*eip}, true); err != nil {
 				return err
 			}
 			for _, cf := range eip.Status.Conflicts {
@@ -311,9 +363,11 @@ func newEipGetCommand(kube *genericclioptions.ConfigFlags, streams genericioopti
 	return cmd
 }
 
-func printEipTable(w io.Writer, items []v1alpha2.Eip) error {
+func printEipTable(w io.Writer, items []v1alpha2.Eip, header bool) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tPROTOCOL\tINTERFACE\tUSED/TOTAL\tREADY\tDISABLED\tDEFAULT")
+	if header {
+		fmt.Fprintln(tw, "NAME\tADDRESS\tPROTOCOL\tINTERFACE\tUSED/TOTAL\tREADY\tDISABLED\tDEFAULT")
+	}
 	for _, e := range items {
 		total := e.Status.PoolSize
 		if total == 0 {

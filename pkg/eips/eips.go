@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
@@ -45,6 +46,25 @@ func (c *Client) List(ctx context.Context) (*v1alpha2.EipList, error) {
 		return nil, fmt.Errorf("decode Eip list: %w", err)
 	}
 	return &out, nil
+}
+
+// Watch streams changes to Eips from resourceVersion rv on. Each event's
+// object is decoded with Decode.
+func (c *Client) Watch(ctx context.Context, rv string) (watch.Interface, error) {
+	w, err := c.res.Watch(ctx, metav1.ListOptions{ResourceVersion: rv})
+	if err != nil {
+		return nil, fmt.Errorf("watch Eips: %w", explain(err))
+	}
+	return w, nil
+}
+
+// Decode converts an object from a Watch event.
+func Decode(obj runtime.Object) (*v1alpha2.Eip, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return nil, fmt.Errorf("decode Eip: unexpected %T", obj)
+	}
+	return fromUnstructured(u)
 }
 
 // Get returns one Eip.

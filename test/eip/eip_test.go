@@ -3,6 +3,7 @@
 package eip
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -365,4 +366,49 @@ func TestDeleteRefusesWhileServicesHoldAddresses(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func TestListWatchPrintsChanges(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	deleteEip(t, "watched-pool")
+	cmd := cluster.Kubectl(ctx, "porter", "eip", "list", "--watch")
+	cmd.Env = append(cmd.Env, "PATH="+binDir+":"+os.Getenv("PATH"))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	expect := func(pred func(string) bool, what string) {
+		t.Helper()
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("watch ended before %s", what)
+				}
+				if pred(l) {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %s within a minute", what)
+			}
+		}
+	}
+	expect(func(l string) bool { return strings.HasPrefix(l, "NAME") }, "header")
+	mustKubectl(t, "porter", "eip", "create", "watched-pool", "--address", "198.18.0.250")
+	expect(func(l string) bool { return regexpLine(l, "watched-pool", "198.18.0.250") }, "row for the new pool")
+	mustKubectl(t, "porter", "eip", "delete", "watched-pool")
+	expect(func(l string) bool { return strings.Contains(l, "(deleted)") }, "deletion row")
 }
