@@ -310,7 +310,7 @@ func watchEips(ctx context.Context, c *clients, w io.Writer, rv string) error {
 				return errors.New("watch of Eips ended by the server; run the command again")
 			}
 			if ev.Type == watch.Error {
-				return fmt.Errorf("watch Eips: %v", apierrors.FromObject(ev.Object))
+				return fmt.Errorf("watch Eips: %w", apierrors.FromObject(ev.Object))
 			}
 			e, err := eips.Decode(ev.Object)
 			if err != nil {
