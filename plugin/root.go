@@ -56,6 +56,7 @@ undone.`,
 
 	root.AddCommand(
 		newEipCommand(kube, streams),
+		newInitCommand(kube, streams),
 		newVersionCommand(kube, streams),
 	)
 	return root

@@ -81,7 +81,14 @@ func (c *Cluster) UninstallKubeProxy(ctx context.Context) error {
 			return fmt.Errorf("remove kube-proxy: %w", err)
 		}
 	}
-	return nil
+	// Wait until the objects are gone, so the next install can reuse the
+	// names.
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, dsErr := c.Client.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-proxy", getOpts)
+		_, cmErr := c.Client.CoreV1().ConfigMaps("kube-system").Get(ctx, "kube-proxy", getOpts)
+		_, saErr := c.Client.CoreV1().ServiceAccounts("kube-system").Get(ctx, "kube-proxy", getOpts)
+		return apierrors.IsNotFound(dsErr) && apierrors.IsNotFound(cmErr) && apierrors.IsNotFound(saErr), nil
+	})
 }
 
 // WaitDaemonSet waits until the DaemonSet's current template runs, ready, on

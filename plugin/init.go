@@ -1,0 +1,206 @@
+package plugin
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/porterlb/porter/plugin/setup"
+	"github.com/porterlb/porter/plugin/steps"
+)
+
+type initOptions struct {
+	dryRun  string
+	yes     bool
+	timeout time.Duration
+	output  string
+}
+
+// initReport is the `-o json` shape of init: stable, fields only added.
+type initReport struct {
+	DryRun string         `json:"dryRun"`
+	Steps  []steps.Result `json:"steps"`
+	// Changed counts the steps that wrote (or, in a dry run, would write).
+	Changed int    `json:"changed"`
+	Error   string `json:"error,omitempty"`
+}
+
+func newInitCommand(kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	o := initOptions{}
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Prepare the cluster for Porter: preflight checks, strictARP, kube-proxy restart",
+		Long: `init does the Porter guide's setup checklist in one command:
+
+  1. preflight: the API server answers, you hold every permission init needs,
+     and no other load balancer answers ARP for the same addresses;
+  2. strictARP: sets ipvs.strictARP: true in the kube-proxy ConfigMap, changing
+     nothing else in it (skipped in iptables or nftables mode, or without
+     kube-proxy);
+  3. restart kube-proxy, only if strictARP changed, and wait for the rollout.
+
+Each step first checks whether it is already done, so running init again
+changes nothing, and a run that stopped resumes where it left off. Changes are
+shown as a diff and confirmed before they are written.`,
+		Example: `  # Preview every change, writing nothing
+  kubectl porter init --dry-run=client
+
+  # Have the API server validate the writes without persisting them
+  kubectl porter init --dry-run=server
+
+  # Apply without being asked (for scripts)
+  kubectl porter init --yes
+
+  # Machine-readable report
+  kubectl porter init --yes -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runInit(cmd.Context(), kube, streams, o)
+		},
+	}
+	addDryRunFlag(cmd, &o.dryRun)
+	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "Apply changes without asking")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "How long to wait for the kube-proxy rollout")
+	addOutputFlag(cmd, &o.output, outputJSON)
+	return cmd
+}
+
+func runInit(ctx context.Context, kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams, o initOptions) error {
+	if err := validateOutput(o.output, outputJSON); err != nil {
+		return err
+	}
+	dry, err := steps.ParseDryRun(o.dryRun)
+	if err != nil {
+		return err
+	}
+	cfg, err := kube.ToRESTConfig()
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("create Kubernetes client: %w", err)
+	}
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("create dynamic client: %w", err)
+	}
+
+	// Human output goes to stdout unless -o json takes it; then progress
+	// goes to stderr so stdout stays one JSON document.
+	human := streams.Out
+	if o.output != "" {
+		human = streams.ErrOut
+	}
+	list := newChecklist(human)
+
+	restart := &setup.RestartKubeProxy{Client: cs, Timeout: o.timeout, Progress: func(m string) { list.progress("restart kube-proxy", m) }}
+	work := []steps.Step{
+		&setup.StrictARP{Client: cs, Restart: restart},
+		restart,
+	}
+	all := append([]steps.Step{&setup.Preflight{Client: cs, Dynamic: dc, Steps: work}}, work...)
+
+	runner := steps.Runner{DryRun: dry, Report: list.print}
+	if dry == steps.Write {
+		runner.Confirm = confirmer(streams, human, o.yes)
+	}
+	results, runErr := runner.Init(ctx, all)
+
+	report := initReport{DryRun: dryRunName(dry), Steps: results}
+	for _, r := range results {
+		if r.Outcome == steps.OutcomeDone || r.Outcome == steps.OutcomePlanned {
+			report.Changed++
+		}
+	}
+	if runErr != nil {
+		report.Error = runErr.Error()
+	}
+	if o.output != "" {
+		if err := printObject(streams.Out, o.output, report); err != nil {
+			return err
+		}
+	}
+	switch {
+	case runErr != nil && o.output != "":
+		return exitError{code: 1}
+	case runErr != nil:
+		fmt.Fprintln(human, initStoppedNote(results))
+		return exitError{code: 1}
+	case dry == steps.Client:
+		fmt.Fprintf(human, "dry run: %d step(s) would change the cluster; nothing was written\n", report.Changed)
+	case dry == steps.Server:
+		fmt.Fprintf(human, "server dry run: the API server accepted %d change(s); nothing was persisted\n", report.Changed)
+	case report.Changed == 0:
+		fmt.Fprintln(human, "nothing to do: the cluster is already set up (zero writes)")
+	default:
+		fmt.Fprintf(human, "done: %d step(s) changed the cluster\n", report.Changed)
+	}
+	return nil
+}
+
+// initStoppedNote says what was done before init stopped, and how to resume.
+func initStoppedNote(results []steps.Result) string {
+	var done []string
+	for _, r := range results {
+		if r.Outcome == steps.OutcomeDone {
+			done = append(done, r.Step)
+		}
+	}
+	msg := "init stopped; nothing after the failed step was attempted."
+	if len(done) > 0 {
+		msg = "init stopped after completing: " + strings.Join(done, ", ") + "."
+	}
+	return msg + " Run `kubectl porter init` again to resume; finished steps are kept."
+}
+
+func dryRunName(d steps.DryRun) string {
+	switch d {
+	case steps.Client:
+		return dryRunClient
+	case steps.Server:
+		return dryRunServer
+	}
+	return dryRunNone
+}
+
+// confirmer shows a step's plan and asks before it is applied: on a
+// terminal it prompts, --yes answers for the user, and anywhere else it
+// refuses rather than guess.
+func confirmer(streams genericiooptions.IOStreams, w io.Writer, yes bool) func(string, steps.Plan) (bool, error) {
+	return func(step string, p steps.Plan) (bool, error) {
+		if yes {
+			return true, nil
+		}
+		f, isFile := streams.In.(*os.File)
+		if !isFile || !term.IsTerminal(int(f.Fd())) {
+			return false, &steps.Hinted{
+				Err:  fmt.Errorf("%s would %s, and there is no terminal to confirm it on", step, p.Summary),
+				Hint: "rerun with --yes to apply, or with --dry-run=client to see every change first",
+			}
+		}
+		fmt.Fprintf(w, "%s will %s\n", step, p.Summary)
+		if p.Diff != "" {
+			fmt.Fprint(w, p.Diff)
+		}
+		fmt.Fprint(w, "Apply this change? [y/N] ")
+		line, err := bufio.NewReader(streams.In).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return false, fmt.Errorf("read answer: %w", err)
+		}
+		answer := strings.ToLower(strings.TrimSpace(line))
+		return answer == "y" || answer == "yes", nil
+	}
+}

@@ -1,0 +1,334 @@
+// Package initcmd tests `kubectl porter init` through the machine's real
+// kubectl against a lab cluster with a kubeadm-style kube-proxy.
+package initcmd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/porterlb/porter/pkg/kubeproxy"
+	"github.com/porterlb/porter/test/lab"
+)
+
+var (
+	binDir  string
+	cluster *lab.Cluster
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "porter-init-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := 1
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/porterlb/porter/cmd/kubectl-porter")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build plugin: %v\n%s", err, out)
+	} else {
+		code = lab.Main(m, lab.EnvOptions{}, func(e *lab.Env) {
+			cluster = e.Cluster
+			ctx := context.Background()
+			for i, ip := range []string{"198.18.0.11", "198.18.0.12", "198.18.0.13"} {
+				if _, err := cluster.CreateNode(ctx, lab.Node{Name: fmt.Sprintf("node%d", i+1), InternalIP: netip.MustParseAddr(ip)}); err != nil {
+					panic(err)
+				}
+			}
+		})
+	}
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	err            error
+}
+
+func porter(args ...string) result {
+	cmd := cluster.Kubectl(context.Background(), append([]string{"porter"}, args...)...)
+	cmd.Env = append(cmd.Env, "PATH="+binDir+":"+os.Getenv("PATH"), "NO_COLOR=1")
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	return result{out.String(), errOut.String(), err}
+}
+
+// withKubeProxy installs kube-proxy for one test and removes it after.
+func withKubeProxy(t *testing.T, kp lab.KubeProxy) {
+	t.Helper()
+	ctx := context.Background()
+	if err := cluster.InstallKubeProxy(ctx, kp); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cluster.UninstallKubeProxy(context.Background()); err != nil {
+			t.Errorf("remove kube-proxy: %v", err)
+		}
+	})
+	if _, err := cluster.WaitDaemonSet(ctx, "kube-system", "kube-proxy", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// state is what init may write: the ConfigMap's resourceVersion and the
+// DaemonSet's generation (its status moves on its own).
+func state(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	var parts []string
+	if cm, err := cluster.Client.CoreV1().ConfigMaps("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{}); err == nil {
+		parts = append(parts, "cm="+cm.ResourceVersion)
+	}
+	if ds, err := cluster.Client.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{}); err == nil {
+		parts = append(parts, fmt.Sprintf("ds=%d", ds.Generation))
+	}
+	return strings.Join(parts, " ")
+}
+
+func configConf(t *testing.T) (*corev1.ConfigMap, *kubeproxy.Config) {
+	t.Helper()
+	cm, err := cluster.Client.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "kube-proxy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := kubeproxy.Parse(cm.Data["config.conf"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cm, cfg
+}
+
+func TestInitSetsStrictARPRestartsAndIsIdempotent(t *testing.T) {
+	withKubeProxy(t, lab.KubeProxy{Mode: "ipvs"})
+	before, _ := configConf(t)
+
+	r := porter("init", "--yes", "--timeout", "90s")
+	if r.err != nil {
+		t.Fatalf("init: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"• preflight            API server v1.37.2; all permissions present", "✓ strictARP", "+  strictARP: true", "-  strictARP: false", "✓ restart kube-proxy", "done: "} {
+		if !strings.Contains(r.stdout, strings.ReplaceAll(want, "+  ", "+      ")) && !strings.Contains(r.stdout, want) {
+			t.Errorf("init output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	cm, cfg := configConf(t)
+	if !cfg.StrictARP {
+		t.Fatal("strictARP is not true after init")
+	}
+	if cm.Annotations["porter.kubesphere.io/previous-strictarp"] != "false" {
+		t.Errorf("previous value not kept: %v", cm.Annotations)
+	}
+	// Only the strictARP line changed.
+	a, b := strings.Split(before.Data["config.conf"], "\n"), strings.Split(cm.Data["config.conf"], "\n")
+	if len(a) != len(b) {
+		t.Fatalf("config.conf went from %d to %d lines", len(a), len(b))
+	}
+	for i := range a {
+		if a[i] != b[i] && strings.TrimSpace(b[i]) != "strictARP: true" {
+			t.Errorf("line %d changed: %q -> %q", i+1, a[i], b[i])
+		}
+	}
+	ds, err := cluster.Client.AppsV1().DaemonSets("kube-system").Get(context.Background(), "kube-proxy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.Spec.Template.Annotations["kubectl.kubernetes.io/restartedAt"] == "" {
+		t.Fatal("kube-proxy was not restarted the way kubectl rollout restart does")
+	}
+
+	// A second init writes nothing.
+	snap := state(t)
+	r = porter("init", "--yes")
+	if r.err != nil {
+		t.Fatalf("second init: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "nothing to do") || !strings.Contains(r.stdout, "• strictARP") {
+		t.Errorf("second init output:\n%s", r.stdout)
+	}
+	if after := state(t); after != snap {
+		t.Fatalf("second init wrote: %s -> %s", snap, after)
+	}
+
+	// -o json: one document with every step.
+	r = porter("init", "--yes", "-o", "json")
+	var rep struct {
+		DryRun  string
+		Changed int
+		Steps   []struct{ Step, Outcome string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.err != nil {
+		t.Fatalf("init -o json: %v %v\n%s", err, r.err, r.stdout)
+	}
+	if rep.DryRun != "none" || rep.Changed != 0 || len(rep.Steps) != 3 || rep.Steps[1].Outcome != "already" {
+		t.Fatalf("json report %+v", rep)
+	}
+}
+
+func TestInitDryRunsWriteNothing(t *testing.T) {
+	withKubeProxy(t, lab.KubeProxy{Mode: "ipvs"})
+	snap := state(t)
+	r := porter("init", "--dry-run=client")
+	if r.err != nil || !strings.Contains(r.stdout, "~ strictARP") || !strings.Contains(r.stdout, "nothing was written") {
+		t.Fatalf("client dry run: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	r = porter("init", "--dry-run=server")
+	if r.err != nil || !strings.Contains(r.stdout, "(server dry run)") {
+		t.Fatalf("server dry run: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	if after := state(t); after != snap {
+		t.Fatalf("a dry run wrote: %s -> %s", snap, after)
+	}
+	if _, cfg := configConf(t); cfg.StrictARP {
+		t.Fatal("strictARP became true in a dry run")
+	}
+}
+
+func TestInitWithoutTerminalOrYesRefuses(t *testing.T) {
+	withKubeProxy(t, lab.KubeProxy{Mode: "ipvs"})
+	snap := state(t)
+	r := porter("init")
+	if r.err == nil || !strings.Contains(r.stdout, "no terminal to confirm it on") || !strings.Contains(r.stdout, "rerun with --yes") {
+		t.Fatalf("init without --yes on a pipe: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	if after := state(t); after != snap {
+		t.Fatalf("refused init wrote: %s -> %s", snap, after)
+	}
+}
+
+func TestInitSkipsRestartOutsideIPVS(t *testing.T) {
+	withKubeProxy(t, lab.KubeProxy{Mode: "iptables"})
+	snap := state(t)
+	r := porter("init", "--yes")
+	if r.err != nil {
+		t.Fatalf("init: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "skipped: kube-proxy runs in iptables mode") || !strings.Contains(r.stdout, "• restart kube-proxy") {
+		t.Fatalf("init output:\n%s", r.stdout)
+	}
+	if after := state(t); after != snap {
+		t.Fatalf("init in iptables mode wrote: %s -> %s", snap, after)
+	}
+}
+
+func TestInitWithoutKubeProxy(t *testing.T) {
+	r := porter("init", "--yes")
+	if r.err != nil {
+		t.Fatalf("init: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "skipped: no kube-proxy ConfigMap") {
+		t.Fatalf("init output:\n%s", r.stdout)
+	}
+}
+
+func TestInitRefusesMalformedConfig(t *testing.T) {
+	withKubeProxy(t, lab.KubeProxy{Mode: "ipvs"})
+	ctx := context.Background()
+	patch := `{"data":{"config.conf":"kind: KubeProxyConfiguration\nipvs:\n\tstrictARP: false\n"}}`
+	if _, err := cluster.Client.CoreV1().ConfigMaps("kube-system").Patch(ctx, "kube-proxy", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	snap := state(t)
+	r := porter("init", "--yes")
+	if r.err == nil || !strings.Contains(r.stdout, "✗ strictARP") || !strings.Contains(r.stdout, "it was left untouched") || !strings.Contains(r.stdout, "kubectl -n kube-system edit configmap kube-proxy") {
+		t.Fatalf("init on a malformed config: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	if after := state(t); after != snap {
+		t.Fatalf("malformed config was written: %s -> %s", snap, after)
+	}
+}
+
+func TestInitNamesMissingPermissions(t *testing.T) {
+	withKubeProxy(t, lab.KubeProxy{Mode: "ipvs"})
+	ctx := context.Background()
+	// jane may read the ConfigMap and nothing else init needs.
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "jane-read", Namespace: "kube-system"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "jane-read", Namespace: "kube-system"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "jane-read"},
+		Subjects: []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "jane"}}}
+	if _, err := cluster.Client.RbacV1().Roles("kube-system").Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.Client.RbacV1().RoleBindings("kube-system").Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.Client.RbacV1().RoleBindings("kube-system").Delete(context.Background(), "jane-read", metav1.DeleteOptions{})
+		_ = cluster.Client.RbacV1().Roles("kube-system").Delete(context.Background(), "jane-read", metav1.DeleteOptions{})
+	})
+
+	snap := state(t)
+	r := porter("init", "--yes", "--as", "jane")
+	if r.err == nil {
+		t.Fatalf("init as jane succeeded:\n%s", r.stdout)
+	}
+	want := []string{
+		"missing 6 permission(s); nothing was changed:",
+		"cannot list daemonsets.apps cluster-wide",
+		"cannot list deployments.apps cluster-wide",
+		"cannot update configmaps 'kube-proxy' in kube-system",
+		"cannot get daemonsets.apps 'kube-proxy' in kube-system",
+		"cannot patch daemonsets.apps 'kube-proxy' in kube-system",
+		"cannot list pods in kube-system",
+	}
+	for _, w := range want {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("output lacks %q:\n%s", w, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "cannot get configmaps") {
+		t.Errorf("reported a permission jane holds:\n%s", r.stdout)
+	}
+	if after := state(t); after != snap {
+		t.Fatalf("init as jane wrote: %s -> %s", snap, after)
+	}
+}
+
+func TestInitStuckRolloutNamesPods(t *testing.T) {
+	withKubeProxy(t, lab.KubeProxy{Mode: "ipvs"})
+	ctx := context.Background()
+	// A scheduling gate keeps new kube-proxy pods Pending forever, so the
+	// restart's rollout cannot finish.
+	gate := `{"spec":{"template":{"spec":{"schedulingGates":[{"name":"porter.test/hold"}]}}}}`
+	if _, err := cluster.Client.AppsV1().DaemonSets("kube-system").Patch(ctx, "kube-proxy", types.StrategicMergePatchType, []byte(gate), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := porter("init", "--yes", "--timeout", "5s")
+	if r.err == nil {
+		t.Fatalf("init finished despite a stuck rollout:\n%s", r.stdout)
+	}
+	for _, want := range []string{"✓ strictARP", "✗ restart kube-proxy", "did not finish within 5s", "kube-proxy-", "(Pending)", "run `kubectl porter init` again to resume", "init stopped after completing: strictARP"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+func TestInitReportsMetalLB(t *testing.T) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "metallb-system"}}
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.Client.CoreV1().Namespaces().Delete(context.Background(), "metallb-system", metav1.DeleteOptions{})
+	})
+	r := porter("init", "--dry-run=client")
+	if r.err != nil || !strings.Contains(r.stdout, "also installed: MetalLB (namespace metallb-system)") {
+		t.Fatalf("init with MetalLB present: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+}
