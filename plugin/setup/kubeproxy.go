@@ -233,11 +233,7 @@ func (r *RestartKubeProxy) pending(ctx context.Context) (*appsv1.DaemonSet, bool
 	if !ok {
 		return ds, false, "Porter has not changed kube-proxy's configuration: no restart needed", nil
 	}
-	// An unreadable time counts as "long ago": an unparsable change time
-	// asks for a restart, an unparsable restart time does not satisfy one.
-	changedAt, cerr := time.Parse(time.RFC3339, changed)
-	restarted, rerr := time.Parse(time.RFC3339, ds.Spec.Template.Annotations[RestartedAtAnnotation])
-	if cerr != nil || rerr != nil || restarted.Before(changedAt) {
+	if restartPredates(ds.Spec.Template.Annotations[RestartedAtAnnotation], changed) {
 		return ds, true, "kube-proxy pods predate the strictARP change", nil
 	}
 	if !rolledOut(ds) {
@@ -273,6 +269,19 @@ func (r *RestartKubeProxy) Apply(ctx context.Context, dry steps.DryRun) error {
 		return fmt.Errorf("restart kube-proxy DaemonSet: %w", err)
 	}
 	return nil
+}
+
+// restartPredates reports whether the restart time is before the change
+// time. An unreadable restart time counts as long ago; an unreadable change
+// time (a hand-edited annotation) asks for nothing, so it cannot cause a
+// restart on every run.
+func restartPredates(restartedAt, changedAt string) bool {
+	changed, err := time.Parse(time.RFC3339, changedAt)
+	if err != nil {
+		return false
+	}
+	restarted, err := time.Parse(time.RFC3339, restartedAt)
+	return err != nil || restarted.Before(changed)
 }
 
 // rolledOut is the DaemonSet completion rule `kubectl rollout status` uses.
