@@ -1,0 +1,65 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// NIC is one network interface of a node, as its speaker sees it.
+type NIC struct {
+	// Name is the interface name, e.g. eth0.
+	Name string `json:"name"`
+	// MAC is the hardware address; empty for interfaces without one.
+	// +optional
+	MAC string `json:"mac,omitempty"`
+	// Up is true when the interface is administratively up.
+	Up bool `json:"up"`
+	// Carrier is true when the link has carrier (a cable, a peer).
+	Carrier bool `json:"carrier"`
+	// Addresses are the interface's addresses in CIDR form, e.g.
+	// 192.0.2.10/24.
+	// +optional
+	Addresses []string `json:"addresses,omitempty"`
+	// HoldsInternalIP is true for the NIC that has the node's InternalIP.
+	// +optional
+	HoldsInternalIP bool `json:"holdsInternalIP,omitempty"`
+}
+
+// NodeNICsStatus is the inventory.
+type NodeNICsStatus struct {
+	// NICs are the node's interfaces, loopback and virtual interfaces of
+	// container networking left out.
+	// +optional
+	NICs []NIC `json:"nics,omitempty"`
+	// Primary is the name of the NIC holding the node's InternalIP.
+	// +optional
+	Primary string `json:"primary,omitempty"`
+	// UpdatedAt is when the speaker last read the interfaces.
+	// +optional
+	UpdatedAt metav1.Time `json:"updatedAt,omitempty"`
+}
+
+// NodeNICs is the NIC inventory of one node, named after the node and
+// published by the speaker running there. It is what `ip link` and `ip addr`
+// would show on the node, readable with kubectl.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,categories=porter,shortName=nics
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Primary",type=string,JSONPath=`.status.primary`
+// +kubebuilder:printcolumn:name="NICs",type=string,JSONPath=`.status.nics[*].name`
+// +kubebuilder:printcolumn:name="Updated",type=date,JSONPath=`.status.updatedAt`
+type NodeNICs struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Status NodeNICsStatus `json:"status,omitempty"`
+}
+
+// NodeNICsList is a list of NodeNICs.
+//
+// +kubebuilder:object:root=true
+type NodeNICsList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NodeNICs `json:"items"`
+}
