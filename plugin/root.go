@@ -57,6 +57,7 @@ undone.`,
 	root.AddCommand(
 		newEipCommand(kube, streams),
 		newInitCommand(kube, streams),
+		newNICsCommand(kube, streams),
 		newVersionCommand(kube, streams),
 	)
 	return root

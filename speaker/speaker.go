@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -21,6 +24,8 @@ type Options struct {
 	// is used.
 	Kubeconfig string
 	NodeName   string
+	// InventoryInterval is how often the NIC inventory is re-read.
+	InventoryInterval time.Duration
 }
 
 // Execute runs the speaker with args and returns the process exit code.
@@ -53,7 +58,8 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd.SetErr(stderr)
 	cmd.SetVersionTemplate("porter-speaker {{.Version}}\n")
 	cmd.Flags().StringVar(&opts.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster service account")
-	cmd.Flags().StringVar(&opts.NodeName, "node-name", "", "Name of the node this speaker runs on (usually from the downward API)")
+	cmd.Flags().StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node this speaker runs on (default $NODE_NAME, set from the downward API)")
+	cmd.Flags().DurationVar(&opts.InventoryInterval, "inventory-interval", 10*time.Second, "How often to re-read the node's NICs and republish them when changed")
 	return cmd
 }
 
@@ -75,7 +81,15 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		return fmt.Errorf("contact API server: %w", err)
 	}
 	log.Info("speaker started", "version", version.Get().Version, "node", opts.NodeName, "apiServer", sv.GitVersion)
-	<-ctx.Done()
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("create dynamic client: %w", err)
+	}
+	inv := &inventory{kube: cs, dyn: dyn, nodeName: opts.NodeName, log: log, every: opts.InventoryInterval}
+	if inv.every <= 0 {
+		inv.every = 10 * time.Second
+	}
+	err = inv.run(ctx)
 	log.Info("speaker stopping", "reason", context.Cause(ctx))
-	return nil
+	return err
 }

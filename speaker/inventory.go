@@ -1,0 +1,118 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/speaker/nics"
+)
+
+const fieldManager = "porter-speaker"
+
+// inventory publishes this node's NIC inventory as a NodeNICs object named
+// after the node, owned by the Node so that it goes when the node does.
+type inventory struct {
+	kube     kubernetes.Interface
+	dyn      dynamic.Interface
+	nodeName string
+	log      *slog.Logger
+	every    time.Duration
+
+	last []v1alpha1.NIC
+}
+
+// run publishes at start and then whenever the interfaces change, checking
+// every i.every.
+func (i *inventory) run(ctx context.Context) error {
+	for {
+		if err := i.publishIfChanged(ctx); err != nil {
+			i.log.Error("publish NIC inventory", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(i.every):
+		}
+	}
+}
+
+func (i *inventory) publishIfChanged(ctx context.Context) error {
+	node, err := i.kube.CoreV1().Nodes().Get(ctx, i.nodeName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("get node %s: %w", i.nodeName, err)
+	}
+	list, primary, err := nics.Read(internalIP(node))
+	if err != nil {
+		return err
+	}
+	if i.last != nil && reflect.DeepEqual(list, i.last) {
+		return nil
+	}
+	if err := i.publish(ctx, node, list, primary); err != nil {
+		return err
+	}
+	i.last = list
+	i.log.Info("published NIC inventory", "nics", len(list), "primary", primary)
+	return nil
+}
+
+func (i *inventory) publish(ctx context.Context, node *corev1.Node, list []v1alpha1.NIC, primary string) error {
+	obj := &v1alpha1.NodeNICs{
+		TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeNICs"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: node.Name,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID,
+			}},
+		},
+	}
+	res := i.dyn.Resource(v1alpha1.NodeNICsResource)
+	u, err := toUnstructured(obj)
+	if err != nil {
+		return err
+	}
+	opts := metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
+	if _, err := res.Apply(ctx, node.Name, u, opts); err != nil {
+		return fmt.Errorf("apply NodeNICs %s: %w", node.Name, err)
+	}
+	obj.OwnerReferences = nil
+	obj.Status = v1alpha1.NodeNICsStatus{NICs: list, Primary: primary, UpdatedAt: metav1.Now()}
+	if u, err = toUnstructured(obj); err != nil {
+		return err
+	}
+	if _, err := res.ApplyStatus(ctx, node.Name, u, opts); err != nil {
+		return fmt.Errorf("apply NodeNICs %s status: %w", node.Name, err)
+	}
+	return nil
+}
+
+func toUnstructured(obj runtime.Object) (*unstructured.Unstructured, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encode %T: %w", obj, err)
+	}
+	return &unstructured.Unstructured{Object: m}, nil
+}
+
+func internalIP(n *corev1.Node) netip.Addr {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				return ip
+			}
+		}
+	}
+	return netip.Addr{}
+}
