@@ -13,6 +13,7 @@ import (
 // clients are the API clients a command needs, built from the kubectl flags.
 type clients struct {
 	kube kubernetes.Interface
+	dyn  dynamic.Interface
 	eips *eips.Client
 }
 
@@ -29,5 +30,5 @@ func newClients(kube *genericclioptions.ConfigFlags) (*clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create dynamic client: %w", err)
 	}
-	return &clients{kube: cs, eips: eips.New(dc)}, nil
+	return &clients{kube: cs, dyn: dc, eips: eips.New(dc)}, nil
 }

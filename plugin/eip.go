@@ -21,9 +21,8 @@ import (
 
 	"github.com/porterlb/porter/pkg/addr"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
-	"github.com/porterlb/porter/pkg/clusterfacts"
 	"github.com/porterlb/porter/pkg/eips"
-	"github.com/porterlb/porter/pkg/poolcheck"
+	"github.com/porterlb/porter/plugin/setup"
 )
 
 const (
@@ -176,12 +175,7 @@ func runEipCreate(ctx context.Context, kube *genericclioptions.ConfigFlags, stre
 	if _, err := c.eips.Get(ctx, name); err == nil {
 		return fmt.Errorf("an Eip named %q already exists; delete it first or choose another name", name)
 	}
-	facts, err := clusterfacts.Gather(ctx, c.kube, c.eips)
-	if err != nil {
-		return fmt.Errorf("check pool %s: %w", eip.Spec.Address, err)
-	}
-	res := poolcheck.Check(eip, facts)
-	if err := reportFindings(streams.ErrOut, name, res, o.force); err != nil {
+	if err := setup.CheckPool(ctx, c.kube, c.dyn, c.eips, eip, o.force, streams.ErrOut); err != nil {
 		return err
 	}
 
@@ -198,33 +192,6 @@ func runEipCreate(ctx context.Context, kube *genericclioptions.ConfigFlags, stre
 	}
 	fmt.Fprintf(streams.Out, "eip.network.kubesphere.io/%s created%s\n", name, dryRunSuffix(o.dryRun))
 	return nil
-}
-
-// reportFindings prints warnings and returns an error listing every reason
-// the pool is refused, so the user can fix them all at once.
-func reportFindings(w io.Writer, name string, res poolcheck.Result, force bool) error {
-	var refused, forceable []string
-	for _, f := range res.Findings {
-		switch {
-		case f.Severity == poolcheck.Refused:
-			refused = append(refused, f.Message)
-		case f.Severity == poolcheck.Forceable && !force:
-			forceable = append(forceable, f.Message+"; --force creates it anyway, but "+f.Risk)
-		case f.Severity == poolcheck.Forceable:
-			fmt.Fprintf(w, "Warning: forced: %s (%s)\n", f.Message, f.Risk)
-		default:
-			fmt.Fprintf(w, "Warning: %s\n", f.Message)
-		}
-	}
-	if len(refused)+len(forceable) == 0 {
-		return nil
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "refusing Eip %q (%s); nothing was changed:", name, res.Range)
-	for _, m := range append(refused, forceable...) {
-		b.WriteString("\n  - " + m)
-	}
-	return errors.New(b.String())
 }
 
 func dryRunSuffix(dryRun string) string {

@@ -17,15 +17,24 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/porterlb/porter/pkg/addr"
+	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/eips"
+	porterversion "github.com/porterlb/porter/pkg/version"
 	"github.com/porterlb/porter/plugin/setup"
 	"github.com/porterlb/porter/plugin/steps"
 )
 
 type initOptions struct {
-	dryRun  string
-	yes     bool
-	timeout time.Duration
-	output  string
+	dryRun   string
+	yes      bool
+	timeout  time.Duration
+	output   string
+	image    string
+	iface    string
+	eips     []string
+	force    bool
+	nicsWait time.Duration
 }
 
 // initReport is the `-o json` shape of init: stable, fields only added.
@@ -41,7 +50,7 @@ func newInitCommand(kube *genericclioptions.ConfigFlags, streams genericiooption
 	o := initOptions{}
 	cmd := &cobra.Command{
 		Use:   "init",
-		Short: "Prepare the cluster for Porter: preflight checks, strictARP, kube-proxy restart",
+		Short: "Set Porter up: preflight, strictARP, kube-proxy restart, speaker, NICs, pools",
 		Long: `init does the Porter guide's setup checklist in one command:
 
   1. preflight: the API server answers, you hold every permission init needs,
@@ -49,7 +58,13 @@ func newInitCommand(kube *genericclioptions.ConfigFlags, streams genericiooption
   2. strictARP: sets ipvs.strictARP: true in the kube-proxy ConfigMap, changing
      nothing else in it (skipped in iptables or nftables mode, or without
      kube-proxy);
-  3. restart kube-proxy, only if strictARP changed, and wait for the rollout.
+  3. restart kube-proxy, only if strictARP changed, and wait for the rollout;
+  4. deploy the speaker (namespace porter-system, CRDs, RBAC, DaemonSet) with
+     server-side apply, and wait for it on every node;
+  5. pick each node's NIC from the inventory the speakers publish (the NIC
+     holding the node's InternalIP, or --interface), and annotate nodes with
+     more than one NIC, as the guide's manual 'kubectl annotate' step does;
+  6. create the --eip pools, through the same checks as 'eip create'.
 
 Each step first checks whether it is already done, so running init again
 changes nothing, and a run that stopped resumes where it left off. Changes are
@@ -64,7 +79,10 @@ shown as a diff and confirmed before they are written.`,
   kubectl porter init --yes
 
   # Machine-readable report
-  kubectl porter init --yes -o json`,
+  kubectl porter init --yes -o json
+
+  # Everything, with a pool, announcing on eth1 of every node
+  kubectl porter init --yes --interface eth1 --eip lan=192.0.2.200-192.0.2.210`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runInit(cmd.Context(), kube, streams, o)
@@ -72,7 +90,12 @@ shown as a diff and confirmed before they are written.`,
 	}
 	addDryRunFlag(cmd, &o.dryRun)
 	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "Apply changes without asking")
-	cmd.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "How long to wait for the kube-proxy rollout")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "How long to wait for each rollout (kube-proxy, speaker)")
+	cmd.Flags().StringVar(&o.image, "image", "ghcr.io/porterlb/porter-speaker:"+porterversion.Get().Version, "Speaker image")
+	cmd.Flags().StringVar(&o.iface, "interface", "", "NIC to announce on, on every node (default: the NIC holding each node's InternalIP)")
+	cmd.Flags().StringArrayVar(&o.eips, "eip", nil, "Create an address pool NAME=RANGE (repeatable), checked as 'eip create' checks it")
+	cmd.Flags().BoolVar(&o.force, "force", false, "Create --eip pools whose only problems may be deliberate (see 'eip create --force')")
+	cmd.Flags().DurationVar(&o.nicsWait, "nics-wait", time.Minute, "How long to wait for every node's speaker to report its NICs")
 	addOutputFlag(cmd, &o.output, outputJSON)
 	return cmd
 }
@@ -97,6 +120,14 @@ func runInit(ctx context.Context, kube *genericclioptions.ConfigFlags, streams g
 	if err != nil {
 		return fmt.Errorf("create dynamic client: %w", err)
 	}
+	mapper, err := kube.ToRESTMapper()
+	if err != nil {
+		return fmt.Errorf("discover API resources: %w", err)
+	}
+	pools, ranges, err := parseEipFlags(o.eips, o.iface)
+	if err != nil {
+		return err
+	}
 
 	// Human output goes to stdout unless -o json takes it; then progress
 	// goes to stderr so stdout stays one JSON document.
@@ -110,8 +141,12 @@ func runInit(ctx context.Context, kube *genericclioptions.ConfigFlags, streams g
 	work := []steps.Step{
 		&setup.StrictARP{Client: cs, Restart: restart},
 		restart,
+		&setup.Speaker{Client: cs, Dynamic: dc, Mapper: mapper, Image: o.image, Timeout: o.timeout,
+			Progress: func(m string) { list.progress("deploy speaker", m) }},
+		&setup.NICAnnotations{Client: cs, Dynamic: dc, Interface: o.iface, Wait: o.nicsWait},
+		&setup.Eips{Client: cs, Dynamic: dc, Eips: eips.New(dc), Pools: pools, Force: o.force, Warnings: human},
 	}
-	all := append([]steps.Step{&setup.Preflight{Client: cs, Dynamic: dc, Steps: work}}, work...)
+	all := append([]steps.Step{&setup.Preflight{Client: cs, Dynamic: dc, Steps: work, Pools: ranges}}, work...)
 
 	runner := steps.Runner{DryRun: dry, Report: list.print}
 	if dry == steps.Write {
@@ -149,6 +184,36 @@ func runInit(ctx context.Context, kube *genericclioptions.ConfigFlags, streams g
 		fmt.Fprintf(human, "done: %d step(s) changed the cluster\n", report.Changed)
 	}
 	return nil
+}
+
+// parseEipFlags reads --eip NAME=RANGE values into pools, validated as
+// `eip create` validates its flags.
+func parseEipFlags(values []string, iface string) ([]*v1alpha2.Eip, []addr.Range, error) {
+	var pools []*v1alpha2.Eip
+	var ranges []addr.Range
+	seen := map[string]bool{}
+	for _, v := range values {
+		name, address, ok := strings.Cut(v, "=")
+		if !ok || name == "" || address == "" {
+			return nil, nil, fmt.Errorf("invalid --eip %q: want NAME=RANGE, e.g. --eip lan=192.0.2.200-192.0.2.210", v)
+		}
+		if seen[name] {
+			return nil, nil, fmt.Errorf("invalid --eip: pool %q is named twice", name)
+		}
+		seen[name] = true
+		eip, err := eipCreateOptions{address: address, protocol: v1alpha2.ProtocolLayer2, iface: iface}.buildEip(name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("invalid --eip %q: %w", v, err)
+		}
+		r, _ := addr.Parse(address)
+		for i, o := range ranges {
+			if o.Overlaps(r) {
+				return nil, nil, fmt.Errorf("invalid --eip: pools %s and %s overlap", pools[i].Name, name)
+			}
+		}
+		pools, ranges = append(pools, eip), append(ranges, r)
+	}
+	return pools, ranges, nil
 }
 
 // initStoppedNote says what was done before init stopped, and how to resume.

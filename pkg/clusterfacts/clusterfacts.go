@@ -9,15 +9,18 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/poolcheck"
 )
 
 // Gather reads nodes, the API server's endpoints, the Service CIDRs (or,
 // where they cannot be read, the ClusterIPs in use) and the Eips.
-func Gather(ctx context.Context, cs kubernetes.Interface, ec *eips.Client) (poolcheck.Facts, error) {
+func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface, ec *eips.Client) (poolcheck.Facts, error) {
 	var f poolcheck.Facts
 	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -72,5 +75,18 @@ func Gather(ctx context.Context, cs kubernetes.Interface, ec *eips.Client) (pool
 		return f, err
 	}
 	f.Eips = list.Items
+
+	// Without speakers there is no inventory yet; the check says so.
+	u, err := dyn.Resource(v1alpha1.NodeNICsResource).List(ctx, metav1.ListOptions{})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) {
+		return f, fmt.Errorf("list NIC inventories: %w", err)
+	}
+	if err == nil {
+		var inv v1alpha1.NodeNICsList
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.UnstructuredContent(), &inv); err != nil {
+			return f, fmt.Errorf("decode NIC inventories: %w", err)
+		}
+		f.NICs = poolcheck.NICsOf(inv.Items)
+	}
 	return f, nil
 }

@@ -7,7 +7,6 @@
 package poolcheck
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/porterlb/porter/pkg/addr"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 )
 
 // Severity grades a finding.
@@ -83,6 +83,9 @@ type Facts struct {
 	ClusterIPs          map[netip.Addr]string
 	// Eips are the existing pools.
 	Eips []v1alpha2.Eip
+	// NICs is the NIC inventory the speakers publish; empty when none is
+	// known yet.
+	NICs []NIC
 }
 
 // Result is the verdict on one pool.
@@ -191,22 +194,22 @@ func Check(eip *v1alpha2.Eip, facts Facts) Result {
 		}
 	}
 
-	checkSubnet(eip, r, facts.Nodes, add)
+	checkSubnet(eip, r, facts.Nodes, facts.NICs, add)
 	return res
 }
 
 // checkSubnet checks the pool against the subnet of the NICs it would be
 // announced on, as the NIC inventory records them.
-func checkSubnet(eip *v1alpha2.Eip, r addr.Range, nodes []corev1.Node, add func(Severity, string, string, string, ...any)) {
+func checkSubnet(eip *v1alpha2.Eip, r addr.Range, nodes []corev1.Node, nics []NIC, add func(Severity, string, string, string, ...any)) {
 	target, desc := nicFilter(eip.Spec.Interface, primaryIPs(nodes))
 	var matched []NIC
-	for _, n := range NICsOf(nodes) {
+	for _, n := range nics {
 		if n.Address.Addr().Is4() == r.Is4() && target(n) {
 			matched = append(matched, n)
 		}
 	}
 	if len(matched) == 0 {
-		add(Warning, "", "", "cannot check that the pool lies in the subnet of %s: no node has it in its NIC inventory (annotation %s)", desc, v1alpha2.NICsAnnotation)
+		add(Warning, "", "", "cannot check that the pool lies in the subnet of %s: no node reports it in its NIC inventory (kubectl porter nics)", desc)
 		return
 	}
 	seen := map[netip.Prefix]bool{}
@@ -273,25 +276,15 @@ func nicFilter(iface string, primary map[string]netip.Addr) (func(NIC) bool, str
 	return func(n NIC) bool { return n.Name == iface }, "NIC " + iface
 }
 
-// NICsOf reads the NIC inventory annotations of nodes. Malformed entries
-// are skipped: the inventory is advisory.
-func NICsOf(nodes []corev1.Node) []NIC {
+// NICsOf flattens NodeNICs inventories.
+func NICsOf(inventories []v1alpha1.NodeNICs) []NIC {
 	var out []NIC
-	for _, n := range nodes {
-		raw, ok := n.Annotations[v1alpha2.NICsAnnotation]
-		if !ok {
-			continue
-		}
-		var entries []struct {
-			Name    string `json:"name"`
-			Address string `json:"address"`
-		}
-		if json.Unmarshal([]byte(raw), &entries) != nil {
-			continue
-		}
-		for _, e := range entries {
-			if p, err := netip.ParsePrefix(e.Address); err == nil {
-				out = append(out, NIC{Node: n.Name, Name: e.Name, Address: p})
+	for _, inv := range inventories {
+		for _, nic := range inv.Status.NICs {
+			for _, a := range nic.Addresses {
+				if p, err := netip.ParsePrefix(a); err == nil {
+					out = append(out, NIC{Node: inv.Name, Name: nic.Name, Address: p})
+				}
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 )
 
 func node(name, internal string, mods ...func(*corev1.Node)) corev1.Node {
@@ -23,8 +24,20 @@ func node(name, internal string, mods ...func(*corev1.Node)) corev1.Node {
 	return n
 }
 
-func withNICs(json string) func(*corev1.Node) {
-	return func(n *corev1.Node) { n.Annotations[v1alpha2.NICsAnnotation] = json }
+// nicsOf is the inventory of nodes that each have eth0 on LAN1 and eth1
+// on LAN2.
+func nicsOf(nodes ...string) []NIC {
+	var inv []v1alpha1.NodeNICs
+	for _, n := range nodes {
+		inv = append(inv, v1alpha1.NodeNICs{
+			ObjectMeta: metav1.ObjectMeta{Name: n},
+			Status: v1alpha1.NodeNICsStatus{NICs: []v1alpha1.NIC{
+				{Name: "eth0", Addresses: []string{"198.18.0.11/24"}},
+				{Name: "eth1", Addresses: []string{"198.18.1.11/24", "2001:db8::11/64"}},
+			}},
+		})
+	}
+	return NICsOf(inv)
 }
 
 func pool(name, address string, mods ...func(*v1alpha2.Eip)) *v1alpha2.Eip {
@@ -41,17 +54,17 @@ func asDefault(e *v1alpha2.Eip) {
 
 // lan is a cluster on 198.18.0.0/24 whose nodes record their NICs.
 func lan() Facts {
-	nics := withNICs(`[{"name":"eth0","address":"198.18.0.11/24"},{"name":"eth1","address":"198.18.1.11/24"}]`)
 	return Facts{
+		NICs: nicsOf("orion", "vega", "lyra"),
 		Nodes: []corev1.Node{
-			node("orion", "198.18.0.11", nics, func(n *corev1.Node) {
+			node("orion", "198.18.0.11", func(n *corev1.Node) {
 				n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.5"})
 				n.Spec.PodCIDRs = []string{"10.244.0.0/24"}
 			}),
-			node("vega", "198.18.0.12", nics, func(n *corev1.Node) {
+			node("vega", "198.18.0.12", func(n *corev1.Node) {
 				n.Annotations[v1alpha2.Layer2AnnotationOpenELB] = "198.18.0.42"
 			}),
-			node("lyra", "198.18.0.13", nics, func(n *corev1.Node) {
+			node("lyra", "198.18.0.13", func(n *corev1.Node) {
 				n.Annotations[v1alpha2.Layer2Annotation] = "198.18.0.43"
 			}),
 		},
@@ -156,9 +169,7 @@ func TestCheckAcceptsASafePool(t *testing.T) {
 
 func TestCheckWarnings(t *testing.T) {
 	f := lan()
-	for i := range f.Nodes {
-		delete(f.Nodes[i].Annotations, v1alpha2.NICsAnnotation)
-	}
+	f.NICs = nil
 	res := Check(pool("p", "198.18.0.200", func(e *v1alpha2.Eip) { e.Spec.Protocol = "bgp" }), f)
 	if res.Refused(false) {
 		t.Fatalf("warnings alone refused the pool: %v", res.Findings)

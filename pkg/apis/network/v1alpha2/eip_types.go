@@ -146,7 +146,4 @@ const (
 	Layer2Annotation = "layer2.porter.kubesphere.io/v1alpha1"
 	// Layer2AnnotationOpenELB is OpenELB's spelling of Layer2Annotation.
 	Layer2AnnotationOpenELB = "layer2.openelb.kubesphere.io/v1alpha1"
-	// NICsAnnotation holds a node's NIC inventory as JSON: a list of
-	// {"name": "eth0", "address": "192.0.2.10/24"}.
-	NICsAnnotation = "porter.kubesphere.io/nics"
 )

@@ -1,0 +1,163 @@
+package setup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/clusterfacts"
+	"github.com/porterlb/porter/pkg/eips"
+	"github.com/porterlb/porter/pkg/poolcheck"
+	"github.com/porterlb/porter/plugin/steps"
+)
+
+// Eips creates address pools through the same checks as
+// `kubectl porter eip create`.
+type Eips struct {
+	Client  kubernetes.Interface
+	Dynamic dynamic.Interface
+	Eips    *eips.Client
+	Pools   []*v1alpha2.Eip
+	// Force overrides forceable refusals, as eip create --force does.
+	Force bool
+	// Warnings receives the checks' warnings.
+	Warnings io.Writer
+}
+
+// CheckPool checks eip against the cluster, prints warnings to w, and
+// returns an error naming every reason the pool is refused. It is the one
+// path by which both `eip create` and `init --eip` vet a pool.
+func CheckPool(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface, ec *eips.Client, eip *v1alpha2.Eip, force bool, w io.Writer) error {
+	facts, err := clusterfacts.Gather(ctx, kube, dyn, ec)
+	if err != nil {
+		return fmt.Errorf("check pool %s: %w", eip.Spec.Address, err)
+	}
+	return reportFindings(w, eip.Name, poolcheck.Check(eip, facts), force)
+}
+
+// reportFindings prints warnings and returns an error listing every reason
+// the pool is refused, so the user can fix them all at once.
+func reportFindings(w io.Writer, name string, res poolcheck.Result, force bool) error {
+	var refused, forceable []string
+	for _, f := range res.Findings {
+		switch {
+		case f.Severity == poolcheck.Refused:
+			refused = append(refused, f.Message)
+		case f.Severity == poolcheck.Forceable && !force:
+			forceable = append(forceable, f.Message+"; --force creates it anyway, but "+f.Risk)
+		case f.Severity == poolcheck.Forceable:
+			fmt.Fprintf(w, "Warning: forced: %s (%s)\n", f.Message, f.Risk)
+		default:
+			fmt.Fprintf(w, "Warning: %s\n", f.Message)
+		}
+	}
+	if len(refused)+len(forceable) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "refusing Eip %q (%s); nothing was changed:", name, res.Range)
+	for _, m := range append(refused, forceable...) {
+		b.WriteString("\n  - " + m)
+	}
+	return errors.New(b.String())
+}
+
+func (e *Eips) Name() string { return "address pools" }
+
+// missing returns the pools still to create; a pool that exists with
+// another address is an error, never overwritten.
+func (e *Eips) missing(ctx context.Context) ([]*v1alpha2.Eip, error) {
+	var todo []*v1alpha2.Eip
+	for _, p := range e.Pools {
+		cur, err := e.Eips.Get(ctx, p.Name)
+		switch {
+		case err == nil && cur.Spec.Address == p.Spec.Address:
+		case err == nil:
+			return nil, &steps.Hinted{
+				Err:  fmt.Errorf("pool %s exists with address %s, not %s; it was left as it is", p.Name, cur.Spec.Address, p.Spec.Address),
+				Hint: "choose another name, or change the pool with kubectl edit eip " + p.Name,
+			}
+		case apierrors.IsNotFound(err) || strings.Contains(err.Error(), "not installed"):
+			todo = append(todo, p)
+		default:
+			return nil, err
+		}
+	}
+	return todo, nil
+}
+
+func (e *Eips) Check(ctx context.Context) (steps.State, error) {
+	if len(e.Pools) == 0 {
+		return steps.State{Skip: true, Summary: "no --eip given"}, nil
+	}
+	todo, err := e.missing(ctx)
+	if err != nil {
+		return steps.State{}, err
+	}
+	if len(todo) == 0 {
+		return steps.State{Done: true, Summary: fmt.Sprintf("%d pool(s) exist", len(e.Pools))}, nil
+	}
+	return steps.State{Summary: fmt.Sprintf("%d pool(s) to create", len(todo))}, nil
+}
+
+func (e *Eips) Plan(ctx context.Context) (steps.Plan, error) {
+	todo, err := e.missing(ctx)
+	if err != nil {
+		return steps.Plan{}, err
+	}
+	var parts []string
+	for _, p := range todo {
+		parts = append(parts, p.Name+" ("+p.Spec.Address+")")
+	}
+	return steps.Plan{Summary: "create Eip " + strings.Join(parts, ", ")}, nil
+}
+
+func (e *Eips) Apply(ctx context.Context, dry steps.DryRun) error {
+	todo, err := e.missing(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range todo {
+		if err := CheckPool(ctx, e.Client, e.Dynamic, e.Eips, p, e.Force, e.Warnings); err != nil {
+			return err
+		}
+		if _, err := e.Eips.Create(ctx, p, dry == steps.Server); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Eips) Verify(ctx context.Context) error {
+	todo, err := e.missing(ctx)
+	if err != nil {
+		return err
+	}
+	if len(todo) > 0 {
+		return fmt.Errorf("pool %s was not created", todo[0].Name)
+	}
+	return nil
+}
+
+// Undo leaves pools alone: they are the user's data, removed by uninstall
+// only when asked.
+func (e *Eips) Undo(context.Context, steps.DryRun) error { return nil }
+
+func (e *Eips) Permissions() []Permission {
+	if len(e.Pools) == 0 {
+		return nil
+	}
+	return []Permission{
+		{Verb: "list", Group: "network.kubesphere.io", Resource: "eips"},
+		{Verb: "create", Group: "network.kubesphere.io", Resource: "eips"},
+		{Verb: "list", Resource: "nodes"},
+		{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Namespace: "default"},
+	}
+}

@@ -1,0 +1,274 @@
+package setup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/porterlb/porter/manifests"
+	"github.com/porterlb/porter/plugin/steps"
+)
+
+// ManifestHashAnnotation records the hash of the manifest an object was
+// applied from, so that a rerun can tell "already applied" without writing.
+const ManifestHashAnnotation = "porter.kubesphere.io/manifest-hash"
+
+// SpeakerDaemonSet names the speaker's DaemonSet.
+const SpeakerDaemonSet = "porter-speaker"
+
+// Speaker applies the embedded manifests (namespace, CRDs, RBAC and the
+// speaker DaemonSet) with server-side apply, and waits for the speakers.
+type Speaker struct {
+	Client   kubernetes.Interface
+	Dynamic  dynamic.Interface
+	Mapper   meta.RESTMapper
+	Image    string
+	Timeout  time.Duration
+	Progress func(string)
+}
+
+func (s *Speaker) Name() string { return "deploy speaker" }
+
+type manifestObject struct {
+	obj  *unstructured.Unstructured
+	res  dynamic.ResourceInterface
+	hash string
+}
+
+// objects decodes the embedded manifests, with the image set.
+func (s *Speaker) objects() ([]manifestObject, error) {
+	var out []manifestObject
+	for _, name := range manifests.Names() {
+		data, err := manifests.Read(name)
+		if err != nil {
+			return nil, err
+		}
+		for _, doc := range strings.Split(string(data), "\n---\n") {
+			var m map[string]any
+			if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+				return nil, fmt.Errorf("decode manifest %s: %w", name, err)
+			}
+			if len(m) == 0 {
+				continue
+			}
+			u := &unstructured.Unstructured{Object: m}
+			if u.GetKind() == "DaemonSet" && u.GetName() == SpeakerDaemonSet && s.Image != "" {
+				containers, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+				for i := range containers {
+					containers[i].(map[string]any)["image"] = s.Image
+				}
+				if err := unstructured.SetNestedSlice(u.Object, containers, "spec", "template", "spec", "containers"); err != nil {
+					return nil, fmt.Errorf("set speaker image: %w", err)
+				}
+			}
+			b, _ := json.Marshal(u.Object)
+			sum := sha256.Sum256(b)
+			hash := hex.EncodeToString(sum[:8])
+			ann := u.GetAnnotations()
+			if ann == nil {
+				ann = map[string]string{}
+			}
+			ann[ManifestHashAnnotation] = hash
+			u.SetAnnotations(ann)
+
+			gvk := u.GroupVersionKind()
+			mapping, err := s.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			if err != nil {
+				return nil, fmt.Errorf("map %s: %w", gvk, err)
+			}
+			var res dynamic.ResourceInterface = s.Dynamic.Resource(mapping.Resource)
+			if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+				res = s.Dynamic.Resource(mapping.Resource).Namespace(u.GetNamespace())
+			}
+			out = append(out, manifestObject{obj: u, res: res, hash: hash})
+		}
+	}
+	return out, nil
+}
+
+func describe(u *unstructured.Unstructured) string {
+	name := strings.ToLower(u.GetKind()) + "/" + u.GetName()
+	if ns := u.GetNamespace(); ns != "" {
+		name = ns + "/" + name
+	}
+	return name
+}
+
+// stale lists the objects missing or applied from another manifest.
+func (s *Speaker) stale(ctx context.Context) ([]manifestObject, []string, error) {
+	objs, err := s.objects()
+	if err != nil {
+		return nil, nil, err
+	}
+	var todo []manifestObject
+	var why []string
+	for _, o := range objs {
+		cur, err := o.res.Get(ctx, o.obj.GetName(), metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			todo, why = append(todo, o), append(why, "create "+describe(o.obj))
+		case err != nil:
+			return nil, nil, fmt.Errorf("read %s: %w", describe(o.obj), err)
+		case cur.GetAnnotations()[ManifestHashAnnotation] != o.hash:
+			todo, why = append(todo, o), append(why, "update "+describe(o.obj))
+		}
+	}
+	return todo, why, nil
+}
+
+func (s *Speaker) Check(ctx context.Context) (steps.State, error) {
+	todo, _, err := s.stale(ctx)
+	if err != nil {
+		return steps.State{}, err
+	}
+	if len(todo) > 0 {
+		return steps.State{Summary: fmt.Sprintf("%d object(s) to apply", len(todo))}, nil
+	}
+	ds, err := s.Client.AppsV1().DaemonSets("porter-system").Get(ctx, SpeakerDaemonSet, metav1.GetOptions{})
+	if err != nil {
+		return steps.State{}, fmt.Errorf("read speaker DaemonSet: %w", err)
+	}
+	if !rolledOut(ds) {
+		return steps.State{Summary: "the speaker rollout has not finished"}, nil
+	}
+	return steps.State{Done: true, Summary: fmt.Sprintf("speaker running on %d node(s)", ds.Status.NumberReady)}, nil
+}
+
+func (s *Speaker) Plan(ctx context.Context) (steps.Plan, error) {
+	_, why, err := s.stale(ctx)
+	if err != nil {
+		return steps.Plan{}, err
+	}
+	if len(why) == 0 {
+		return steps.Plan{Summary: "wait for the speaker rollout"}, nil
+	}
+	return steps.Plan{Summary: "apply " + strings.Join(why, ", ")}, nil
+}
+
+func (s *Speaker) Apply(ctx context.Context, dry steps.DryRun) error {
+	todo, _, err := s.stale(ctx)
+	if err != nil {
+		return err
+	}
+	force := true
+	for _, o := range todo {
+		b, err := json.Marshal(o.obj.Object)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", describe(o.obj), err)
+		}
+		_, err = o.res.Patch(ctx, o.obj.GetName(), types.ApplyPatchType, b, metav1.PatchOptions{FieldManager: fieldManager, Force: &force, DryRun: dryRunOpts(dry)})
+		if err != nil {
+			return fmt.Errorf("apply %s: %w", describe(o.obj), err)
+		}
+	}
+	return nil
+}
+
+// Verify waits until the CRDs are served and every node runs a ready
+// speaker.
+func (s *Speaker) Verify(ctx context.Context) error {
+	timeout := s.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	deadline := time.Now().Add(timeout)
+	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	last := ""
+	for {
+		pending := []string{}
+		for _, name := range []string{"eips.network.kubesphere.io", "nodenics.porter.kubesphere.io"} {
+			u, err := s.Dynamic.Resource(crds).Get(ctx, name, metav1.GetOptions{})
+			if err != nil || !established(u) {
+				pending = append(pending, "CRD "+name)
+			}
+		}
+		ds, err := s.Client.AppsV1().DaemonSets("porter-system").Get(ctx, SpeakerDaemonSet, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("read speaker DaemonSet: %w", err)
+		}
+		if len(pending) == 0 && rolledOut(ds) && ds.Status.DesiredNumberScheduled > 0 {
+			return nil
+		}
+		msg := fmt.Sprintf("%d/%d speakers ready", ds.Status.NumberReady, ds.Status.DesiredNumberScheduled)
+		if msg != last && s.Progress != nil {
+			s.Progress(msg)
+			last = msg
+		}
+		if time.Now().After(deadline) {
+			return &steps.Hinted{
+				Err:  fmt.Errorf("speakers not ready within %s (%s); %s", timeout, msg, strings.Join(pending, ", ")),
+				Hint: "see kubectl -n porter-system get pods -o wide; run `kubectl porter init` again to resume",
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for speakers: %w", ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func established(u *unstructured.Unstructured) bool {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == "Established" && m["status"] == "True" {
+			return true
+		}
+	}
+	return false
+}
+
+// Undo deletes what Apply created, in reverse order, except the CRDs: they
+// hold the pools, which outlive the speaker unless removed on purpose.
+func (s *Speaker) Undo(ctx context.Context, dry steps.DryRun) error {
+	objs, err := s.objects()
+	if err != nil {
+		return err
+	}
+	for i := len(objs) - 1; i >= 0; i-- {
+		o := objs[i]
+		if o.obj.GetKind() == "CustomResourceDefinition" {
+			continue
+		}
+		err := o.res.Delete(ctx, o.obj.GetName(), metav1.DeleteOptions{DryRun: dryRunOpts(dry)})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete %s: %w", describe(o.obj), err)
+		}
+	}
+	return nil
+}
+
+// Permissions are the verbs server-side apply needs on each object.
+func (s *Speaker) Permissions() []Permission {
+	var out []Permission
+	objs, err := s.objects()
+	if err != nil {
+		return nil
+	}
+	for _, o := range objs {
+		gvk := o.obj.GroupVersionKind()
+		m, err := s.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			continue
+		}
+		for _, verb := range []string{"get", "create", "patch"} {
+			out = append(out, Permission{Verb: verb, Group: m.Resource.Group, Resource: m.Resource.Resource, Namespace: o.obj.GetNamespace(), Name: o.obj.GetName()})
+		}
+	}
+	return out
+}
