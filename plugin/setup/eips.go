@@ -124,6 +124,11 @@ func (e *Eips) Apply(ctx context.Context, dry steps.DryRun) error {
 	if err != nil {
 		return err
 	}
+	if dry != steps.Write && !e.apiInstalled(ctx) {
+		// A server dry run of a first init: the Eip CRD was not really
+		// created, so there is nothing to validate the pools against.
+		return nil
+	}
 	for _, p := range todo {
 		if err := CheckPool(ctx, e.Client, e.Dynamic, e.Eips, p, e.Force, e.Warnings); err != nil {
 			return err
@@ -133,6 +138,11 @@ func (e *Eips) Apply(ctx context.Context, dry steps.DryRun) error {
 		}
 	}
 	return nil
+}
+
+func (e *Eips) apiInstalled(ctx context.Context) bool {
+	_, err := e.Eips.List(ctx)
+	return err == nil
 }
 
 func (e *Eips) Verify(ctx context.Context) error {

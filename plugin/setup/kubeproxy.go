@@ -231,6 +231,11 @@ func (r *RestartKubeProxy) pending(ctx context.Context) (*appsv1.DaemonSet, bool
 	}
 	changed, ok := cm.Annotations[StrictARPChangedAnnotation]
 	if !ok {
+		// strictARP about to be set (this run's previous step, or a dry
+		// run's preview) means a restart will follow.
+		if cfg, err := kubeproxy.Parse(cm.Data[kubeproxy.ConfigKey]); err == nil && cfg.EffectiveMode() == kubeproxy.ModeIPVS && !cfg.StrictARP {
+			return ds, true, "kube-proxy restarts once strictARP is set", nil
+		}
 		return ds, false, "Porter has not changed kube-proxy's configuration: no restart needed", nil
 	}
 	if restartPredates(ds.Spec.Template.Annotations[RestartedAtAnnotation], changed) {

@@ -173,6 +173,13 @@ func state(t *testing.T) string {
 	if cm, err := cluster.Client.CoreV1().ConfigMaps("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{}); err == nil {
 		parts = append(parts, "cm="+cm.ResourceVersion)
 	}
+	if out, err := cluster.Kubectl(ctx, "get", "crd,ns,clusterrole", "-o", "name").Output(); err == nil {
+		for _, l := range strings.Fields(string(out)) {
+			if strings.Contains(l, "porter") || strings.Contains(l, "kubesphere") {
+				parts = append(parts, l)
+			}
+		}
+	}
 	if ds, err := cluster.Client.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{}); err == nil {
 		parts = append(parts, fmt.Sprintf("ds=%d", ds.Generation))
 	}
@@ -190,6 +197,26 @@ func configConf(t *testing.T) (*corev1.ConfigMap, *kubeproxy.Config) {
 		t.Fatal(err)
 	}
 	return cm, cfg
+}
+
+// This runs first, on a cluster where Porter was never installed.
+func TestInitDryRunsWriteNothing(t *testing.T) {
+	withKubeProxy(t, lab.KubeProxy{Mode: "ipvs"})
+	snap := state(t)
+	r := porter("init", "--dry-run=client", "--eip", "lan=198.18.0.200-198.18.0.210")
+	if r.err != nil || !strings.Contains(r.stdout, "~ strictARP") || !strings.Contains(r.stdout, "nothing was written") {
+		t.Fatalf("client dry run: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	r = porter("init", "--dry-run=server", "--eip", "lan=198.18.0.200-198.18.0.210")
+	if r.err != nil || !strings.Contains(r.stdout, "(server dry run)") {
+		t.Fatalf("server dry run: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	if after := state(t); after != snap {
+		t.Fatalf("a dry run wrote: %s -> %s", snap, after)
+	}
+	if _, cfg := configConf(t); cfg.StrictARP {
+		t.Fatal("strictARP became true in a dry run")
+	}
 }
 
 func TestInitSetsStrictARPRestartsAndIsIdempotent(t *testing.T) {
@@ -260,25 +287,6 @@ func TestInitSetsStrictARPRestartsAndIsIdempotent(t *testing.T) {
 	}
 	if rep.DryRun != "none" || rep.Changed != 0 || len(rep.Steps) != 6 || rep.Steps[1].Outcome != "already" {
 		t.Fatalf("json report %+v", rep)
-	}
-}
-
-func TestInitDryRunsWriteNothing(t *testing.T) {
-	withKubeProxy(t, lab.KubeProxy{Mode: "ipvs"})
-	snap := state(t)
-	r := porter("init", "--dry-run=client")
-	if r.err != nil || !strings.Contains(r.stdout, "~ strictARP") || !strings.Contains(r.stdout, "nothing was written") {
-		t.Fatalf("client dry run: %v\n%s%s", r.err, r.stdout, r.stderr)
-	}
-	r = porter("init", "--dry-run=server")
-	if r.err != nil || !strings.Contains(r.stdout, "(server dry run)") {
-		t.Fatalf("server dry run: %v\n%s%s", r.err, r.stdout, r.stderr)
-	}
-	if after := state(t); after != snap {
-		t.Fatalf("a dry run wrote: %s -> %s", snap, after)
-	}
-	if _, cfg := configConf(t); cfg.StrictARP {
-		t.Fatal("strictARP became true in a dry run")
 	}
 }
 
@@ -415,5 +423,21 @@ func TestInitReportsMetalLB(t *testing.T) {
 	r := porter("init", "--dry-run=client")
 	if r.err != nil || !strings.Contains(r.stdout, "also installed: MetalLB (namespace metallb-system)") {
 		t.Fatalf("init with MetalLB present: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+}
+
+func TestInitNamesNodesWhoseNICCannotBeDecided(t *testing.T) {
+	snap := state(t)
+	r := porter("init", "--yes", "--interface", "eth7")
+	if r.err == nil {
+		t.Fatalf("init with a NIC no node has succeeded:\n%s", r.stdout)
+	}
+	for _, want := range []string{"✗ NIC annotations", "cannot decide the NIC of 3 node(s); nothing was changed", "node node1: has no NIC eth7; candidates: eth0 (198.18.0.11/24)", "node node3: has no NIC eth7; candidates: eth0 (198.18.0.13/24); eth1 (198.18.1.13/24)", "hint: name the NIC with --interface"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if after := state(t); after != snap {
+		t.Fatalf("refused init wrote: %s -> %s", snap, after)
 	}
 }
