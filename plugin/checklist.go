@@ -38,7 +38,8 @@ func newChecklist(w io.Writer) *checklist {
 	}
 }
 
-// Marks: ✓ done, • already so (or skipped), ~ would change, ✗ failed.
+// Marks: ✓ done, • already so (or skipped), ~ would change, - declined,
+// ✗ failed.
 func (c *checklist) print(res steps.Result) {
 	var mark string
 	switch res.Outcome {
@@ -50,12 +51,17 @@ func (c *checklist) print(res steps.Result) {
 		mark = c.skipped.Render("•")
 	case steps.OutcomePlanned:
 		mark = c.planned.Render("~")
+	case steps.OutcomeDeclined:
+		mark = c.planned.Render("-")
 	default:
 		mark = c.failed.Render("✗")
 	}
 	msg := res.Message
-	if res.Outcome == steps.OutcomeSkipped {
+	switch res.Outcome {
+	case steps.OutcomeSkipped:
 		msg = "skipped: " + msg
+	case steps.OutcomeDeclined:
+		msg = "declined: " + msg
 	}
 	lines := strings.Split(msg, "\n")
 	fmt.Fprintf(c.w, "%s %-20s %s\n", mark, res.Step, lines[0])

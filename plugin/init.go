@@ -245,6 +245,9 @@ func dryRunName(d steps.DryRun) string {
 // terminal it prompts, --yes answers for the user, and anywhere else it
 // refuses rather than guess.
 func confirmer(streams genericiooptions.IOStreams, w io.Writer, yes bool) func(string, steps.Plan) (bool, error) {
+	// One reader for every question, so an answer typed ahead is not lost
+	// in a discarded buffer.
+	answers := bufio.NewReader(streams.In)
 	return func(step string, p steps.Plan) (bool, error) {
 		if yes {
 			return true, nil
@@ -261,7 +264,7 @@ func confirmer(streams genericiooptions.IOStreams, w io.Writer, yes bool) func(s
 			fmt.Fprint(w, p.Diff)
 		}
 		fmt.Fprint(w, "Apply this change? [y/N] ")
-		line, err := bufio.NewReader(streams.In).ReadString('\n')
+		line, err := answers.ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			return false, fmt.Errorf("read answer: %w", err)
 		}

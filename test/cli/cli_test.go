@@ -7,7 +7,6 @@ import (
 	"context"
 	"debug/elf"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,44 +23,24 @@ import (
 const stampedVersion = "v9.8.7-test"
 
 var (
+	env     *lab.Env
 	binDir  string
 	cluster *lab.Cluster
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "porter-cli-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := 1
-	if err := build(context.Background(), dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	} else {
-		code = lab.Main(m, lab.EnvOptions{}, func(e *lab.Env) { cluster = e.Cluster })
-	}
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func build(ctx context.Context, dir string) error {
 	ldflags := "-X github.com/porterlb/porter/pkg/version.gitVersion=" + stampedVersion +
 		" -X github.com/porterlb/porter/pkg/version.gitCommit=0123456789abcdef"
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", dir+"/",
-		"github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build binaries: %w\n%s", err, out)
-	}
-	return nil
+	os.Exit(lab.Main(m, lab.EnvOptions{
+		Build:   []string{"github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker"},
+		LDFlags: ldflags,
+	}, func(e *lab.Env) { env, cluster, binDir = e, e.Cluster, e.BinDir }))
 }
 
 // kubectl runs the real kubectl with the built plugin on its PATH.
 func kubectl(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
-	cmd := cluster.Kubectl(context.Background(), args...)
-	cmd.Env = append(cmd.Env, "PATH="+binDir+":"+os.Getenv("PATH"))
+	cmd := env.Kubectl(context.Background(), args...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -26,33 +25,19 @@ import (
 )
 
 var (
-	binDir  string
+	env     *lab.Env
 	cluster *lab.Cluster
 	eipAPI  *eips.Client
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "porter-eip-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := 1
-	build := exec.Command("go", "build", "-o", dir+"/", "github.com/porterlb/porter/cmd/kubectl-porter")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build plugin: %v\n%s", err, out)
-	} else {
-		code = lab.Main(m, lab.EnvOptions{}, setup)
-	}
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(lab.Main(m, lab.EnvOptions{Build: []string{"github.com/porterlb/porter/cmd/kubectl-porter"}}, setup))
 }
 
 // setup installs the CRD from manifests/ with the real kubectl, as a user
 // would apply it.
 func setup(e *lab.Env) {
-	cluster = e.Cluster
+	env, cluster = e, e.Cluster
 	crd, _ := filepath.Abs("../../manifests/crd/network.kubesphere.io_eips.yaml")
 	for _, args := range [][]string{
 		{"apply", "-f", crd},
@@ -76,8 +61,7 @@ type result struct {
 
 // kubectl runs the real kubectl, with the built plugin on its PATH.
 func kubectl(stdin string, args ...string) result {
-	cmd := cluster.Kubectl(context.Background(), args...)
-	cmd.Env = append(cmd.Env, "PATH="+binDir+":"+os.Getenv("PATH"))
+	cmd := env.Kubectl(context.Background(), args...)
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
@@ -372,8 +356,7 @@ func TestListWatchPrintsChanges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	deleteEip(t, "watched-pool")
-	cmd := cluster.Kubectl(ctx, "porter", "eip", "list", "--watch")
-	cmd.Env = append(cmd.Env, "PATH="+binDir+":"+os.Getenv("PATH"))
+	cmd := env.Kubectl(ctx, "porter", "eip", "list", "--watch")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@
 package initcmd
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,27 +26,17 @@ import (
 )
 
 var (
-	binDir  string
+	env     *lab.Env
 	cluster *lab.Cluster
 	network *netlab.Lab
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "porter-init-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := 1
-	build := exec.Command("go", "build", "-o", dir+"/", "github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build plugin: %v\n%s", err, out)
-	} else {
-		code = lab.Main(m, lab.EnvOptions{Net: &netlab.Options{Nodes: 3, SecondNICNodes: []string{"node3"}}}, setup)
-	}
+	code := lab.Main(m, lab.EnvOptions{
+		Net:   &netlab.Options{Nodes: 3, SecondNICNodes: []string{"node3"}},
+		Build: []string{"github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker"},
+	}, setup)
 	stopSpeakers()
-	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -54,7 +45,7 @@ func TestMain(m *testing.M) {
 var stopSpeakers = func() {}
 
 func setup(e *lab.Env) {
-	cluster, network = e.Cluster, e.Net
+	env, cluster, network = e, e.Cluster, e.Net
 	ctx, cancel := context.WithCancel(context.Background())
 	kc, err := cluster.LANKubeconfig()
 	if err != nil {
@@ -65,7 +56,7 @@ func setup(e *lab.Env) {
 		if _, err := cluster.CreateNode(ctx, lab.Node{Name: n.Name, InternalIP: n.IP}); err != nil {
 			panic(err)
 		}
-		cmd := n.Command(ctx, filepath.Join(binDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", n.Name, "--inventory-interval", "300ms")
+		cmd := n.Command(ctx, filepath.Join(e.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", n.Name, "--inventory-interval", "300ms")
 		if err := cmd.Start(); err != nil {
 			panic(err)
 		}
@@ -92,8 +83,8 @@ func porter(args ...string) result {
 	if len(args) > 0 && args[0] == "init" && !slices.Contains(args, "--image") {
 		args = append(args, "--image", speakerImage)
 	}
-	cmd := cluster.Kubectl(context.Background(), append([]string{"porter"}, args...)...)
-	cmd.Env = append(cmd.Env, "PATH="+binDir+":"+os.Getenv("PATH"), "NO_COLOR=1")
+	cmd := env.Kubectl(context.Background(), append([]string{"porter"}, args...)...)
+	cmd.Env = append(cmd.Env, "NO_COLOR=1")
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -439,5 +430,91 @@ func TestInitNamesNodesWhoseNICCannotBeDecided(t *testing.T) {
 	}
 	if after := state(t); after != snap {
 		t.Fatalf("refused init wrote: %s -> %s", snap, after)
+	}
+}
+
+// holdRollouts makes new kube-proxy pods wait at a scheduling gate, so a
+// rollout cannot finish until release is called.
+func holdRollouts(t *testing.T) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	gate := `{"spec":{"template":{"spec":{"schedulingGates":[{"name":"porter.test/hold"}]}}}}`
+	if _, err := cluster.Client.AppsV1().DaemonSets("kube-system").Patch(ctx, "kube-proxy", types.StrategicMergePatchType, []byte(gate), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		open := `{"spec":{"template":{"spec":{"schedulingGates":null}}}}`
+		if _, err := cluster.Client.AppsV1().DaemonSets("kube-system").Patch(ctx, "kube-proxy", types.MergePatchType, []byte(open), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestInitInterruptedThenResumed(t *testing.T) {
+	withKubeProxy(t, lab.KubeProxy{Mode: "ipvs"})
+	release := holdRollouts(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := env.Kubectl(ctx, "porter", "init", "--yes", "--timeout", "90s", "--image", speakerImage)
+	cmd.Env = append(cmd.Env, "NO_COLOR=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+		// kubectl execs the plugin, so the signal reaches it directly.
+		if strings.Contains(sc.Text(), "nodes updated") {
+			if err := cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := cmd.Wait(); err == nil {
+		t.Fatalf("interrupted init exited 0:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "init stopped after completing: strictARP") || !strings.Contains(out.String(), "again to resume") {
+		t.Fatalf("interrupted init did not say what was done:\n%s", out.String())
+	}
+
+	release()
+	r := porter("init", "--yes", "--timeout", "90s")
+	if r.err != nil {
+		t.Fatalf("resumed init: %v\n%s", r.err, r.stdout)
+	}
+	// The interrupted run had already asked for the restart; resuming
+	// finds strictARP set and that restart rolled out, and repeats neither.
+	if !strings.Contains(r.stdout, "• strictARP") || !strings.Contains(r.stdout, "restart kube-proxy   kube-proxy runs the current configuration") {
+		t.Fatalf("resumed init did not pick up where it stopped:\n%s", r.stdout)
+	}
+}
+
+func TestInitAsksOnATerminal(t *testing.T) {
+	withKubeProxy(t, lab.KubeProxy{Mode: "ipvs"})
+	// script(1) gives the plugin a terminal; the answers are typed ahead.
+	run := func(answers string) string {
+		kubectl := env.Kubectl(context.Background(), "porter", "init", "--image", speakerImage)
+		cmd := exec.Command("script", "-q", "-e", "-c", strings.Join(kubectl.Args, " "), "/dev/null")
+		cmd.Env = append(kubectl.Env, "NO_COLOR=1", "TERM=dumb")
+		cmd.Stdin = strings.NewReader(answers)
+		out, _ := cmd.CombinedOutput()
+		return string(out)
+	}
+	snap := state(t)
+	out := run("n\n")
+	if !strings.Contains(out, "strictARP will set ipvs.strictARP: true") || !strings.Contains(out, "Apply this change? [y/N]") || !strings.Contains(out, "declined") {
+		t.Fatalf("answering no:\n%s", out)
+	}
+	if after := state(t); after != snap {
+		t.Fatalf("a declined init wrote: %s -> %s", snap, after)
+	}
+	out = run("y\ny\n")
+	if _, cfg := configConf(t); !cfg.StrictARP || !strings.Contains(out, "✓ restart kube-proxy") {
+		t.Fatalf("answering yes twice:\n%s", out)
 	}
 }

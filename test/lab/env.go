@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/porterlb/porter/test/netlab"
@@ -17,12 +19,18 @@ type Env struct {
 	Sandbox *sandbox.Sandbox
 	Net     *netlab.Lab
 	Cluster *Cluster
+	// BinDir holds the binaries built from EnvOptions.Build.
+	BinDir string
 }
 
 // EnvOptions shape an Env.
 type EnvOptions struct {
 	// Net, when set, builds a network lab and runs the cluster inside it.
 	Net *netlab.Options
+	// Build lists packages (e.g. github.com/porterlb/porter/cmd/porter-speaker)
+	// to build into Env.BinDir, linked with LDFlags.
+	Build   []string
+	LDFlags string
 }
 
 // NewEnv builds an Env. On error, whatever was built is removed.
@@ -36,6 +44,15 @@ func NewEnv(ctx context.Context, opts EnvOptions) (_ *Env, err error) {
 			err = errors.Join(err, e.Close(context.WithoutCancel(ctx)))
 		}
 	}()
+	if len(opts.Build) > 0 {
+		e.BinDir = filepath.Join(e.Sandbox.Dir(), "bin")
+		args := append([]string{"build", "-trimpath", "-ldflags", opts.LDFlags, "-o", e.BinDir + "/"}, opts.Build...)
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build %v: %w\n%s", opts.Build, err, out)
+		}
+	}
 	copts := Options{Sandbox: e.Sandbox}
 	if opts.Net != nil {
 		if e.Net, err = netlab.New(ctx, e.Sandbox, *opts.Net); err != nil {
@@ -47,6 +64,14 @@ func NewEnv(ctx context.Context, opts EnvOptions) (_ *Env, err error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// Kubectl runs the machine's kubectl against the cluster with BinDir first
+// on PATH, so that `kubectl porter` finds the plugin just built.
+func (e *Env) Kubectl(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := e.Cluster.Kubectl(ctx, args...)
+	cmd.Env = append(cmd.Env, "PATH="+e.BinDir+":"+os.Getenv("PATH"))
+	return cmd
 }
 
 // Close stops the cluster and sweeps the sandbox.

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,27 +22,13 @@ import (
 	"github.com/porterlb/porter/test/netlab"
 )
 
-var (
-	binDir string
-	env    *lab.Env
-)
+var env *lab.Env
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "porter-speaker-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := 1
-	build := exec.Command("go", "build", "-o", dir+"/", "github.com/porterlb/porter/cmd/porter-speaker", "github.com/porterlb/porter/cmd/kubectl-porter")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-	} else {
-		code = lab.Main(m, lab.EnvOptions{Net: &netlab.Options{Nodes: 2, SecondNIC: true}}, setup)
-	}
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(lab.Main(m, lab.EnvOptions{
+		Net:   &netlab.Options{Nodes: 2, SecondNIC: true},
+		Build: []string{"github.com/porterlb/porter/cmd/porter-speaker", "github.com/porterlb/porter/cmd/kubectl-porter"},
+	}, setup))
 }
 
 func setup(e *lab.Env) {
@@ -71,7 +56,7 @@ func startSpeaker(t *testing.T, node *netlab.Host) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := node.Command(ctx, filepath.Join(binDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", node.Name, "--inventory-interval", "200ms")
+	cmd := node.Command(ctx, filepath.Join(env.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", node.Name, "--inventory-interval", "200ms")
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -160,8 +145,7 @@ func TestSpeakerPublishesRealNICs(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "eth0") {
 		t.Fatalf("kubectl get nodenics: %v\n%s", err, out)
 	}
-	cmd := env.Cluster.Kubectl(context.Background(), "porter", "nics", node.Name)
-	cmd.Env = append(cmd.Env, "PATH="+binDir+":"+os.Getenv("PATH"))
+	cmd := env.Kubectl(context.Background(), "porter", "nics", node.Name)
 	out, err = cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl porter nics: %v\n%s", err, out)
