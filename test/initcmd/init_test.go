@@ -19,8 +19,14 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
 
+	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/kubeproxy"
+	"github.com/porterlb/porter/plugin/setup"
+	"github.com/porterlb/porter/plugin/steps"
 	"github.com/porterlb/porter/test/lab"
 	"github.com/porterlb/porter/test/netlab"
 )
@@ -35,7 +41,7 @@ func TestMain(m *testing.M) {
 	code := lab.Main(m, lab.EnvOptions{
 		Net:   &netlab.Options{Nodes: 3, SecondNICNodes: []string{"node3"}},
 		Build: []string{"github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker"},
-	}, setup)
+	}, startLab)
 	stopSpeakers()
 	os.Exit(code)
 }
@@ -44,7 +50,7 @@ func TestMain(m *testing.M) {
 // pods are simulated; so the NIC inventory init reads is real.
 var stopSpeakers = func() {}
 
-func setup(e *lab.Env) {
+func startLab(e *lab.Env) {
 	env, cluster, network = e, e.Cluster, e.Net
 	ctx, cancel := context.WithCancel(context.Background())
 	kc, err := cluster.LANKubeconfig()
@@ -516,5 +522,81 @@ func TestInitAsksOnATerminal(t *testing.T) {
 	out = run("y\ny\n")
 	if _, cfg := configConf(t); !cfg.StrictARP || !strings.Contains(out, "✓ restart kube-proxy") {
 		t.Fatalf("answering yes twice:\n%s", out)
+	}
+}
+
+// TestUndoTakesInitBack runs every step's Undo, in reverse, after a full
+// init, as `uninstall` will: strictARP returns to its previous value and
+// kube-proxy restarts, the speaker goes, and only the annotations init made
+// are removed. CRDs and pools stay.
+func TestUndoTakesInitBack(t *testing.T) {
+	withKubeProxy(t, lab.KubeProxy{Mode: "ipvs"})
+	ctx := context.Background()
+	node1 := network.Nodes[0].Name
+	// An annotation the admin set must survive.
+	mine := `{"metadata":{"annotations":{"layer2.porter.kubesphere.io/v1alpha1":"` + network.Nodes[0].IP.String() + `"}}}`
+	if _, err := cluster.Client.CoreV1().Nodes().Patch(ctx, node1, types.MergePatchType, []byte(mine), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		undo := `{"metadata":{"annotations":{"layer2.porter.kubesphere.io/v1alpha1":null}}}`
+		_, _ = cluster.Client.CoreV1().Nodes().Patch(context.Background(), node1, types.MergePatchType, []byte(undo), metav1.PatchOptions{})
+	})
+	if r := porter("init", "--yes", "--eip", "undo-pool=198.18.0.230-198.18.0.231"); r.err != nil {
+		t.Fatalf("init: %v\n%s", r.err, r.stdout)
+	}
+	t.Cleanup(func() { _, _ = cluster.Kubectl(context.Background(), "delete", "eip", "undo-pool").CombinedOutput() })
+
+	ds, err := cluster.Client.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	initRestart := ds.Spec.Template.Annotations[setup.RestartedAtAnnotation]
+	time.Sleep(1100 * time.Millisecond) // restart stamps have one-second resolution
+
+	dc, err := dynamic.NewForConfig(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cluster.Client.Discovery()))
+	restart := &setup.RestartKubeProxy{Client: cluster.Client, Timeout: time.Minute}
+	work := []steps.Step{
+		&setup.StrictARP{Client: cluster.Client, Restart: restart},
+		restart,
+		&setup.Speaker{Client: cluster.Client, Dynamic: dc, Mapper: mapper, Image: speakerImage},
+		&setup.NICAnnotations{Client: cluster.Client, Dynamic: dc},
+		&setup.Eips{Client: cluster.Client, Dynamic: dc, Eips: eips.New(dc)},
+	}
+	if _, err := (steps.Runner{}).Undo(ctx, work); err != nil {
+		t.Fatal(err)
+	}
+
+	cm, cfg := configConf(t)
+	if cfg.StrictARP || cm.Annotations[setup.PreviousStrictARPAnnotation] != "" {
+		t.Errorf("strictARP %v, previous-value annotation %q after undo", cfg.StrictARP, cm.Annotations[setup.PreviousStrictARPAnnotation])
+	}
+	if ds, err := cluster.WaitDaemonSet(ctx, "kube-system", "kube-proxy", time.Minute); err != nil {
+		t.Fatal(err)
+	} else if got := ds.Spec.Template.Annotations[setup.RestartedAtAnnotation]; got == initRestart || initRestart == "" {
+		t.Errorf("kube-proxy was not restarted after strictARP was restored (restartedAt %q, init's %q)", got, initRestart)
+	}
+	if _, err := cluster.Client.AppsV1().DaemonSets("porter-system").Get(ctx, "porter-speaker", metav1.GetOptions{}); err == nil {
+		t.Error("speaker DaemonSet survived undo")
+	}
+	nodes, err := cluster.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes.Items {
+		got := n.Annotations["layer2.porter.kubesphere.io/v1alpha1"]
+		switch {
+		case n.Name == node1 && got != network.Nodes[0].IP.String():
+			t.Errorf("undo removed the admin's own annotation on %s", n.Name)
+		case n.Name != node1 && got != "":
+			t.Errorf("undo left init's annotation on %s: %q", n.Name, got)
+		}
+	}
+	if out, err := cluster.Kubectl(ctx, "get", "eip", "undo-pool", "-o", "name").CombinedOutput(); err != nil {
+		t.Errorf("undo removed the pool: %v %s", err, out)
 	}
 }
