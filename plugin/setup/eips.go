@@ -84,7 +84,7 @@ func (e *Eips) missing(ctx context.Context) ([]*v1alpha2.Eip, error) {
 				Err:  fmt.Errorf("pool %s exists with address %s, not %s; it was left as it is", p.Name, cur.Spec.Address, p.Spec.Address),
 				Hint: "choose another name, or change the pool with kubectl edit eip " + p.Name,
 			}
-		case apierrors.IsNotFound(err) || strings.Contains(err.Error(), "not installed"):
+		case apierrors.IsNotFound(err):
 			todo = append(todo, p)
 		default:
 			return nil, err

@@ -10,6 +10,7 @@ import (
 	authv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -159,7 +160,7 @@ func (p *Preflight) otherLoadBalancers(ctx context.Context) ([]string, error) {
 			found = append(found, "MetalLB (IPAddressPool CRD)")
 		}
 		for _, item := range list.Items {
-			addrs, _, _ := unstructuredStrings(item.Object, "spec", "addresses")
+			addrs, _, _ := unstructured.NestedStringSlice(item.Object, "spec", "addresses")
 			for _, a := range addrs {
 				r, ok := metallbRange(a)
 				if !ok {
@@ -176,22 +177,20 @@ func (p *Preflight) otherLoadBalancers(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("look for MetalLB: %w", err)
 	}
 
-	for _, list := range []func(context.Context) ([]string, error){p.daemonSetNames, p.deploymentNames} {
-		names, err := list(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range names {
-			ns, name, _ := strings.Cut(n, "/")
-			switch {
-			case ns == "porter-system":
-				// Porter's own speaker.
-			case strings.Contains(name, "openelb") || strings.Contains(name, "porter-manager") || strings.Contains(name, "porter-speaker"):
-				found = append(found, "OpenELB ("+n+")")
-				conflicts = append(conflicts, "OpenELB ("+n+") announces the same Eip pools Porter does")
-			case strings.HasPrefix(name, "kube-vip"):
-				found = append(found, "kube-vip ("+n+")")
-			}
+	names, err := p.workloadNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		ns, name, _ := strings.Cut(n, "/")
+		switch {
+		case ns == "porter-system":
+			// Porter's own speaker.
+		case strings.Contains(name, "openelb") || strings.Contains(name, "porter-manager") || strings.Contains(name, "porter-speaker"):
+			found = append(found, "OpenELB ("+n+")")
+			conflicts = append(conflicts, "OpenELB ("+n+") announces the same Eip pools Porter does")
+		case strings.HasPrefix(name, "kube-vip"):
+			found = append(found, "kube-vip ("+n+")")
 		}
 	}
 	if list, err := p.Dynamic.Resource(ciliumL2).List(ctx, metav1.ListOptions{}); err == nil && len(list.Items) > 0 {
@@ -207,25 +206,22 @@ func (p *Preflight) otherLoadBalancers(ctx context.Context) ([]string, error) {
 	return found, nil
 }
 
-func (p *Preflight) daemonSetNames(ctx context.Context) ([]string, error) {
-	list, err := p.Client.AppsV1().DaemonSets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+// workloadNames lists "namespace/name" of every DaemonSet and Deployment,
+// where other load balancers run.
+func (p *Preflight) workloadNames(ctx context.Context) ([]string, error) {
+	var out []string
+	dss, err := p.Client.AppsV1().DaemonSets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list DaemonSets: %w", err)
 	}
-	var out []string
-	for _, d := range list.Items {
+	for _, d := range dss.Items {
 		out = append(out, d.Namespace+"/"+d.Name)
 	}
-	return out, nil
-}
-
-func (p *Preflight) deploymentNames(ctx context.Context) ([]string, error) {
-	list, err := p.Client.AppsV1().Deployments(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	deps, err := p.Client.AppsV1().Deployments(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list Deployments: %w", err)
 	}
-	var out []string
-	for _, d := range list.Items {
+	for _, d := range deps.Items {
 		out = append(out, d.Namespace+"/"+d.Name)
 	}
 	return out, nil
@@ -243,26 +239,4 @@ func metallbRange(s string) (addr.Range, bool) {
 	}
 	r, err := addr.Parse(s)
 	return r, err == nil
-}
-
-func unstructuredStrings(obj map[string]any, fields ...string) ([]string, bool, error) {
-	cur := any(obj)
-	for _, f := range fields {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false, nil
-		}
-		cur = m[f]
-	}
-	list, ok := cur.([]any)
-	if !ok {
-		return nil, false, nil
-	}
-	var out []string
-	for _, v := range list {
-		if s, ok := v.(string); ok {
-			out = append(out, s)
-		}
-	}
-	return out, true, nil
 }
