@@ -23,12 +23,7 @@ import (
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/plugin/setup"
-)
-
-const (
-	dryRunNone   = "none"
-	dryRunClient = "client"
-	dryRunServer = "server"
+	"github.com/porterlb/porter/plugin/steps"
 )
 
 func newEipCommand(kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
@@ -101,17 +96,9 @@ func newEipCreateCommand(kube *genericclioptions.ConfigFlags, streams genericioo
 }
 
 func addDryRunFlag(cmd *cobra.Command, dryRun *string) {
-	cmd.Flags().StringVar(dryRun, "dry-run", dryRunNone, `"none" writes; "client" only prints what would be sent; "server" has the API server check the write without persisting it`)
-	cmd.Flags().Lookup("dry-run").NoOptDefVal = dryRunClient
-	_ = cmd.RegisterFlagCompletionFunc("dry-run", cobra.FixedCompletions([]string{dryRunNone, dryRunClient, dryRunServer}, cobra.ShellCompDirectiveNoFileComp))
-}
-
-func validateDryRun(v string) error {
-	switch v {
-	case dryRunNone, dryRunClient, dryRunServer:
-		return nil
-	}
-	return fmt.Errorf("invalid --dry-run %q: choose none, client or server", v)
+	cmd.Flags().StringVar(dryRun, "dry-run", steps.Write.String(), `"none" writes; "client" only prints what would be sent; "server" has the API server check the write without persisting it`)
+	cmd.Flags().Lookup("dry-run").NoOptDefVal = steps.Client.String()
+	_ = cmd.RegisterFlagCompletionFunc("dry-run", cobra.FixedCompletions([]string{steps.Write.String(), steps.Client.String(), steps.Server.String()}, cobra.ShellCompDirectiveNoFileComp))
 }
 
 // buildEip validates the flags and returns the Eip they describe.
@@ -161,7 +148,8 @@ func runEipCreate(ctx context.Context, kube *genericclioptions.ConfigFlags, stre
 	if err := validateOutput(o.output, outputJSON, outputYAML); err != nil {
 		return err
 	}
-	if err := validateDryRun(o.dryRun); err != nil {
+	dry, err := steps.ParseDryRun(o.dryRun)
+	if err != nil {
 		return err
 	}
 	eip, err := o.buildEip(name)
@@ -180,25 +168,23 @@ func runEipCreate(ctx context.Context, kube *genericclioptions.ConfigFlags, stre
 	}
 
 	created := eip
-	switch o.dryRun {
-	case dryRunClient:
-	default:
-		if created, err = c.eips.Create(ctx, eip, o.dryRun == dryRunServer); err != nil {
+	if dry != steps.Client {
+		if created, err = c.eips.Create(ctx, eip, dry == steps.Server); err != nil {
 			return err
 		}
 	}
 	if o.output != "" {
 		return printObject(streams.Out, o.output, created)
 	}
-	fmt.Fprintf(streams.Out, "eip.network.kubesphere.io/%s created%s\n", name, dryRunSuffix(o.dryRun))
+	fmt.Fprintf(streams.Out, "eip.network.kubesphere.io/%s created%s\n", name, dryRunSuffix(dry))
 	return nil
 }
 
-func dryRunSuffix(dryRun string) string {
-	switch dryRun {
-	case dryRunClient:
+func dryRunSuffix(dry steps.DryRun) string {
+	switch dry {
+	case steps.Client:
 		return " (dry run)"
-	case dryRunServer:
+	case steps.Server:
 		return " (server dry run)"
 	}
 	return ""
@@ -375,7 +361,8 @@ those Services lose their addresses.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeEipNames(kube),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := validateDryRun(dryRun); err != nil {
+			dry, err := steps.ParseDryRun(dryRun)
+			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -397,12 +384,12 @@ those Services lose their addresses.`,
 			if len(holders) > 0 {
 				fmt.Fprintf(streams.ErrOut, "Warning: forced: these Services lose their addresses: %s\n", strings.Join(holders, ", "))
 			}
-			if dryRun != dryRunClient {
-				if err := c.eips.Delete(ctx, eip.Name, eip.ResourceVersion, dryRun == dryRunServer); err != nil {
+			if dry != steps.Client {
+				if err := c.eips.Delete(ctx, eip.Name, eip.ResourceVersion, dry == steps.Server); err != nil {
 					return err
 				}
 			}
-			fmt.Fprintf(streams.Out, "eip.network.kubesphere.io/%s deleted%s\n", eip.Name, dryRunSuffix(dryRun))
+			fmt.Fprintf(streams.Out, "eip.network.kubesphere.io/%s deleted%s\n", eip.Name, dryRunSuffix(dry))
 			return nil
 		},
 	}

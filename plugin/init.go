@@ -154,7 +154,7 @@ func runInit(ctx context.Context, kube *genericclioptions.ConfigFlags, streams g
 	}
 	results, runErr := runner.Init(ctx, all)
 
-	report := initReport{DryRun: dryRunName(dry), Steps: results}
+	report := initReport{DryRun: dry.String(), Steps: results}
 	for _, r := range results {
 		if r.Outcome == steps.OutcomeDone || r.Outcome == steps.OutcomePlanned {
 			report.Changed++
@@ -229,16 +229,6 @@ func initStoppedNote(results []steps.Result) string {
 		msg = "init stopped after completing: " + strings.Join(done, ", ") + "."
 	}
 	return msg + " Run `kubectl porter init` again to resume; finished steps are kept."
-}
-
-func dryRunName(d steps.DryRun) string {
-	switch d {
-	case steps.Client:
-		return dryRunClient
-	case steps.Server:
-		return dryRunServer
-	}
-	return dryRunNone
 }
 
 // confirmer shows a step's plan and asks before it is applied: on a

@@ -124,25 +124,30 @@ func (e *Eips) Apply(ctx context.Context, dry steps.DryRun) error {
 	if err != nil {
 		return err
 	}
-	if dry != steps.Write && !e.apiInstalled(ctx) {
+	if len(todo) == 0 {
+		return nil
+	}
+	// One look at the cluster serves every pool; each pool created is
+	// added to it, so the next is checked against it too.
+	facts, err := clusterfacts.Gather(ctx, e.Client, e.Dynamic, e.Eips)
+	if apierrors.IsNotFound(err) && dry != steps.Write {
 		// A server dry run of a first init: the Eip CRD was not really
 		// created, so there is nothing to validate the pools against.
 		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("check pools: %w", err)
+	}
 	for _, p := range todo {
-		if err := CheckPool(ctx, e.Client, e.Dynamic, e.Eips, p, e.Force, e.Warnings); err != nil {
+		if err := reportFindings(e.Warnings, p.Name, poolcheck.Check(p, facts), e.Force); err != nil {
 			return err
 		}
 		if _, err := e.Eips.Create(ctx, p, dry == steps.Server); err != nil {
 			return err
 		}
+		facts.Eips = append(facts.Eips, *p)
 	}
 	return nil
-}
-
-func (e *Eips) apiInstalled(ctx context.Context) bool {
-	_, err := e.Eips.List(ctx)
-	return err == nil
 }
 
 func (e *Eips) Verify(ctx context.Context) error {

@@ -23,6 +23,17 @@ const (
 	Server
 )
 
+// String is the --dry-run value that selects d.
+func (d DryRun) String() string {
+	switch d {
+	case Client:
+		return "client"
+	case Server:
+		return "server"
+	}
+	return "none"
+}
+
 // ParseDryRun reads a --dry-run value.
 func ParseDryRun(s string) (DryRun, error) {
 	switch s {

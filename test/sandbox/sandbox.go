@@ -31,12 +31,25 @@ const NetnsPrefix = "plab-"
 
 const ownerFile = "owner"
 
+// deleteNetnsFn defines delete_netns NAME: kill the processes in the
+// namespace, then delete it if it still exists.
+const deleteNetnsFn = `
+delete_netns() {
+  for pid in $(ip netns pids "$1" 2>/dev/null); do
+    kill -9 "$pid" 2>/dev/null
+  done
+  if ip netns list | grep -q -- "^$1\( \|$\)"; then
+    ip netns del "$1"
+  fi
+}
+`
+
 // sweepScript removes one sandbox directory and everything that hangs off it.
 // Processes are found by path (every control-plane process names a file in
 // its work directory) and by network namespace. It runs in two ways: as a
 // watchdog that first waits for its standard input to reach EOF, and
 // directly, for stale sandboxes.
-const sweepScript = `
+const sweepScript = deleteNetnsFn + `
 dir=$1
 if [ "$2" = wait ]; then
   cat >/dev/null
@@ -46,11 +59,7 @@ for pid in $(pgrep -f -- "$dir/"); do
 done
 for f in "$dir"/netns/*; do
   [ -e "$f" ] || continue
-  ns=$(basename "$f")
-  for pid in $(ip netns pids "$ns" 2>/dev/null); do
-    kill -9 "$pid" 2>/dev/null
-  done
-  ip netns del "$ns" 2>/dev/null
+  delete_netns "$(basename "$f")"
 done
 rm -rf "$dir"
 `
@@ -248,8 +257,7 @@ func startTime(pid int) (string, error) {
 // DeleteNetns kills the processes in the namespace name, deletes it and drops
 // its record. A namespace that is already gone is not an error.
 func (s *Sandbox) DeleteNetns(name string) error {
-	script := `for pid in $(ip netns pids "$1" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-if ip netns list | grep -qx -- "$1\( .*\)\?"; then ip netns del "$1"; fi`
+	script := deleteNetnsFn + `delete_netns "$1"`
 	if out, err := exec.Command("sh", "-c", script, "porter-lab-netns-del", name).CombinedOutput(); err != nil {
 		return fmt.Errorf("delete network namespace %s: %w: %s", name, err, bytes.TrimSpace(out))
 	}
