@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/speaker/nics"
@@ -24,17 +23,22 @@ const fieldManager = "porter-speaker"
 // inventory publishes this node's NIC inventory as a NodeNICs object named
 // after the node, owned by the Node so that it goes when the node does.
 type inventory struct {
-	kube     kubernetes.Interface
 	dyn      dynamic.Interface
 	nodeName string
 	log      *slog.Logger
 	every    time.Duration
+	// node reads this node from a cache; speaker reports the speaker's
+	// own state. kick asks for an early look.
+	node    func() (*corev1.Node, error)
+	speaker func() *v1alpha1.SpeakerStatus
+	kick    chan struct{}
 
-	last []v1alpha1.NIC
+	last        []v1alpha1.NIC
+	lastSpeaker *v1alpha1.SpeakerStatus
 }
 
-// run publishes at start and then whenever the interfaces change, checking
-// every i.every.
+// run publishes at start and then whenever the interfaces or the speaker's
+// state change, looking every i.every and whenever kicked.
 func (i *inventory) run(ctx context.Context) error {
 	for {
 		if err := i.publishIfChanged(ctx); err != nil {
@@ -43,13 +47,14 @@ func (i *inventory) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-i.kick:
 		case <-time.After(i.every):
 		}
 	}
 }
 
 func (i *inventory) publishIfChanged(ctx context.Context) error {
-	node, err := i.kube.CoreV1().Nodes().Get(ctx, i.nodeName, metav1.GetOptions{})
+	node, err := i.node()
 	if err != nil {
 		return fmt.Errorf("get node %s: %w", i.nodeName, err)
 	}
@@ -57,18 +62,24 @@ func (i *inventory) publishIfChanged(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if i.last != nil && reflect.DeepEqual(list, i.last) {
+	var sp *v1alpha1.SpeakerStatus
+	if i.speaker != nil {
+		sp = i.speaker()
+	}
+	if i.last != nil && reflect.DeepEqual(list, i.last) && reflect.DeepEqual(sp, i.lastSpeaker) {
 		return nil
 	}
-	if err := i.publish(ctx, node, list, primary); err != nil {
+	if err := i.publish(ctx, node, list, primary, sp); err != nil {
 		return err
 	}
-	i.last = list
-	i.log.Info("published NIC inventory", "nics", len(list), "primary", primary)
+	if !reflect.DeepEqual(list, i.last) {
+		i.log.Info("published NIC inventory", "nics", len(list), "primary", primary)
+	}
+	i.last, i.lastSpeaker = list, sp
 	return nil
 }
 
-func (i *inventory) publish(ctx context.Context, node *corev1.Node, list []v1alpha1.NIC, primary string) error {
+func (i *inventory) publish(ctx context.Context, node *corev1.Node, list []v1alpha1.NIC, primary string, sp *v1alpha1.SpeakerStatus) error {
 	obj := &v1alpha1.NodeNICs{
 		TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeNICs"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -88,7 +99,7 @@ func (i *inventory) publish(ctx context.Context, node *corev1.Node, list []v1alp
 		return fmt.Errorf("apply NodeNICs %s: %w", node.Name, err)
 	}
 	obj.OwnerReferences = nil
-	obj.Status = v1alpha1.NodeNICsStatus{NICs: list, Primary: primary, UpdatedAt: metav1.Now()}
+	obj.Status = v1alpha1.NodeNICsStatus{NICs: list, Primary: primary, UpdatedAt: metav1.Now(), Speaker: sp}
 	if u, err = toUnstructured(obj); err != nil {
 		return err
 	}

@@ -1,4 +1,6 @@
-// Package speaker is porter-speaker, Porter's in-cluster helper.
+// Package speaker is porter-speaker, Porter's in-cluster helper. Every
+// speaker answers ARP for the addresses it owns; one of them, elected on a
+// Lease, also allocates addresses to Services.
 package speaker
 
 import (
@@ -7,16 +9,43 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/netip"
 	"os"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
 
+	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/version"
+	"github.com/porterlb/porter/speaker/allocator"
+	"github.com/porterlb/porter/speaker/announcer"
+	"github.com/porterlb/porter/speaker/members"
+	"github.com/porterlb/porter/speaker/metrics"
+	"github.com/porterlb/porter/speaker/responder"
 )
+
+// LeaseName is the Lease the allocator is elected on.
+const LeaseName = "porter-allocator"
 
 // Options are the speaker's command-line settings.
 type Options struct {
@@ -24,8 +53,26 @@ type Options struct {
 	// is used.
 	Kubeconfig string
 	NodeName   string
+	Namespace  string
 	// InventoryInterval is how often the NIC inventory is re-read.
 	InventoryInterval time.Duration
+
+	BindAddress    string
+	MemberPort     int
+	ProbeInterval  time.Duration
+	RejoinInterval time.Duration
+	SecretFile     string
+
+	MetricsAddress string
+	HandoffGrace   time.Duration
+
+	ARPProbe responder.ProbeConfig
+	Reprobe  time.Duration
+
+	LeaseDuration    time.Duration
+	RenewDeadline    time.Duration
+	RetryPeriod      time.Duration
+	AllocatorWorkers int
 }
 
 // Execute runs the speaker with args and returns the process exit code.
@@ -39,27 +86,70 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
 // NewCommand builds the porter-speaker command.
 func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 	var opts Options
+	var verbose bool
 	cmd := &cobra.Command{
-		Use:           "porter-speaker",
-		Short:         "Porter's in-cluster helper: allocates pool IPs and answers ARP for them",
+		Use:   "porter-speaker",
+		Short: "Porter's in-cluster helper: allocates pool IPs and answers ARP for them",
+		Long: `porter-speaker runs on every node, from the porter-system DaemonSet.
+
+Every speaker answers ARP for the Service addresses its node owns. Which
+node owns an address is decided by every speaker alike from the set of live
+speakers, which they track among themselves with a fast gossip failure
+detector, so that a dead node's addresses move in well under a second and
+keep being answered while the API server is unreachable. One speaker, elected
+on the porter-allocator Lease, also gives pool addresses to Services.`,
+		Example: `  # As the DaemonSet runs it:
+  porter-speaker --node-name=$(NODE_NAME)
+
+  # Outside a cluster, against a kubeconfig:
+  porter-speaker --kubeconfig ~/.kube/config --node-name node-a --bind-address 192.0.2.11`,
 		Version:       version.Get().String(),
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := slog.New(slog.NewTextHandler(stderr, nil))
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 			return Run(cmd.Context(), log, opts)
 		},
 	}
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	cmd.SetVersionTemplate("porter-speaker {{.Version}}\n")
-	cmd.Flags().StringVar(&opts.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster service account")
-	cmd.Flags().StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node this speaker runs on (default $NODE_NAME, set from the downward API)")
-	cmd.Flags().DurationVar(&opts.InventoryInterval, "inventory-interval", 10*time.Second, "How often to re-read the node's NICs and republish them when changed")
+	f := cmd.Flags()
+	f.StringVar(&opts.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster service account")
+	f.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node this speaker runs on (default $NODE_NAME, set from the downward API)")
+	f.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", "porter-system"), "Namespace of the allocator Lease (default $POD_NAMESPACE, else porter-system)")
+	f.DurationVar(&opts.InventoryInterval, "inventory-interval", 10*time.Second, "How often to re-read the node's NICs and republish them when changed")
+	f.StringVar(&opts.BindAddress, "bind-address", os.Getenv("POD_IP"), "Address other speakers reach this one at (default $POD_IP, else the node's InternalIP)")
+	f.IntVar(&opts.MemberPort, "member-port", 7947, "UDP and TCP port of the speakers' failure detector")
+	f.DurationVar(&opts.ProbeInterval, "member-probe-interval", 100*time.Millisecond, "How often each speaker probes a peer; a dead peer is known in about 4 intervals")
+	f.DurationVar(&opts.RejoinInterval, "rejoin-interval", 2*time.Second, "How often to contact speakers that are not members, to heal a partition")
+	f.StringVar(&opts.SecretFile, "member-secret-file", "", "File holding a 16, 24 or 32 byte key that encrypts the speakers' gossip")
+	f.StringVar(&opts.MetricsAddress, "metrics-address", ":7473", "Where to serve /metrics, /healthz and /readyz; empty turns it off")
+	f.DurationVar(&opts.HandoffGrace, "handoff-grace", 500*time.Millisecond, "On shutdown, how long to keep answering after telling the others, so the new owner is ready first")
+	f.IntVar(&opts.ARPProbe.Count, "arp-probes", 3, "ARP probes sent before first announcing an address (RFC 5227)")
+	f.DurationVar(&opts.ARPProbe.Interval, "arp-probe-interval", 150*time.Millisecond, "Time between ARP probes")
+	f.DurationVar(&opts.ARPProbe.Wait, "arp-probe-wait", 200*time.Millisecond, "Time to listen for an answer after the last probe")
+	f.DurationVar(&opts.Reprobe, "reprobe-interval", 30*time.Second, "How long an address found in use waits before it is probed again")
+	f.DurationVar(&opts.LeaseDuration, "lease-duration", 15*time.Second, "Allocator Lease duration")
+	f.DurationVar(&opts.RenewDeadline, "lease-renew-deadline", 10*time.Second, "Allocator Lease renew deadline")
+	f.DurationVar(&opts.RetryPeriod, "lease-retry-period", 2*time.Second, "Allocator Lease retry period")
+	f.IntVar(&opts.AllocatorWorkers, "allocator-workers", 8, "Services the allocator writes in parallel")
+	f.BoolVarP(&verbose, "verbose", "v", false, "Log debug detail, including the failure detector's")
 	return cmd
 }
 
@@ -72,6 +162,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("load client configuration: %w", err)
 	}
+	cfg.QPS, cfg.Burst = 50, 100
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("create Kubernetes client: %w", err)
@@ -85,11 +176,277 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("create dynamic client: %w", err)
 	}
-	inv := &inventory{kube: cs, dyn: dyn, nodeName: opts.NodeName, log: log, every: opts.InventoryInterval}
+
+	// Informers outlive ctx a little: the data path keeps its caches while
+	// it hands over.
+	infCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopInformers()
+	kf := informers.NewSharedInformerFactory(cs, 0)
+	df := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+	inf := allocator.Informers{
+		Services:       kf.Core().V1().Services().Informer(),
+		Nodes:          kf.Core().V1().Nodes().Informer(),
+		Namespaces:     kf.Core().V1().Namespaces().Informer(),
+		EndpointSlices: kf.Discovery().V1().EndpointSlices().Informer(),
+		Eips:           df.ForResource(v1alpha2.EipResource).Informer(),
+	}
+	if err := inf.EndpointSlices.AddIndexers(announcer.EndpointSliceIndexers()); err != nil {
+		return fmt.Errorf("index EndpointSlices: %w", err)
+	}
+	nicsInf := df.ForResource(v1alpha1.NodeNICsResource).Informer()
+	kf.Start(infCtx.Done())
+	df.Start(infCtx.Done())
+	defer kf.Shutdown()
+	defer df.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.Nodes.HasSynced) {
+		return fmt.Errorf("read nodes: %w", context.Cause(ctx))
+	}
+
+	bind := opts.BindAddress
+	if bind == "" {
+		n, err := nodeFrom(inf.Nodes, opts.NodeName)
+		if err != nil {
+			return err
+		}
+		ip := internalIP(n)
+		if !ip.IsValid() {
+			return fmt.Errorf("node %s has no InternalIP; set --bind-address", opts.NodeName)
+		}
+		bind = ip.String()
+	}
+	var secret []byte
+	if opts.SecretFile != "" {
+		if secret, err = os.ReadFile(opts.SecretFile); err != nil {
+			return fmt.Errorf("read member secret: %w", err)
+		}
+		secret = []byte(strings.TrimSpace(string(secret)))
+	}
+	mem, err := members.Start(members.Config{
+		Name: opts.NodeName, BindAddr: bind, Port: opts.MemberPort,
+		ProbeInterval: opts.ProbeInterval, SecretKey: secret, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	bc := record.NewBroadcaster(record.WithContext(infCtx))
+	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
+	defer bc.Shutdown()
+	rec := bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "porter-speaker", Host: opts.NodeName})
+
+	m := metrics.New()
+	an := announcer.New(announcer.Config{
+		Node: opts.NodeName, Kube: cs,
+		Services: inf.Services, Eips: inf.Eips, Nodes: inf.Nodes, EndpointSlices: inf.EndpointSlices, NodeNICs: nicsInf,
+		Members: mem, Metrics: m, Recorder: rec, Log: log,
+		Probe: opts.ARPProbe, Reprobe: opts.Reprobe,
+	})
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	done := make(chan error, 4)
+	go func() { done <- an.Run(runCtx) }()
+
+	inv := &inventory{
+		dyn: dyn, nodeName: opts.NodeName, log: log, every: opts.InventoryInterval,
+		node: func() (*corev1.Node, error) { return nodeFrom(inf.Nodes, opts.NodeName) },
+		speaker: func() *v1alpha1.SpeakerStatus {
+			names := make([]string, 0)
+			for n := range mem.Live() {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			return &v1alpha1.SpeakerStatus{MemberAddress: mem.Address(), Members: names, Announcing: an.Announcing(), Version: version.Get().Version}
+		},
+		kick: make(chan struct{}, 1),
+	}
 	if inv.every <= 0 {
 		inv.every = 10 * time.Second
 	}
-	err = inv.run(ctx)
-	log.Info("speaker stopping", "reason", context.Cause(ctx))
-	return err
+	go func() { done <- inv.run(runCtx) }()
+	go rejoin(runCtx, mem, nicsInf, opts.NodeName, opts.RejoinInterval, inv.kick, log)
+
+	var srv *http.Server
+	if opts.MetricsAddress != "" {
+		srv = serveHTTP(opts.MetricsAddress, m, an, mem, log)
+	}
+
+	alloc := &allocator.Controller{
+		Kube: cs, Dyn: dyn, Inf: inf, Recorder: rec, Log: log, Workers: opts.AllocatorWorkers,
+		APIServerAddrs: func() []netip.Addr { return apiServerAddrs(inf.EndpointSlices) },
+	}
+	go func() { done <- elect(runCtx, cs, opts, alloc, log) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-done:
+	}
+	log.Info("speaker stopping", "reason", context.Cause(ctx), "err", runErr)
+	// Hand over first, then stop answering: the others take the addresses
+	// and send gratuitous ARP while this node still answers, so no client
+	// sees a gap.
+	stopRun()
+	if err := mem.Leave(opts.HandoffGrace); err != nil {
+		log.Warn("leave", "err", err)
+	}
+	time.Sleep(opts.HandoffGrace)
+	an.Close()
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	return runErr
+}
+
+// elect campaigns for the allocator Lease for as long as ctx lasts; losing
+// it (the API server gone for a while) only pauses allocation.
+func elect(ctx context.Context, cs kubernetes.Interface, opts Options, alloc *allocator.Controller, log *slog.Logger) error {
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: opts.Namespace, Name: LeaseName},
+		Client:     cs.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: opts.NodeName},
+	}
+	for ctx.Err() == nil {
+		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   opts.LeaseDuration,
+			RenewDeadline:   opts.RenewDeadline,
+			RetryPeriod:     opts.RetryPeriod,
+			ReleaseOnCancel: true,
+			Name:            LeaseName,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					if err := alloc.Run(ctx); err != nil {
+						log.Error("allocator", "err", err)
+					}
+				},
+				OnStoppedLeading: func() {},
+				OnNewLeader: func(id string) {
+					log.Info("allocator leader", "node", id)
+				},
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("set up allocator election: %w", err)
+		}
+		le.Run(ctx)
+	}
+	return nil
+}
+
+// rejoin keeps contacting the speakers that published a member address
+// but are not members: at start, and after a partition heals.
+func rejoin(ctx context.Context, mem *members.Members, nicsInf cache.SharedIndexInformer, self string, every time.Duration, kick chan struct{}, log *slog.Logger) {
+	if every <= 0 {
+		every = 2 * time.Second
+	}
+	changed := mem.Subscribe()
+	last := -1
+	for {
+		var peers []string
+		for _, o := range nicsInf.GetStore().List() {
+			n, err := decodeNodeNICs(o)
+			if err != nil || n.Name == self || n.Status.Speaker == nil || n.Status.Speaker.MemberAddress == "" {
+				continue
+			}
+			peers = append(peers, n.Status.Speaker.MemberAddress)
+		}
+		if len(peers) > 0 {
+			if n := mem.Join(peers); n > 0 {
+				log.Debug("joined peers", "count", n)
+			}
+		}
+		if live := len(mem.Live()); live != last {
+			last = live
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		case <-time.After(every):
+		}
+	}
+}
+
+func serveHTTP(address string, m *metrics.Metrics, an *announcer.Announcer, mem *members.Members, log *slog.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := an.Healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !an.Ready() {
+			http.Error(w, "not ready: caches not synced or first decision not made", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "ok: %d members, announcing %d\n", len(mem.Live()), an.Announcing())
+	})
+	srv := &http.Server{Addr: address, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("serve metrics", "address", address, "err", err)
+		}
+	}()
+	return srv
+}
+
+func nodeFrom(inf cache.SharedIndexInformer, name string) (*corev1.Node, error) {
+	o, ok, err := inf.GetStore().GetByKey(name)
+	if err != nil {
+		return nil, fmt.Errorf("read node %s from cache: %w", name, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("node %s not found", name)
+	}
+	return o.(*corev1.Node), nil
+}
+
+// apiServerAddrs are the API server's endpoint addresses, from the
+// EndpointSlices of default/kubernetes.
+func apiServerAddrs(inf cache.SharedIndexInformer) []netip.Addr {
+	objs, err := inf.GetIndexer().ByIndex(announcer.ServiceIndex, "default/kubernetes")
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, o := range objs {
+		s, ok := o.(*discoveryv1.EndpointSlice)
+		if !ok {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			for _, a := range ep.Addresses {
+				if ip, err := netip.ParseAddr(a); err == nil {
+					out = append(out, ip.Unmap())
+				}
+			}
+		}
+	}
+	return out
+}
+
+func decodeNodeNICs(o any) (*v1alpha1.NodeNICs, error) {
+	u, ok := o.(*unstructured.Unstructured)
+	if !ok {
+		return nil, fmt.Errorf("unexpected %T in NodeNICs cache", o)
+	}
+	var n v1alpha1.NodeNICs
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &n); err != nil {
+		return nil, fmt.Errorf("decode NodeNICs %s: %w", u.GetName(), err)
+	}
+	return &n, nil
 }

@@ -71,6 +71,10 @@ type EipConflict struct {
 	// Reason says why, naming the object that holds the address, e.g.
 	// "InternalIP of node orion".
 	Reason string `json:"reason"`
+	// MAC is the hardware address that answered for the address on the
+	// wire, when a speaker found it in use by another host.
+	// +optional
+	MAC string `json:"mac,omitempty"`
 }
 
 // EipStatus is the pool's state as Porter keeps it.

@@ -36,6 +36,30 @@ type NodeNICsStatus struct {
 	// UpdatedAt is when the speaker last read the interfaces.
 	// +optional
 	UpdatedAt metav1.Time `json:"updatedAt,omitempty"`
+	// Speaker is what the node's speaker reports about itself.
+	// +optional
+	Speaker *SpeakerStatus `json:"speaker,omitempty"`
+}
+
+// SpeakerStatus is the speaker's own view: where its peers reach it, which
+// peers it sees alive, and how many addresses it answers for.
+type SpeakerStatus struct {
+	// MemberAddress is the host:port of the speaker's membership protocol.
+	// Peers join through it.
+	// +optional
+	MemberAddress string `json:"memberAddress,omitempty"`
+	// Members are the node names of the speakers this one sees alive,
+	// itself included.
+	// +optional
+	Members []string `json:"members,omitempty"`
+	// Announcing is how many addresses this node answers ARP for. Each
+	// Service names its announcing node in the porter.kubesphere.io/announcer
+	// annotation.
+	// +optional
+	Announcing int `json:"announcing,omitempty"`
+	// Version is the speaker's version.
+	// +optional
+	Version string `json:"version,omitempty"`
 }
 
 // NodeNICs is the NIC inventory of one node, named after the node and
@@ -47,6 +71,8 @@ type NodeNICsStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Primary",type=string,JSONPath=`.status.primary`
 // +kubebuilder:printcolumn:name="NICs",type=string,JSONPath=`.status.nics[*].name`
+// +kubebuilder:printcolumn:name="Announcing",type=integer,JSONPath=`.status.speaker.announcing`
+// +kubebuilder:printcolumn:name="Members",type=string,JSONPath=`.status.speaker.members`,priority=1
 // +kubebuilder:printcolumn:name="Updated",type=date,JSONPath=`.status.updatedAt`
 type NodeNICs struct {
 	metav1.TypeMeta   `json:",inline"`

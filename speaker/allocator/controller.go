@@ -1,0 +1,561 @@
+package allocator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/porterlb/porter/pkg/addr"
+	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/eips"
+	"github.com/porterlb/porter/pkg/lbservice"
+)
+
+// Informers are the caches the controller reads. They are shared with the
+// rest of the speaker and started by it.
+type Informers struct {
+	Services   cache.SharedIndexInformer
+	Eips       cache.SharedIndexInformer
+	Nodes      cache.SharedIndexInformer
+	Namespaces cache.SharedIndexInformer
+	// APIServer lists the EndpointSlices of default/kubernetes.
+	EndpointSlices cache.SharedIndexInformer
+}
+
+// Controller allocates while its speaker holds the allocator lease. One
+// Controller serves one term of leadership: its table is rebuilt from the
+// API at start, so nothing a previous leader did is lost or repeated.
+type Controller struct {
+	Kube     kubernetes.Interface
+	Dyn      dynamic.Interface
+	Inf      Informers
+	Recorder record.EventRecorder
+	Log      *slog.Logger
+	// Workers write Service status in parallel; the table itself is
+	// guarded by mu.
+	Workers int
+	// APIServerAddrs returns the API server's endpoint addresses.
+	APIServerAddrs func() []netip.Addr
+
+	mu      sync.Mutex
+	table   *Table
+	waiting map[string]bool // Services with no address yet
+	dirty   bool            // pool status needs writing
+	queue   workqueue.TypedRateLimitingInterface[string]
+}
+
+const poolsKey = "\x00pools"
+
+// Run allocates until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	c.table = NewTable()
+	c.waiting = map[string]bool{}
+	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "allocator"})
+	defer c.queue.ShutDown()
+
+	enqueueSvc := func(obj any) {
+		if k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			c.queue.Add(k)
+		}
+	}
+	enqueuePools := func(any) { c.queue.Add(poolsKey) }
+	var regs []func()
+	add := func(inf cache.SharedIndexInformer, h cache.ResourceEventHandlerFuncs) error {
+		r, err := inf.AddEventHandler(h)
+		if err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
+		regs = append(regs, func() { _ = inf.RemoveEventHandler(r) })
+		return nil
+	}
+	defer func() {
+		for _, r := range regs {
+			r()
+		}
+	}()
+	if err := add(c.Inf.Services, cache.ResourceEventHandlerFuncs{AddFunc: enqueueSvc, UpdateFunc: func(_, n any) { enqueueSvc(n) }, DeleteFunc: enqueueSvc}); err != nil {
+		return err
+	}
+	for _, inf := range []cache.SharedIndexInformer{c.Inf.Eips, c.Inf.Nodes, c.Inf.Namespaces, c.Inf.EndpointSlices} {
+		if err := add(inf, cache.ResourceEventHandlerFuncs{AddFunc: enqueuePools, UpdateFunc: func(_, n any) { enqueuePools(n) }, DeleteFunc: enqueuePools}); err != nil {
+			return err
+		}
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), c.Inf.Services.HasSynced, c.Inf.Eips.HasSynced, c.Inf.Nodes.HasSynced, c.Inf.Namespaces.HasSynced, c.Inf.EndpointSlices.HasSynced) {
+		return ctx.Err()
+	}
+	c.rebuild()
+	c.Log.Info("allocator leading", "pools", len(c.table.Pools()))
+
+	workers := max(c.Workers, 1)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for c.processNext(ctx) {
+			}
+		})
+	}
+	wg.Go(func() { wait.UntilWithContext(ctx, c.writePoolStatus, 200*time.Millisecond) })
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+	c.Log.Info("allocator stopped leading")
+	return nil
+}
+
+// rebuild reads pools and holders from the caches. Older Services win an
+// address two of them claim, so a restart never moves an established one.
+func (c *Controller) rebuild() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.table.SetPools(c.pools())
+	svcs := c.services()
+	sort.Slice(svcs, func(i, j int) bool {
+		if !svcs[i].CreationTimestamp.Equal(&svcs[j].CreationTimestamp) {
+			return svcs[i].CreationTimestamp.Before(&svcs[j].CreationTimestamp)
+		}
+		return lbservice.Key(svcs[i]) < lbservice.Key(svcs[j])
+	})
+	for _, s := range svcs {
+		if !lbservice.IsPorter(s) {
+			continue
+		}
+		if ip := lbservice.IngressIP(s); ip.IsValid() && c.table.PoolOf(ip, lbservice.Pool(s)) != nil {
+			c.table.Claim(lbservice.Key(s), ip)
+		}
+	}
+	for _, s := range svcs {
+		if lbservice.IsPorter(s) {
+			c.queue.Add(lbservice.Key(s))
+		}
+	}
+	c.dirty = true
+}
+
+func (c *Controller) services() []*corev1.Service {
+	var out []*corev1.Service
+	for _, o := range c.Inf.Services.GetStore().List() {
+		if s, ok := o.(*corev1.Service); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	if key == poolsKey {
+		c.refreshPools()
+		c.queue.Forget(key)
+		return true
+	}
+	if err := c.sync(ctx, key); err != nil {
+		c.Log.Warn("allocate", "service", key, "err", err)
+		c.queue.AddRateLimited(key)
+		return true
+	}
+	c.queue.Forget(key)
+	return true
+}
+
+// refreshPools re-reads the pools and retries every Service still
+// waiting, since a new or grown pool may serve it now.
+func (c *Controller) refreshPools() {
+	c.mu.Lock()
+	c.table.SetPools(c.pools())
+	waiting := make([]string, 0, len(c.waiting))
+	for k := range c.waiting {
+		waiting = append(waiting, k)
+	}
+	c.dirty = true
+	c.mu.Unlock()
+	for _, k := range waiting {
+		c.queue.Add(k)
+	}
+	// Held addresses may now be refused (a node took one); re-check them.
+	for _, s := range c.services() {
+		if lbservice.IsPorter(s) && lbservice.IngressIP(s).IsValid() {
+			c.queue.Add(lbservice.Key(s))
+		}
+	}
+}
+
+func (c *Controller) sync(ctx context.Context, key string) error {
+	obj, exists, err := c.Inf.Services.GetStore().GetByKey(key)
+	if err != nil {
+		return fmt.Errorf("read cache: %w", err)
+	}
+	if !exists {
+		c.release(key)
+		return nil
+	}
+	svc := obj.(*corev1.Service)
+	if !lbservice.IsPorter(svc) {
+		return c.unassign(ctx, svc)
+	}
+	req := Request{
+		Key:       key,
+		Namespace: svc.Namespace,
+		Pool:      lbservice.Pool(svc),
+		Current:   lbservice.IngressIP(svc),
+	}
+	if ns, ok, _ := c.Inf.Namespaces.GetStore().GetByKey(svc.Namespace); ok {
+		req.NSLabels = labels.Set(ns.(*corev1.Namespace).Labels)
+	}
+	req.RequestedIP, err = lbservice.RequestedIP(svc)
+	if err != nil {
+		c.wait(svc, "InvalidAddress", err.Error())
+		return nil
+	}
+
+	c.mu.Lock()
+	before, hadBefore := c.table.Held(key)
+	ip, pool, err := c.table.Assign(req)
+	c.mu.Unlock()
+	if err != nil {
+		reason := "AllocationFailed"
+		switch {
+		case errors.Is(err, ErrInUse):
+			reason = "AddressInUse"
+		case errors.Is(err, ErrExhausted):
+			reason = "PoolExhausted"
+		case errors.Is(err, ErrRefused):
+			reason = "AddressRefused"
+		case errors.Is(err, ErrNoPool):
+			reason = "NoPool"
+		}
+		// A Service that holds an address keeps it in its status while it
+		// waits for a new one only if that address is still valid; the
+		// table has released nothing, so nothing else can take it.
+		c.wait(svc, reason, err.Error())
+		return nil
+	}
+	c.mu.Lock()
+	delete(c.waiting, key)
+	if !hadBefore || before != ip {
+		c.dirty = true
+	}
+	c.mu.Unlock()
+	if req.Current == ip && len(svc.Status.LoadBalancer.Ingress) == 1 {
+		return nil
+	}
+	if err := c.writeIngress(ctx, svc, ip); err != nil {
+		c.mu.Lock()
+		c.table.Release(key)
+		if hadBefore {
+			c.table.Claim(key, before)
+		}
+		c.mu.Unlock()
+		return err
+	}
+	c.Recorder.Eventf(svc, corev1.EventTypeNormal, "AddressAllocated", "allocated %s from Eip %s", ip, pool.Name)
+	return nil
+}
+
+func (c *Controller) wait(svc *corev1.Service, reason, msg string) {
+	key := lbservice.Key(svc)
+	c.mu.Lock()
+	first := !c.waiting[key]
+	c.waiting[key] = true
+	c.mu.Unlock()
+	if first {
+		c.Recorder.Event(svc, corev1.EventTypeWarning, reason, msg+"; the Service stays pending until this is resolved")
+		c.Log.Info("service waits", "service", key, "reason", reason, "detail", msg)
+	}
+}
+
+// release returns a deleted Service's address.
+func (c *Controller) release(key string) {
+	c.mu.Lock()
+	_, ok := c.table.Release(key)
+	delete(c.waiting, key)
+	waiting := make([]string, 0, len(c.waiting))
+	for k := range c.waiting {
+		waiting = append(waiting, k)
+	}
+	if ok {
+		c.dirty = true
+	}
+	c.mu.Unlock()
+	if ok {
+		for _, k := range waiting {
+			c.queue.Add(k)
+		}
+	}
+}
+
+// unassign handles a Service that stopped being Porter's: its address goes
+// back, and the ingress Porter wrote is cleared.
+func (c *Controller) unassign(ctx context.Context, svc *corev1.Service) error {
+	key := lbservice.Key(svc)
+	c.mu.Lock()
+	ip, held := c.table.Held(key)
+	c.mu.Unlock()
+	if !held {
+		return nil
+	}
+	if lbservice.IngressIP(svc) == ip {
+		cp := svc.DeepCopy()
+		cp.Status.LoadBalancer.Ingress = nil
+		if _, err := c.Kube.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: "porter-allocator"}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("clear status of Service %s: %w", key, err)
+		}
+		c.Recorder.Eventf(svc, corev1.EventTypeNormal, "AddressReleased", "released %s: the Service is no longer a Porter LoadBalancer", ip)
+	}
+	c.release(key)
+	return nil
+}
+
+func (c *Controller) writeIngress(ctx context.Context, svc *corev1.Service, ip netip.Addr) error {
+	cp := svc.DeepCopy()
+	vip := corev1.LoadBalancerIPModeVIP
+	cp.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip.String(), IPMode: &vip}}
+	_, err := c.Kube.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: "porter-allocator"})
+	if err != nil {
+		return fmt.Errorf("write %s to the status of Service %s: %w", ip, lbservice.Key(svc), err)
+	}
+	return nil
+}
+
+// pools builds the allocator's view of every layer2 Eip, with the
+// addresses no Service may get: those of nodes, of the API server, and of
+// ranges another pool already covers.
+func (c *Controller) pools() []Pool {
+	reserved := map[netip.Addr]string{}
+	for _, o := range c.Inf.Nodes.GetStore().List() {
+		n := o.(*corev1.Node)
+		for a, why := range NodeAddresses(n) {
+			reserved[a] = why
+		}
+	}
+	if c.APIServerAddrs != nil {
+		for _, a := range c.APIServerAddrs() {
+			reserved[a] = "address of the API server"
+		}
+	}
+	wire := map[netip.Addr]string{}
+	for _, s := range c.services() {
+		if cf, ok := lbservice.ParseConflict(s); ok {
+			wire[cf.IP] = cf.MAC
+		}
+	}
+
+	var eipList []*v1alpha2.Eip
+	for _, o := range c.Inf.Eips.GetStore().List() {
+		e, err := eips.Decode(o.(runtime.Object))
+		if err != nil || e.Spec.Protocol != v1alpha2.ProtocolLayer2 {
+			continue
+		}
+		eipList = append(eipList, e)
+	}
+	// The older pool keeps an overlapping range.
+	sort.Slice(eipList, func(i, j int) bool {
+		if !eipList[i].CreationTimestamp.Equal(&eipList[j].CreationTimestamp) {
+			return eipList[i].CreationTimestamp.Before(&eipList[j].CreationTimestamp)
+		}
+		return eipList[i].Name < eipList[j].Name
+	})
+	var out []Pool
+	var prev []Pool
+	for _, e := range eipList {
+		r, err := addr.Parse(e.Spec.Address)
+		if err != nil || !r.Is4() {
+			continue
+		}
+		p := Pool{
+			Name: e.Name, Range: r, Default: e.IsDefault(), Disabled: e.Spec.Disable,
+			Priority: e.Spec.Priority, Namespaces: e.Spec.Namespaces,
+			Excluded: map[netip.Addr]string{}, Conflicts: map[netip.Addr]string{},
+		}
+		if len(e.Spec.NamespaceSelector) > 0 {
+			p.Selector = labels.SelectorFromSet(e.Spec.NamespaceSelector)
+		}
+		for a, why := range reserved {
+			if r.Contains(a) {
+				p.Excluded[a] = why
+			}
+		}
+		for a, mac := range wire {
+			if r.Contains(a) {
+				p.Conflicts[a] = mac
+			}
+		}
+		for _, o := range prev {
+			if in, ok := r.Intersect(o.Range); ok {
+				for a := in.First; ; a = a.Next() {
+					p.Excluded[a] = "also in Eip " + o.Name
+					if a == in.Last {
+						break
+					}
+				}
+			}
+		}
+		prev = append(prev, p)
+		out = append(out, p)
+	}
+	return out
+}
+
+// NodeAddresses are the addresses a node is known by, each with where it
+// was found. Porter never hands out or answers for any of them.
+func NodeAddresses(n *corev1.Node) map[netip.Addr]string {
+	out := map[netip.Addr]string{}
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			out[ip.Unmap()] = fmt.Sprintf("%s of node %s", a.Type, n.Name)
+		}
+	}
+	for _, k := range []string{v1alpha2.Layer2Annotation, v1alpha2.Layer2AnnotationOpenELB} {
+		if ip, err := netip.ParseAddr(n.Annotations[k]); err == nil {
+			out[ip.Unmap()] = fmt.Sprintf("layer2 address of node %s", n.Name)
+		}
+	}
+	return out
+}
+
+// writePoolStatus keeps each layer2 Eip's status exact.
+func (c *Controller) writePoolStatus(ctx context.Context) {
+	c.mu.Lock()
+	if !c.dirty {
+		c.mu.Unlock()
+		return
+	}
+	c.dirty = false
+	type want struct {
+		name   string
+		status v1alpha2.EipStatus
+	}
+	var wants []want
+	for _, p := range c.table.Pools() {
+		wants = append(wants, want{p.Name, c.statusOf(p)})
+	}
+	c.mu.Unlock()
+
+	failed := false
+	for _, w := range wants {
+		if err := c.applyStatus(ctx, w.name, w.status); err != nil {
+			c.Log.Warn("write pool status", "eip", w.name, "err", err)
+			failed = true
+		}
+	}
+	if failed {
+		c.mu.Lock()
+		c.dirty = true
+		c.mu.Unlock()
+	}
+}
+
+func (c *Controller) statusOf(p *Pool) v1alpha2.EipStatus {
+	size := p.Range.Size().Int64()
+	used := c.table.Used(p)
+	st := v1alpha2.EipStatus{
+		Usage:    len(used),
+		PoolSize: int(size),
+		FirstIP:  p.Range.First.String(),
+		LastIP:   p.Range.Last.String(),
+		Ready:    !p.Disabled,
+		V4:       p.Range.Is4(),
+	}
+	if len(used) > 0 {
+		st.Used = used
+	}
+	st.Occupied = int64(len(used)+len(p.Excluded)+len(p.Conflicts)) >= size
+	st.Conflicts = conflicts(p)
+	return st
+}
+
+// conflicts lists refused addresses, folding runs with one reason (an
+// overlap with another pool) into ranges.
+func conflicts(p *Pool) []v1alpha2.EipConflict {
+	ips := make([]netip.Addr, 0, len(p.Excluded))
+	for a := range p.Excluded {
+		ips = append(ips, a)
+	}
+	sort.Slice(ips, func(i, j int) bool { return ips[i].Less(ips[j]) })
+	var out []v1alpha2.EipConflict
+	for i := 0; i < len(ips); {
+		j := i
+		for j+1 < len(ips) && ips[j].Next() == ips[j+1] && p.Excluded[ips[j+1]] == p.Excluded[ips[i]] {
+			j++
+		}
+		a := ips[i].String()
+		if j > i {
+			a = addr.Range{First: ips[i], Last: ips[j]}.String()
+		}
+		out = append(out, v1alpha2.EipConflict{Address: a, Reason: p.Excluded[ips[i]]})
+		i = j + 1
+	}
+	wire := make([]netip.Addr, 0, len(p.Conflicts))
+	for a := range p.Conflicts {
+		wire = append(wire, a)
+	}
+	sort.Slice(wire, func(i, j int) bool { return wire[i].Less(wire[j]) })
+	for _, a := range wire {
+		out = append(out, v1alpha2.EipConflict{Address: a.String(), Reason: "answered on the wire by another host", MAC: p.Conflicts[a]})
+	}
+	return out
+}
+
+func (c *Controller) applyStatus(ctx context.Context, name string, st v1alpha2.EipStatus) error {
+	res := c.Dyn.Resource(v1alpha2.EipResource)
+	o, ok, err := c.Inf.Eips.GetStore().GetByKey(name)
+	if err != nil || !ok {
+		return err
+	}
+	cur, err := eips.Decode(o.(runtime.Object))
+	if err != nil {
+		return err
+	}
+	if reflect.DeepEqual(normal(cur.Status), normal(st)) {
+		return nil
+	}
+	cur.Status = st
+	u, err := eips.ToUnstructured(cur)
+	if err != nil {
+		return err
+	}
+	u.SetResourceVersion(o.(*unstructured.Unstructured).GetResourceVersion())
+	if _, err := res.UpdateStatus(ctx, u, metav1.UpdateOptions{FieldManager: "porter-allocator"}); err != nil {
+		return fmt.Errorf("update status of Eip %s: %w", name, err)
+	}
+	return nil
+}
+
+// normal makes empty and nil collections compare equal.
+func normal(s v1alpha2.EipStatus) v1alpha2.EipStatus {
+	if len(s.Used) == 0 {
+		s.Used = nil
+	}
+	if len(s.Conflicts) == 0 {
+		s.Conflicts = nil
+	}
+	return s
+}

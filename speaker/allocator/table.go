@@ -1,0 +1,287 @@
+// Package allocator gives pool addresses to Porter's LoadBalancer Services.
+// Table is the bookkeeping, free of Kubernetes clients so that it can be
+// tested alone; Controller drives it from the API as the elected leader.
+package allocator
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/porterlb/porter/pkg/addr"
+)
+
+// Pool is an Eip as the allocator sees it.
+type Pool struct {
+	Name     string
+	Range    addr.Range
+	Default  bool
+	Disabled bool
+	Priority int
+	// Namespaces and Selector limit the pool to some namespaces; both
+	// empty means any namespace.
+	Namespaces []string
+	Selector   labels.Selector
+	// Excluded are addresses of the range that must never be handed out,
+	// each with the reason, e.g. "InternalIP of node orion".
+	Excluded map[netip.Addr]string
+	// Conflicts are addresses found answered on the wire by another host.
+	Conflicts map[netip.Addr]string
+}
+
+func (p *Pool) restricted() bool {
+	return len(p.Namespaces) > 0 || p.Selector != nil && !p.Selector.Empty()
+}
+
+// admits reports whether a Service in namespace ns with labels nsLabels may
+// use the pool.
+func (p *Pool) admits(ns string, nsLabels labels.Set) bool {
+	if !p.restricted() {
+		return true
+	}
+	if slices.Contains(p.Namespaces, ns) {
+		return true
+	}
+	return p.Selector != nil && !p.Selector.Empty() && p.Selector.Matches(nsLabels)
+}
+
+// Request is what one Service asks for.
+type Request struct {
+	Key         string // namespace/name
+	Namespace   string
+	NSLabels    labels.Set
+	Pool        string     // named by annotation, or ""
+	RequestedIP netip.Addr // asked for, or invalid
+	Current     netip.Addr // held now per the Service's status, or invalid
+}
+
+// Errors the Controller turns into Events.
+var (
+	ErrNoPool    = errors.New("no pool")
+	ErrExhausted = errors.New("pool exhausted")
+	ErrInUse     = errors.New("address in use")
+	ErrRefused   = errors.New("address refused")
+)
+
+// Table is the set of pools and which Service holds which address. It is
+// not safe for concurrent use.
+type Table struct {
+	pools   []*Pool // by priority, then name
+	byName  map[string]*Pool
+	holder  map[netip.Addr]string
+	held    map[string]netip.Addr
+	cursors map[string]netip.Addr
+}
+
+// NewTable returns an empty table.
+func NewTable() *Table {
+	return &Table{
+		byName:  map[string]*Pool{},
+		holder:  map[netip.Addr]string{},
+		held:    map[string]netip.Addr{},
+		cursors: map[string]netip.Addr{},
+	}
+}
+
+// SetPools replaces the pools. Held addresses stay held, even when their
+// pool went away, until their Services are reconciled again.
+func (t *Table) SetPools(pools []Pool) {
+	t.pools = t.pools[:0]
+	t.byName = make(map[string]*Pool, len(pools))
+	for i := range pools {
+		p := pools[i]
+		t.pools = append(t.pools, &p)
+		t.byName[p.Name] = &p
+	}
+	sort.SliceStable(t.pools, func(i, j int) bool {
+		if t.pools[i].Priority != t.pools[j].Priority {
+			return t.pools[i].Priority < t.pools[j].Priority
+		}
+		return t.pools[i].Name < t.pools[j].Name
+	})
+}
+
+// Pools returns the pools in preference order.
+func (t *Table) Pools() []*Pool { return t.pools }
+
+// PoolOf returns the pool that holds ip, preferring the one named.
+func (t *Table) PoolOf(ip netip.Addr, named string) *Pool {
+	if p := t.byName[named]; p != nil && p.Range.Contains(ip) {
+		return p
+	}
+	for _, p := range t.pools {
+		if p.Range.Contains(ip) {
+			return p
+		}
+	}
+	return nil
+}
+
+// Claim records that key holds ip, as read from the API at start. It
+// returns false, changing nothing, when another Service holds ip already.
+func (t *Table) Claim(key string, ip netip.Addr) bool {
+	if h, ok := t.holder[ip]; ok && h != key {
+		return false
+	}
+	if old, ok := t.held[key]; ok && old != ip {
+		delete(t.holder, old)
+	}
+	t.holder[ip] = key
+	t.held[key] = ip
+	return true
+}
+
+// Release returns whatever key holds to the pools.
+func (t *Table) Release(key string) (netip.Addr, bool) {
+	ip, ok := t.held[key]
+	if ok {
+		delete(t.held, key)
+		delete(t.holder, ip)
+	}
+	return ip, ok
+}
+
+// Holder is the Service holding ip, or "".
+func (t *Table) Holder(ip netip.Addr) string { return t.holder[ip] }
+
+// Held is the address key holds.
+func (t *Table) Held(key string) (netip.Addr, bool) {
+	ip, ok := t.held[key]
+	return ip, ok
+}
+
+// Used lists, for the pool, each held address and its holder.
+func (t *Table) Used(p *Pool) map[string]string {
+	m := map[string]string{}
+	for ip, k := range t.holder {
+		if p.Range.Contains(ip) {
+			m[ip.String()] = k
+		}
+	}
+	return m
+}
+
+// candidates are the pools r may draw from, in preference order.
+func (t *Table) candidates(r Request) ([]*Pool, error) {
+	if r.Pool != "" {
+		p := t.byName[r.Pool]
+		switch {
+		case p == nil:
+			return nil, fmt.Errorf("%w: the Eip %q named by the Service does not exist or is not a layer2 pool", ErrNoPool, r.Pool)
+		case !p.admits(r.Namespace, r.NSLabels):
+			return nil, fmt.Errorf("%w: the Eip %q does not serve namespace %s", ErrNoPool, r.Pool, r.Namespace)
+		}
+		return []*Pool{p}, nil
+	}
+	var out []*Pool
+	// Pools that pick the namespace out come before the default pool.
+	for _, p := range t.pools {
+		if p.restricted() && p.admits(r.Namespace, r.NSLabels) {
+			out = append(out, p)
+		}
+	}
+	for _, p := range t.pools {
+		if p.Default && !p.restricted() {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: the Service names no Eip and there is no default Eip (annotation %s=\"true\") for namespace %s", ErrNoPool, "eip.openelb.kubesphere.io/is-default-eip", r.Namespace)
+	}
+	return out, nil
+}
+
+// Assign gives r an address: the one it holds if that is still right,
+// else the requested one, else the first free one of the first pool with
+// room. Disabled pools keep what they gave but give nothing new.
+func (t *Table) Assign(r Request) (netip.Addr, *Pool, error) {
+	pools, err := t.candidates(r)
+	if err != nil {
+		return netip.Addr{}, nil, err
+	}
+	if r.Current.IsValid() && (!r.RequestedIP.IsValid() || r.RequestedIP == r.Current) && t.holder[r.Current] == r.Key {
+		for _, p := range pools {
+			if p.Range.Contains(r.Current) {
+				if _, bad := p.Excluded[r.Current]; !bad {
+					return r.Current, p, nil
+				}
+			}
+		}
+	}
+	if r.RequestedIP.IsValid() {
+		return t.assignRequested(r, pools)
+	}
+	var full []string
+	for _, p := range pools {
+		if p.Disabled {
+			full = append(full, p.Name+" (disabled)")
+			continue
+		}
+		if ip, ok := t.free(p); ok {
+			t.Release(r.Key)
+			t.Claim(r.Key, ip)
+			t.cursors[p.Name] = ip
+			return ip, p, nil
+		}
+		full = append(full, p.Name)
+	}
+	return netip.Addr{}, nil, fmt.Errorf("%w: no free address in %s", ErrExhausted, strings.Join(full, ", "))
+}
+
+func (t *Table) assignRequested(r Request, pools []*Pool) (netip.Addr, *Pool, error) {
+	ip := r.RequestedIP
+	for _, p := range pools {
+		if !p.Range.Contains(ip) {
+			continue
+		}
+		if why, bad := p.Excluded[ip]; bad {
+			return netip.Addr{}, p, fmt.Errorf("%w: %s is the %s", ErrRefused, ip, why)
+		}
+		if h := t.holder[ip]; h != "" && h != r.Key {
+			return netip.Addr{}, p, fmt.Errorf("%w: %s is held by Service %s", ErrInUse, ip, h)
+		}
+		if p.Disabled && t.holder[ip] != r.Key {
+			return netip.Addr{}, p, fmt.Errorf("%w: the Eip %s is disabled", ErrNoPool, p.Name)
+		}
+		t.Release(r.Key)
+		t.Claim(r.Key, ip)
+		return ip, p, nil
+	}
+	names := make([]string, 0, len(pools))
+	for _, p := range pools {
+		names = append(names, p.Name+" ("+p.Range.String()+")")
+	}
+	return netip.Addr{}, nil, fmt.Errorf("%w: the requested %s is in none of the pools the Service may use: %s", ErrNoPool, ip, strings.Join(names, ", "))
+}
+
+// free finds an unheld, allowed address of p, starting after the last one
+// given so that released addresses are not reused at once (clients may
+// still cache them).
+func (t *Table) free(p *Pool) (netip.Addr, bool) {
+	start := p.Range.First
+	if c, ok := t.cursors[p.Name]; ok && p.Range.Contains(c) && c != p.Range.Last {
+		start = c.Next()
+	}
+	ip := start
+	for {
+		_, held := t.holder[ip]
+		_, excluded := p.Excluded[ip]
+		_, conflict := p.Conflicts[ip]
+		if !held && !excluded && !conflict {
+			return ip, true
+		}
+		if ip == p.Range.Last {
+			ip = p.Range.First
+		} else {
+			ip = ip.Next()
+		}
+		if ip == start {
+			return netip.Addr{}, false
+		}
+	}
+}

@@ -1,0 +1,138 @@
+package allocator
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/porterlb/porter/pkg/addr"
+)
+
+func pool(t *testing.T, name, r string) Pool {
+	t.Helper()
+	rg, err := addr.Parse(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Pool{Name: name, Range: rg}
+}
+
+var ip = netip.MustParseAddr
+
+func TestAssignDefaultAndExhaustion(t *testing.T) {
+	tb := NewTable()
+	p := pool(t, "demo", "198.18.0.200-198.18.0.202")
+	p.Default = true
+	p.Excluded = map[netip.Addr]string{ip("198.18.0.201"): "InternalIP of node a"}
+	tb.SetPools([]Pool{p})
+
+	got1, _, err := tb.Assign(Request{Key: "ns/a", Namespace: "ns"})
+	if err != nil || got1 != ip("198.18.0.200") {
+		t.Fatalf("first: %v %v", got1, err)
+	}
+	got2, _, err := tb.Assign(Request{Key: "ns/b", Namespace: "ns"})
+	if err != nil || got2 != ip("198.18.0.202") {
+		t.Fatalf("second skips the node address: %v %v", got2, err)
+	}
+	if _, _, err := tb.Assign(Request{Key: "ns/c", Namespace: "ns"}); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("third: %v, want exhausted", err)
+	}
+	// Reconciling a holder again keeps its address.
+	again, _, err := tb.Assign(Request{Key: "ns/a", Namespace: "ns", Current: got1})
+	if err != nil || again != got1 {
+		t.Fatalf("re-assign: %v %v", again, err)
+	}
+	if ip, ok := tb.Release("ns/a"); !ok || ip != got1 {
+		t.Fatalf("release: %v %v", ip, ok)
+	}
+	got3, _, err := tb.Assign(Request{Key: "ns/c", Namespace: "ns"})
+	if err != nil || got3 != got1 {
+		t.Fatalf("after release: %v %v", got3, err)
+	}
+	if u := tb.Used(tb.Pools()[0]); len(u) != 2 || u["198.18.0.200"] != "ns/c" || u["198.18.0.202"] != "ns/b" {
+		t.Fatalf("used %v", u)
+	}
+}
+
+func TestAssignRequested(t *testing.T) {
+	tb := NewTable()
+	p := pool(t, "demo", "198.18.0.0/24")
+	p.Default = true
+	p.Excluded = map[netip.Addr]string{ip("198.18.0.11"): "InternalIP of node a"}
+	tb.SetPools([]Pool{p})
+
+	if got, _, err := tb.Assign(Request{Key: "ns/a", Namespace: "ns", RequestedIP: ip("198.18.0.100")}); err != nil || got != ip("198.18.0.100") {
+		t.Fatalf("requested: %v %v", got, err)
+	}
+	if _, _, err := tb.Assign(Request{Key: "ns/b", Namespace: "ns", RequestedIP: ip("198.18.0.100")}); !errors.Is(err, ErrInUse) {
+		t.Fatalf("second ask for the same IP: %v", err)
+	}
+	if _, _, err := tb.Assign(Request{Key: "ns/b", Namespace: "ns", RequestedIP: ip("198.18.0.11")}); !errors.Is(err, ErrRefused) {
+		t.Fatalf("node address: %v", err)
+	}
+	if _, _, err := tb.Assign(Request{Key: "ns/b", Namespace: "ns", RequestedIP: ip("203.0.113.9")}); !errors.Is(err, ErrNoPool) {
+		t.Fatalf("outside every pool: %v", err)
+	}
+	// Changing the requested IP moves the Service and frees the old one.
+	if got, _, err := tb.Assign(Request{Key: "ns/a", Namespace: "ns", RequestedIP: ip("198.18.0.101"), Current: ip("198.18.0.100")}); err != nil || got != ip("198.18.0.101") {
+		t.Fatalf("move: %v %v", got, err)
+	}
+	if h := tb.Holder(ip("198.18.0.100")); h != "" {
+		t.Fatalf("old address still held by %s", h)
+	}
+}
+
+func TestPoolChoice(t *testing.T) {
+	tb := NewTable()
+	def := pool(t, "default", "198.18.0.200-198.18.0.209")
+	def.Default = true
+	team := pool(t, "team", "198.18.0.210-198.18.0.219")
+	team.Namespaces = []string{"team"}
+	sel := pool(t, "labelled", "198.18.0.220-198.18.0.229")
+	sel.Selector = labels.SelectorFromSet(labels.Set{"lb": "fast"})
+	sel.Priority = -1
+	off := pool(t, "off", "198.18.0.230-198.18.0.239")
+	off.Disabled = true
+	tb.SetPools([]Pool{def, team, sel, off})
+
+	cases := []struct {
+		req  Request
+		want string
+		err  error
+	}{
+		{Request{Key: "other/s", Namespace: "other"}, "default", nil},
+		{Request{Key: "team/s", Namespace: "team"}, "team", nil},
+		{Request{Key: "x/s", Namespace: "x", NSLabels: labels.Set{"lb": "fast"}}, "labelled", nil},
+		{Request{Key: "team/t", Namespace: "team", NSLabels: labels.Set{"lb": "fast"}}, "labelled", nil},
+		{Request{Key: "other/n", Namespace: "other", Pool: "team"}, "", ErrNoPool},
+		{Request{Key: "other/m", Namespace: "other", Pool: "missing"}, "", ErrNoPool},
+		{Request{Key: "other/d", Namespace: "other", Pool: "off"}, "", ErrExhausted},
+	}
+	for _, c := range cases {
+		_, p, err := tb.Assign(c.req)
+		if c.err != nil {
+			if !errors.Is(err, c.err) {
+				t.Errorf("%s: err %v, want %v", c.req.Key, err, c.err)
+			}
+			continue
+		}
+		if err != nil || p.Name != c.want {
+			t.Errorf("%s: pool %v err %v, want %s", c.req.Key, p, err, c.want)
+		}
+	}
+}
+
+func TestClaimRefusesDoubleHolders(t *testing.T) {
+	tb := NewTable()
+	if !tb.Claim("ns/a", ip("198.18.0.5")) {
+		t.Fatal("first claim refused")
+	}
+	if tb.Claim("ns/b", ip("198.18.0.5")) {
+		t.Fatal("second holder of one address accepted")
+	}
+	if tb.Holder(ip("198.18.0.5")) != "ns/a" {
+		t.Fatal("holder changed")
+	}
+}

@@ -1,0 +1,67 @@
+// Package metrics holds the speaker's Prometheus metrics in a registry of
+// its own, so that tests can run several speakers in one process.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are what a speaker counts.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	ARPRequests      *prometheus.CounterVec
+	ARPReplies       *prometheus.CounterVec
+	GratuitousARPs   *prometheus.CounterVec
+	OwnedIPs         prometheus.Gauge
+	OwnershipChanges *prometheus.CounterVec
+	Members          prometheus.Gauge
+	Conflicts        prometheus.Counter
+}
+
+// New creates and registers the metrics.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		ARPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "porter_arp_requests_seen_total",
+			Help: "ARP who-has requests seen, by interface.",
+		}, []string{"interface"}),
+		ARPReplies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "porter_arp_replies_sent_total",
+			Help: "ARP replies sent for addresses this node owns, by interface.",
+		}, []string{"interface"}),
+		GratuitousARPs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "porter_gratuitous_arps_sent_total",
+			Help: "Gratuitous ARP packets (requests and replies) sent, by interface.",
+		}, []string{"interface"}),
+		OwnedIPs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "porter_owned_ips",
+			Help: "Addresses this node answers ARP for.",
+		}),
+		OwnershipChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "porter_ownership_changes_total",
+			Help: "Addresses this node started (gained) or stopped (lost) answering for.",
+		}, []string{"change"}),
+		Members: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "porter_live_members",
+			Help: "Speakers this one sees alive, itself included.",
+		}),
+		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "porter_address_conflicts_total",
+			Help: "Probes that found an address already answered by another host.",
+		}),
+	}
+	m.Registry.MustRegister(m.ARPRequests, m.ARPReplies, m.GratuitousARPs, m.OwnedIPs, m.OwnershipChanges, m.Members, m.Conflicts,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}

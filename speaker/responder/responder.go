@@ -1,0 +1,290 @@
+// Package responder is the ARP data path on one NIC: it answers who-has
+// requests for the addresses this node owns, sends gratuitous ARP when it
+// gains them, and probes an address before first use (RFC 5227).
+package responder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+
+	"github.com/porterlb/porter/speaker/metrics"
+)
+
+// GratuitousSchedule is when gratuitous ARP is repeated after gaining an
+// address: at once, then a few times more for neighbours that missed it
+// or were still in their ARP lock time.
+var GratuitousSchedule = []time.Duration{0, 250 * time.Millisecond, 1 * time.Second, 3 * time.Second}
+
+// Responder answers ARP on one interface.
+type Responder struct {
+	ifi *net.Interface
+	c   *arp.Client
+	log *slog.Logger
+	m   *metrics.Metrics
+
+	mu     sync.RWMutex
+	owned  map[netip.Addr]struct{}
+	probes map[netip.Addr]chan net.HardwareAddr
+
+	done chan struct{}
+	err  error
+}
+
+// Open listens for ARP on the interface named name.
+func Open(name string, m *metrics.Metrics, log *slog.Logger) (*Responder, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("find interface %s: %w", name, err)
+	}
+	c, err := arp.Dial(ifi)
+	if err != nil {
+		return nil, fmt.Errorf("open ARP socket on %s: %w", name, err)
+	}
+	return &Responder{
+		ifi: ifi, c: c, m: m, log: log.With("interface", name),
+		owned:  map[netip.Addr]struct{}{},
+		probes: map[netip.Addr]chan net.HardwareAddr{},
+		done:   make(chan struct{}),
+	}, nil
+}
+
+// Interface is the NIC this responder serves.
+func (r *Responder) Interface() *net.Interface { return r.ifi }
+
+// Serve answers requests until Close. It returns the error that stopped
+// it, nil after Close.
+func (r *Responder) Serve() error {
+	defer close(r.done)
+	iface := r.ifi.Name
+	seen := r.m.ARPRequests.WithLabelValues(iface)
+	replied := r.m.ARPReplies.WithLabelValues(iface)
+	for {
+		p, eth, err := r.c.Read()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			r.err = err
+			return fmt.Errorf("read ARP on %s: %w", iface, err)
+		}
+		if slices.Equal(p.SenderHardwareAddr, r.ifi.HardwareAddr) {
+			continue
+		}
+		r.watch(p)
+		if p.Operation != arp.OperationRequest {
+			continue
+		}
+		seen.Inc()
+		r.mu.RLock()
+		_, mine := r.owned[p.TargetIP]
+		r.mu.RUnlock()
+		if !mine {
+			continue
+		}
+		// Answer to the frame's source, which is where the request came
+		// from even when the ARP sender field says otherwise.
+		reply, err := arp.NewPacket(arp.OperationReply, r.ifi.HardwareAddr, p.TargetIP, p.SenderHardwareAddr, p.SenderIP)
+		if err != nil {
+			continue
+		}
+		if err := r.c.WriteTo(reply, eth.Source); err != nil {
+			r.log.Warn("send ARP reply", "ip", p.TargetIP, "to", eth.Source, "err", err)
+			continue
+		}
+		replied.Inc()
+	}
+}
+
+// watch hands a packet to the probe waiting on its sender address: any
+// host that says it has the address, in a reply, a request or an
+// announcement, is a conflict (RFC 5227 section 2.1.1).
+func (r *Responder) watch(p *arp.Packet) {
+	r.mu.RLock()
+	ch := r.probes[p.SenderIP]
+	r.mu.RUnlock()
+	if ch != nil {
+		select {
+		case ch <- slices.Clone(p.SenderHardwareAddr):
+		default:
+		}
+	}
+}
+
+// Healthy reports whether the read loop still runs.
+func (r *Responder) Healthy() error {
+	select {
+	case <-r.done:
+		if r.err != nil {
+			return r.err
+		}
+		return errors.New("closed")
+	default:
+		return nil
+	}
+}
+
+// Close stops answering and releases the socket.
+func (r *Responder) Close() error {
+	err := r.c.Close()
+	<-r.done
+	return err
+}
+
+// Owns reports whether ip is answered for here.
+func (r *Responder) Owns(ip netip.Addr) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.owned[ip]
+	return ok
+}
+
+// Owned lists the addresses answered for here.
+func (r *Responder) Owned() []netip.Addr {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]netip.Addr, 0, len(r.owned))
+	for ip := range r.owned {
+		out = append(out, ip)
+	}
+	return out
+}
+
+// Announce starts answering for ips and sends gratuitous ARP for them now
+// and on GratuitousSchedule, until ctx ends or an address is withdrawn.
+func (r *Responder) Announce(ctx context.Context, ips []netip.Addr) {
+	r.mu.Lock()
+	for _, ip := range ips {
+		r.owned[ip] = struct{}{}
+	}
+	r.mu.Unlock()
+	r.sendGratuitous(ips)
+	if len(GratuitousSchedule) < 2 {
+		return
+	}
+	go func() {
+		start := time.Now()
+		for _, at := range GratuitousSchedule[1:] {
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.done:
+				return
+			case <-time.After(time.Until(start.Add(at))):
+			}
+			still := ips[:0:0]
+			r.mu.RLock()
+			for _, ip := range ips {
+				if _, ok := r.owned[ip]; ok {
+					still = append(still, ip)
+				}
+			}
+			r.mu.RUnlock()
+			if len(still) == 0 {
+				return
+			}
+			r.sendGratuitous(still)
+		}
+	}()
+}
+
+// Withdraw stops answering for ips at once.
+func (r *Responder) Withdraw(ips []netip.Addr) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ip := range ips {
+		delete(r.owned, ip)
+	}
+}
+
+// sendGratuitous sends, for each ip, a gratuitous request and a gratuitous
+// reply, both broadcast: some neighbours update their caches only on one
+// of the two.
+func (r *Responder) sendGratuitous(ips []netip.Addr) {
+	counter := r.m.GratuitousARPs.WithLabelValues(r.ifi.Name)
+	mac := r.ifi.HardwareAddr
+	for _, ip := range ips {
+		for _, op := range []arp.Operation{arp.OperationRequest, arp.OperationReply} {
+			p, err := arp.NewPacket(op, mac, ip, ethernet.Broadcast, ip)
+			if err != nil {
+				continue
+			}
+			if err := r.c.WriteTo(p, ethernet.Broadcast); err != nil {
+				r.log.Warn("send gratuitous ARP", "ip", ip, "err", err)
+				continue
+			}
+			counter.Inc()
+		}
+	}
+}
+
+// ProbeConfig times an RFC 5227 probe.
+type ProbeConfig struct {
+	Count    int           // probes sent
+	Interval time.Duration // between probes
+	Wait     time.Duration // after the last probe
+}
+
+// Probe asks whether any host already uses ip: it sends ARP probes (sender
+// address 0.0.0.0, so no neighbour learns anything from them) and listens
+// for any host claiming ip. It returns the MAC that answered, nil if none
+// did. ignore says which MACs are the cluster's own and never a conflict.
+func (r *Responder) Probe(ctx context.Context, ip netip.Addr, pc ProbeConfig, ignore func(net.HardwareAddr) bool) (net.HardwareAddr, error) {
+	ch := make(chan net.HardwareAddr, 4)
+	r.mu.Lock()
+	if _, busy := r.probes[ip]; busy {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("probe of %s already running", ip)
+	}
+	r.probes[ip] = ch
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.probes, ip)
+		r.mu.Unlock()
+	}()
+	p, err := arp.NewPacket(arp.OperationRequest, r.ifi.HardwareAddr, netip.IPv4Unspecified(), ethernet.Broadcast, ip)
+	if err != nil {
+		return nil, fmt.Errorf("build ARP probe for %s: %w", ip, err)
+	}
+	// The target hardware address of a probe is zero (RFC 5227 2.1.1).
+	p.TargetHardwareAddr = make(net.HardwareAddr, 6)
+	count := max(pc.Count, 1)
+	for i := range count {
+		if err := r.c.WriteTo(p, ethernet.Broadcast); err != nil {
+			return nil, fmt.Errorf("send ARP probe for %s on %s: %w", ip, r.ifi.Name, err)
+		}
+		wait := pc.Interval
+		if i == count-1 {
+			wait = pc.Wait
+		}
+		deadline := time.After(wait)
+	listen:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case mac := <-ch:
+				if ignore == nil || !ignore(mac) {
+					return mac, nil
+				}
+			case <-deadline:
+				break listen
+			}
+		}
+	}
+	return nil, nil
+}
