@@ -408,3 +408,28 @@ func pidsUnder(dir string) []int {
 	}
 	return pids
 }
+
+// PauseAPIServer freezes kube-apiserver with SIGSTOP, as when the control
+// plane becomes unreachable: connections to it hang. resume thaws it.
+func (c *Cluster) PauseAPIServer() (resume func() error, err error) {
+	var pid int
+	for _, p := range pidsUnder(c.kwokDir) {
+		exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(p), "exe"))
+		if err == nil && filepath.Base(exe) == "kube-apiserver" {
+			pid = p
+			break
+		}
+	}
+	if pid == 0 {
+		return nil, fmt.Errorf("no kube-apiserver process under %s", c.kwokDir)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return nil, fmt.Errorf("stop kube-apiserver %d: %w", pid, err)
+	}
+	return func() error {
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			return fmt.Errorf("resume kube-apiserver %d: %w", pid, err)
+		}
+		return nil
+	}, nil
+}

@@ -1,0 +1,358 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/test/netlab"
+)
+
+// ownerOf checks that exactly one node answers ARP for ip, that it is the
+// node the Service's annotation names, and that the client is served by it.
+func ownerOf(t *testing.T, svc string, ip netip.Addr) string {
+	t.Helper()
+	an := announcer(t, svc, ip)
+	var macs []string
+	poll(t, 10*time.Second, "exactly one ARP answer for "+ip.String(), func(context.Context) (bool, error) {
+		macs = whoHas(t, ip, 300*time.Millisecond)
+		return len(macs) == 1 && nodeByMAC(macs[0]) == an.Node, nil
+	})
+	if an.Interface != netlab.NIC1 {
+		t.Errorf("announced on %s, want %s", an.Interface, netlab.NIC1)
+	}
+	servedBy(t, ip, 10*time.Second, func(n string) bool { return n == an.Node })
+	return an.Node
+}
+
+func TestServiceGetsAnAddressAndOneNodeAnswers(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	sp := startSpeakers(t)
+	createService(t, "web")
+	ip := waitIP(t, "web")
+	if ip != netip.MustParseAddr("198.18.0.100") {
+		t.Errorf("got %s, want the pool's first address", ip)
+	}
+	node := ownerOf(t, "web", ip)
+	t.Logf("%s is announced by %s", ip, node)
+	waitEvent(t, "web", "AddressAllocated", "allocated 198.18.0.100 from Eip main")
+	waitEvent(t, "web", "Announcing", fmt.Sprintf("announcing %s from %s on eth0", ip, node))
+
+	poll(t, 10*time.Second, "the pool status", func(context.Context) (bool, error) {
+		st := getPool(t, "main").Status
+		return st.Usage == 1 && st.Used[ip.String()] == "default/web" && st.PoolSize == 10 && st.Ready && st.V4 && !st.Occupied, nil
+	})
+
+	// The owner's metrics say so, and both health endpoints answer.
+	owner := nodeByName(node)
+	body := httpGet(t, owner, "/metrics")
+	for _, want := range []string{"porter_owned_ips 1", "porter_live_members 3", `porter_arp_replies_sent_total{interface="eth0"}`, `porter_gratuitous_arps_sent_total{interface="eth0"}`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics of %s lack %q", node, want)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if b := httpGet(t, owner, path); !strings.HasPrefix(b, "ok") {
+			t.Errorf("%s: %q", path, b)
+		}
+	}
+	_ = sp
+}
+
+func httpGet(t *testing.T, n *netlab.Host, path string) string {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return n.Dial(ctx, network, addr)
+	}}, Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://" + n.IP.String() + ":7473" + path)
+	if err != nil {
+		t.Fatalf("GET %s on %s: %v", path, n.Name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// failover starts a prober, runs fail against the owner, and checks that
+// another node serves the client; it returns the outage seen.
+
+func TestKillOwnerMovesTheAddress(t *testing.T) {
+	var sp map[string]*speaker
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	sp = startSpeakers(t)
+	createService(t, "kill")
+	ip := waitIP(t, "kill")
+	old := ownerOf(t, "kill", ip)
+	p := startProber(ip)
+	time.Sleep(300 * time.Millisecond)
+	at := time.Now()
+	sp[old].signal(t, syscall.SIGKILL)
+	next := servedBy(t, ip, 10*time.Second, func(n string) bool { return n != old })
+	time.Sleep(500 * time.Millisecond)
+	gap, failed := outage(p.stop(), at)
+	t.Logf("SIGKILL of the speaker on %s: %s took over; longest gap between served probes %s, %d failed", old, next, gap.Round(time.Millisecond), failed)
+	if macs := whoHas(t, ip, 300*time.Millisecond); len(macs) != 1 || nodeByMAC(macs[0]) != next {
+		t.Fatalf("ARP answers from %v, want only %s", macs, next)
+	}
+}
+
+func TestGracefulStopHandsOff(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	sp := startSpeakers(t)
+	createService(t, "term")
+	ip := waitIP(t, "term")
+	old := ownerOf(t, "term", ip)
+	p := startProber(ip)
+	time.Sleep(300 * time.Millisecond)
+	at := time.Now()
+	sp[old].signal(t, syscall.SIGTERM)
+	next := servedBy(t, ip, 10*time.Second, func(n string) bool { return n != old })
+	sp[old].exited(t, 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	gap, failed := outage(p.stop(), at)
+	t.Logf("SIGTERM of the speaker on %s: handed to %s; longest gap %s, %d failed probes", old, next, gap.Round(time.Millisecond), failed)
+	if failed > 0 {
+		t.Errorf("a graceful handoff dropped %d client connections", failed)
+	}
+	if macs := whoHas(t, ip, 300*time.Millisecond); len(macs) != 1 || nodeByMAC(macs[0]) != next {
+		t.Fatalf("ARP answers from %v, want only %s", macs, next)
+	}
+}
+
+func TestOwnerLinkDownMovesTheAddress(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	startSpeakers(t)
+	createService(t, "cable")
+	ip := waitIP(t, "cable")
+	old := ownerOf(t, "cable", ip)
+	n := nodeByName(old)
+	p := startProber(ip)
+	time.Sleep(300 * time.Millisecond)
+	at := time.Now()
+	if err := n.SetCable(context.Background(), netlab.NIC1, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.SetCable(context.Background(), netlab.NIC1, true) })
+	next := servedBy(t, ip, 10*time.Second, func(s string) bool { return s != old })
+	time.Sleep(300 * time.Millisecond)
+	gap, failed := outage(p.stop(), at)
+	t.Logf("cable of %s pulled: %s took over; the client saw an outage of %s (%d failed probes)", old, next, gap.Round(time.Millisecond), failed)
+	if macs := whoHas(t, ip, 300*time.Millisecond); len(macs) != 1 || nodeByMAC(macs[0]) != next {
+		t.Fatalf("ARP answers from %v, want only %s", macs, next)
+	}
+	// The cable back: the node rejoins and exactly one node answers.
+	if err := n.SetCable(context.Background(), netlab.NIC1, true); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, 3)
+	poll(t, 10*time.Second, "one ARP answer after the cable is back", func(context.Context) (bool, error) {
+		return len(whoHas(t, ip, 300*time.Millisecond)) == 1, nil
+	})
+	servedBy(t, ip, 10*time.Second, func(string) bool { return true })
+}
+
+func TestDeletingTheServiceStopsAnswersAndFreesTheAddress(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	startSpeakers(t)
+	createService(t, "gone")
+	ip := waitIP(t, "gone")
+	ownerOf(t, "gone", ip)
+	if err := env.Cluster.Client.CoreV1().Services("default").Delete(context.Background(), "gone", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, "no ARP answer for "+ip.String(), func(context.Context) (bool, error) {
+		return len(whoHas(t, ip, 300*time.Millisecond)) == 0, nil
+	})
+	poll(t, 10*time.Second, "the address back in the pool", func(context.Context) (bool, error) {
+		st := getPool(t, "main").Status
+		return st.Usage == 0 && len(st.Used) == 0, nil
+	})
+	// The next Service may get it again (after the rest of the pool).
+	createService(t, "again", func(s *corev1.Service) { s.Annotations[lbservice.IPAnnotation] = ip.String() })
+	if got := waitIP(t, "again"); got != ip {
+		t.Fatalf("freed address not reusable: got %s", got)
+	}
+}
+
+func TestRequestedAddressAndTwoServicesAskingForIt(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	startSpeakers(t)
+	want := netip.MustParseAddr("198.18.0.105")
+	createService(t, "first", func(s *corev1.Service) { s.Annotations[lbservice.IPAnnotationOpenELB] = want.String() })
+	if ip := waitIP(t, "first"); ip != want {
+		t.Fatalf("got %s, want the requested %s", ip, want)
+	}
+	ownerOf(t, "first", want)
+	createService(t, "second", func(s *corev1.Service) { s.Spec.LoadBalancerIP = want.String() })
+	waitEvent(t, "second", "AddressInUse", "198.18.0.105 is held by Service default/first")
+	svc, err := env.Cluster.Client.CoreV1().Services("default").Get(context.Background(), "second", metav1.GetOptions{})
+	if err != nil || len(svc.Status.LoadBalancer.Ingress) != 0 {
+		t.Fatalf("the second Service got %v, %v; want it pending", svc.Status.LoadBalancer.Ingress, err)
+	}
+	if err := env.Cluster.Client.CoreV1().Services("default").Delete(context.Background(), "first", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if ip := waitIP(t, "second"); ip != want {
+		t.Fatalf("after the first went, the second got %s, want %s", ip, want)
+	}
+}
+
+func TestExhaustedPoolLeavesServicePending(t *testing.T) {
+	createPool(t, "tiny", "198.18.0.120")
+	startSpeakers(t)
+	createService(t, "one")
+	waitIP(t, "one")
+	createService(t, "two")
+	waitEvent(t, "two", "PoolExhausted", "no free address in tiny")
+	poll(t, 10*time.Second, "the pool marked occupied", func(context.Context) (bool, error) {
+		return getPool(t, "tiny").Status.Occupied, nil
+	})
+}
+
+func TestExternalTrafficPolicyLocalFollowsEndpoints(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	startSpeakers(t)
+	createService(t, "local", func(s *corev1.Service) {
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	})
+	ip := waitIP(t, "local")
+	// No endpoints anywhere: nobody may answer.
+	time.Sleep(time.Second)
+	if macs := whoHas(t, ip, 300*time.Millisecond); len(macs) != 0 {
+		t.Fatalf("answered by %v with no endpoint on any node", macs)
+	}
+	for _, target := range []string{"node2", "node3"} {
+		setEndpoint(t, "local", target)
+		poll(t, 10*time.Second, "ARP answered by "+target+" only", func(context.Context) (bool, error) {
+			macs := whoHas(t, ip, 300*time.Millisecond)
+			return len(macs) == 1 && nodeByMAC(macs[0]) == target, nil
+		})
+		servedBy(t, ip, 10*time.Second, func(n string) bool { return n == target })
+	}
+}
+
+// setEndpoint gives the selector-less Service one ready endpoint, on node.
+func setEndpoint(t *testing.T, svc, node string) {
+	t.Helper()
+	ready := true
+	n := nodeByName(node)
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: svc + "-manual", Namespace: "default", Labels: map[string]string{
+			discoveryv1.LabelServiceName: svc, discoveryv1.LabelManagedBy: "porter-test",
+		}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{n.IP.String()}, NodeName: &node, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+	}
+	c := env.Cluster.Client.DiscoveryV1().EndpointSlices("default")
+	_ = c.Delete(context.Background(), es.Name, metav1.DeleteOptions{})
+	if _, err := c.Create(context.Background(), es, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), es.Name, metav1.DeleteOptions{}) })
+}
+
+func TestAddressInUseOnTheWireIsNotAnnounced(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	startSpeakers(t)
+	taken := netip.MustParseAddr("198.18.0.107")
+	client := env.Net.Client
+	if out, err := client.Run(context.Background(), "ip", "addr", "add", taken.String()+"/24", "dev", netlab.NIC1); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	t.Cleanup(func() {
+		_, _ = client.Run(context.Background(), "ip", "addr", "del", taken.String()+"/24", "dev", netlab.NIC1)
+	})
+
+	createService(t, "clash", func(s *corev1.Service) { s.Annotations[lbservice.IPAnnotation] = taken.String() })
+	ip := waitIP(t, "clash")
+	waitEvent(t, "clash", "AddressConflict", client.MAC.String())
+	poll(t, 10*time.Second, "the conflict in the pool status", func(context.Context) (bool, error) {
+		for _, c := range getPool(t, "main").Status.Conflicts {
+			if c.Address == taken.String() && c.MAC == client.MAC.String() {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	// The client keeps its address: no node answers for it.
+	for _, n := range env.Net.Nodes {
+		if mac, err := n.Neighbor(context.Background(), ip); err == nil && mac != nil && mac.String() != client.MAC.String() {
+			t.Errorf("%s resolves %s to %s, not to the client", n.Name, ip, mac)
+		}
+	}
+	for _, n := range env.Net.Nodes {
+		if _, err := n.Run(context.Background(), "arping", "-c", "2", "-w", "1", "-I", netlab.NIC1, ip.String()); err != nil {
+			t.Logf("arping from %s: %v", n.Name, err)
+		}
+		mac, err := n.Neighbor(context.Background(), ip)
+		if err != nil || mac == nil || mac.String() != client.MAC.String() {
+			t.Errorf("%s resolves %s to %v (%v), want the client's %s", n.Name, ip, mac, err, client.MAC)
+		}
+	}
+}
+
+func TestPoolHoldingNodeAddressesNeverAnswersForThem(t *testing.T) {
+	// Applied straight to the API, as kubectl apply would: the plugin's
+	// refusal is bypassed, so the speaker must hold the line itself.
+	createPool(t, "nodes", "198.18.0.11-198.18.0.13", func(e *v1alpha2.Eip) {})
+	startSpeakers(t)
+	node1 := env.Net.Nodes[0]
+	createService(t, "hijack", func(s *corev1.Service) { s.Annotations[lbservice.IPAnnotation] = node1.IP.String() })
+	waitEvent(t, "hijack", "AddressRefused", "InternalIP of node node1")
+	createService(t, "any")
+	waitEvent(t, "any", "PoolExhausted", "no free address in nodes")
+	poll(t, 10*time.Second, "the node addresses listed as conflicts", func(context.Context) (bool, error) {
+		cs := getPool(t, "nodes").Status.Conflicts
+		return len(cs) == 3 && strings.Contains(cs[0].Reason, "node1"), nil
+	})
+	for _, n := range env.Net.Nodes {
+		if macs := whoHas(t, n.IP, 300*time.Millisecond); len(macs) != 1 || macs[0] != n.MAC.String() {
+			t.Errorf("ARP for %s's address %s answered by %v; want only %s itself", n.Name, n.IP, macs, n.MAC)
+		}
+	}
+}
+
+func TestTrafficFlowsWhileTheAPIServerIsDown(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	startSpeakers(t)
+	createService(t, "steady")
+	ip := waitIP(t, "steady")
+	owner := ownerOf(t, "steady", ip)
+	p := startProber(ip)
+	resume, err := env.Cluster.PauseAPIServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	time.Sleep(30 * time.Second)
+	if err := resume(); err != nil {
+		t.Fatal(err)
+	}
+	events := p.stop()
+	gap, failed := outage(events, at)
+	served := 0
+	for _, e := range events {
+		if e.ok && e.node == owner && !e.at.Before(at) {
+			served++
+		}
+	}
+	t.Logf("30 s without the API server: %d probes served by %s, %d failed, longest gap %s", served, owner, failed, gap.Round(time.Millisecond))
+	if failed > 0 || served < 500 {
+		t.Fatalf("traffic suffered while the API server was down: %d failed, %d served", failed, served)
+	}
+	// And the API comes back to a consistent state.
+	servedBy(t, ip, 10*time.Second, func(n string) bool { return n == owner })
+}

@@ -1,0 +1,515 @@
+// Package dataplane tests porter-speaker end to end: three lab nodes, each
+// running the speaker as a process in its own network namespace against the
+// lab cluster, a client on the same LAN, and ARP on a real (virtual) wire.
+// Each node plays kube-proxy in IPVS mode: Service addresses sit on its
+// loopback with arp_ignore=1 and arp_announce=2, as strictARP sets, so only
+// the speaker can make the node answer for them, and a small TCP server
+// answers with the node's name.
+package dataplane
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/arp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/pkg/eips"
+	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/test/lab"
+	"github.com/porterlb/porter/test/netlab"
+)
+
+const backendPort = 8080
+
+var env *lab.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(lab.Main(m, lab.EnvOptions{
+		Net:   &netlab.Options{Nodes: 3},
+		Build: []string{"github.com/porterlb/porter/cmd/porter-speaker"},
+	}, setup))
+}
+
+func setup(e *lab.Env) {
+	env = e
+	ctx := context.Background()
+	crds, _ := filepath.Abs("../../manifests/crd")
+	ns, _ := filepath.Abs("../../manifests/namespace.yaml")
+	for _, args := range [][]string{
+		{"apply", "-f", crds, "-f", ns},
+		{"wait", "--for", "condition=established", "--timeout=60s", "crd/nodenics.porter.kubesphere.io", "crd/eips.network.kubesphere.io"},
+	} {
+		if out, err := e.Cluster.Kubectl(ctx, args...).CombinedOutput(); err != nil {
+			panic(fmt.Sprintf("kubectl %v: %v\n%s", args, err, out))
+		}
+	}
+	for _, n := range e.Net.Nodes {
+		if _, err := e.Cluster.CreateNode(ctx, lab.Node{Name: n.Name, InternalIP: n.IP}); err != nil {
+			panic(err)
+		}
+		for _, sysctl := range []string{"net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"} {
+			if out, err := n.Run(ctx, "sysctl", "-qw", sysctl); err != nil {
+				panic(fmt.Sprintf("%s on %s: %v %s", sysctl, n.Name, err, out))
+			}
+		}
+		if err := serveName(n); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// serveName answers every TCP connection to the node's backendPort with
+// the node's name, like a backend behind kube-proxy.
+func serveName(n *netlab.Host) error {
+	l, err := n.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", backendPort))
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", n.Name, err)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, n.Name+"\n")
+			_ = c.Close()
+		}
+	}()
+	return nil
+}
+
+// speaker is one porter-speaker process on a lab node.
+type speaker struct {
+	node *netlab.Host
+	cmd  interface{ Wait() error }
+	pid  int
+	mu   sync.Mutex
+	logs strings.Builder
+	done chan struct{}
+}
+
+func (s *speaker) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logs.Write(p)
+}
+
+func (s *speaker) Logs() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logs.String()
+}
+
+func (s *speaker) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := syscall.Kill(s.pid, sig); err != nil {
+		t.Fatalf("signal speaker on %s: %v", s.node.Name, err)
+	}
+}
+
+// exited waits for the process to end.
+func (s *speaker) exited(t *testing.T, within time.Duration) {
+	t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(within):
+		t.Fatalf("speaker on %s still running after %s", s.node.Name, within)
+	}
+}
+
+// startSpeaker runs porter-speaker on node until the test ends.
+func startSpeaker(t *testing.T, node *netlab.Host, extra ...string) *speaker {
+	t.Helper()
+	kc, err := env.Cluster.LANKubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{filepath.Join(env.BinDir, "porter-speaker"),
+		"--kubeconfig", kc, "--node-name", node.Name,
+		"--inventory-interval", "1s",
+		"--lease-duration", "4s", "--lease-renew-deadline", "3s", "--lease-retry-period", "500ms",
+		"--rejoin-interval", "500ms",
+	}, extra...)
+	cmd := node.Command(context.Background(), args...)
+	s := &speaker{node: node, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = s, s
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd, s.pid = cmd, cmd.Process.Pid
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			_ = syscall.Kill(s.pid, syscall.SIGTERM)
+			select {
+			case <-s.done:
+			case <-time.After(10 * time.Second):
+				_ = syscall.Kill(s.pid, syscall.SIGKILL)
+				<-s.done
+			}
+		}
+		if t.Failed() {
+			t.Logf("speaker on %s:\n%s", node.Name, s.Logs())
+		}
+	})
+	return s
+}
+
+// startSpeakers runs a speaker on every node and waits until each sees all
+// the others.
+func startSpeakers(t *testing.T) map[string]*speaker {
+	t.Helper()
+	out := map[string]*speaker{}
+	for _, n := range env.Net.Nodes {
+		out[n.Name] = startSpeaker(t, n)
+	}
+	waitMembers(t, len(env.Net.Nodes))
+	return out
+}
+
+// waitMembers waits until every speaker's published view holds want
+// members.
+func waitMembers(t *testing.T, want int) {
+	t.Helper()
+	dc := dynamicClient(t)
+	poll(t, 30*time.Second, fmt.Sprintf("every speaker to see %d members", want), func(ctx context.Context) (bool, error) {
+		l, err := dc.Resource(v1alpha1.NodeNICsResource).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil //nolint:nilerr // the API may be catching up: poll again
+		}
+		seen := 0
+		for _, u := range l.Items {
+			m, _, _ := unstructured.NestedStringSlice(u.Object, "status", "speaker", "members")
+			if len(m) == want {
+				seen++
+			}
+		}
+		return seen >= want, nil
+	})
+}
+
+func poll(t *testing.T, timeout time.Duration, what string, cond func(context.Context) (bool, error)) {
+	t.Helper()
+	if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, timeout, true, cond); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+func dynamicClient(t *testing.T) dynamic.Interface {
+	t.Helper()
+	dc, err := dynamic.NewForConfig(env.Cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dc
+}
+
+// createPool creates a layer2 Eip directly through the API, as kubectl
+// apply would, bypassing the plugin's checks.
+func createPool(t *testing.T, name, address string, mutate ...func(*v1alpha2.Eip)) {
+	t.Helper()
+	e := &v1alpha2.Eip{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{v1alpha2.DefaultEipAnnotation: "true"}},
+		Spec:       v1alpha2.EipSpec{Address: address, Protocol: v1alpha2.ProtocolLayer2},
+	}
+	for _, m := range mutate {
+		m(e)
+	}
+	ec := eips.New(dynamicClient(t))
+	if _, err := ec.Create(context.Background(), e, false); err != nil {
+		t.Fatalf("create Eip %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		cur, err := ec.Get(context.Background(), name)
+		if err == nil {
+			_ = ec.Delete(context.Background(), name, cur.ResourceVersion, false)
+		}
+	})
+}
+
+func getPool(t *testing.T, name string) *v1alpha2.Eip {
+	t.Helper()
+	e, err := eips.New(dynamicClient(t)).Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// createService creates a Porter LoadBalancer Service in the default
+// namespace and removes it when the test ends.
+func createService(t *testing.T, name string, mutate ...func(*corev1.Service)) *corev1.Service {
+	t.Helper()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: map[string]string{lbservice.LBAnnotation: "porter"}},
+		Spec: corev1.ServiceSpec{
+			Type:  corev1.ServiceTypeLoadBalancer,
+			Ports: []corev1.ServicePort{{Name: "http", Port: backendPort, Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	for _, m := range mutate {
+		m(svc)
+	}
+	cs := env.Cluster.Client
+	got, err := cs.CoreV1().Services("default").Create(context.Background(), svc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create Service %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = cs.CoreV1().Services("default").Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	return got
+}
+
+// waitIP waits for the Service's load balancer address and puts it on every
+// node's loopback, as kube-proxy in IPVS mode puts it on kube-ipvs0.
+func waitIP(t *testing.T, name string) netip.Addr {
+	t.Helper()
+	var ip netip.Addr
+	poll(t, 30*time.Second, "an address for Service "+name, func(ctx context.Context) (bool, error) {
+		svc, err := env.Cluster.Client.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		ip = lbservice.IngressIP(svc)
+		return ip.IsValid(), nil
+	})
+	holdVIP(t, ip)
+	return ip
+}
+
+func holdVIP(t *testing.T, ip netip.Addr) {
+	t.Helper()
+	for _, n := range env.Net.Nodes {
+		if out, err := n.Run(context.Background(), "ip", "addr", "replace", ip.String()+"/32", "dev", "lo"); err != nil {
+			t.Fatalf("hold %s on %s: %v %s", ip, n.Name, err, out)
+		}
+	}
+	t.Cleanup(func() {
+		for _, n := range env.Net.Nodes {
+			_, _ = n.Run(context.Background(), "ip", "addr", "del", ip.String()+"/32", "dev", "lo")
+		}
+	})
+}
+
+// whoHas sends one ARP request for ip from the client and returns every
+// MAC that answered within wait.
+func whoHas(t *testing.T, ip netip.Addr, wait time.Duration) []string {
+	t.Helper()
+	var macs []string
+	err := env.Net.Client.Do(func() error {
+		ifi, err := net.InterfaceByName(netlab.NIC1)
+		if err != nil {
+			return err
+		}
+		c, err := arp.Dial(ifi)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if err := c.Request(ip); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(wait)
+		for {
+			if err := c.SetReadDeadline(deadline); err != nil {
+				return err
+			}
+			p, _, err := c.Read()
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					return nil
+				}
+				return err
+			}
+			if p.Operation == arp.OperationReply && p.SenderIP == ip && !slices.Contains(macs, p.SenderHardwareAddr.String()) {
+				macs = append(macs, p.SenderHardwareAddr.String())
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("ARP who-has %s from the client: %v", ip, err)
+	}
+	slices.Sort(macs)
+	return macs
+}
+
+func nodeByMAC(mac string) string {
+	for _, n := range env.Net.Nodes {
+		if n.MAC.String() == mac {
+			return n.Name
+		}
+	}
+	return "unknown(" + mac + ")"
+}
+
+func nodeByName(name string) *netlab.Host {
+	for _, n := range env.Net.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// fetch connects from the client to ip and returns the node that served.
+func fetch(ctx context.Context, ip netip.Addr) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	c, err := env.Net.Client.Dial(ctx, "tcp4", netip.AddrPortFrom(ip, backendPort).String())
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// servedBy waits until the client is served through ip by a node that
+// ok accepts, and returns it.
+func servedBy(t *testing.T, ip netip.Addr, timeout time.Duration, ok func(string) bool) string {
+	t.Helper()
+	var last string
+	var lastErr error
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		last, lastErr = fetch(context.Background(), ip)
+		if lastErr == nil && ok(last) {
+			return last
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("client not served as wanted through %s within %s: last %q, %v", ip, timeout, last, lastErr)
+	return ""
+}
+
+// announcer reads the node the Service's announcer annotation names.
+func announcer(t *testing.T, name string, ip netip.Addr) lbservice.Announcer {
+	t.Helper()
+	var a lbservice.Announcer
+	poll(t, 15*time.Second, "the announcer annotation of "+name, func(ctx context.Context) (bool, error) {
+		svc, err := env.Cluster.Client.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		var ok bool
+		a, ok = lbservice.ParseAnnouncer(svc)
+		return ok && a.IP == ip, nil
+	})
+	return a
+}
+
+// prober dials ip every 10ms and records when the client was served and
+// by whom, to measure outages as a client sees them.
+type prober struct {
+	mu     sync.Mutex
+	events []probe
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type probe struct {
+	at   time.Time
+	node string
+	ok   bool
+}
+
+func startProber(ip netip.Addr) *prober {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &prober{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for ctx.Err() == nil {
+			node, err := fetch(ctx, ip)
+			p.mu.Lock()
+			p.events = append(p.events, probe{at: time.Now(), node: node, ok: err == nil})
+			p.mu.Unlock()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	return p
+}
+
+func (p *prober) stop() []probe {
+	p.cancel()
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.events
+}
+
+// outage is the longest time between two successful probes after since,
+// and the failed probes counted.
+func outage(events []probe, since time.Time) (gap time.Duration, failed int) {
+	var lastOK time.Time
+	for _, e := range events {
+		if e.at.Before(since) {
+			if e.ok {
+				lastOK = e.at
+			}
+			continue
+		}
+		if !e.ok {
+			failed++
+			continue
+		}
+		if !lastOK.IsZero() && e.at.Sub(lastOK) > gap {
+			gap = e.at.Sub(lastOK)
+		}
+		lastOK = e.at
+	}
+	return gap, failed
+}
+
+// events lists the reasons and messages of the Service's Events.
+func events(t *testing.T, name string) []string {
+	t.Helper()
+	l, err := env.Cluster.Client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range l.Items {
+		out = append(out, e.Reason+": "+e.Message)
+	}
+	return out
+}
+
+func waitEvent(t *testing.T, name, reason, contains string) string {
+	t.Helper()
+	var got string
+	poll(t, 20*time.Second, fmt.Sprintf("a %s Event on %s containing %q", reason, name, contains), func(context.Context) (bool, error) {
+		for _, e := range events(t, name) {
+			if strings.HasPrefix(e, reason+": ") && strings.Contains(e, contains) {
+				got = e
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return got
+}
