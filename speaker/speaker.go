@@ -196,8 +196,11 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	nicsInf := df.ForResource(v1alpha1.NodeNICsResource).Informer()
 	kf.Start(infCtx.Done())
 	df.Start(infCtx.Done())
-	defer kf.Shutdown()
-	defer df.Shutdown()
+	defer func() {
+		stopInformers()
+		kf.Shutdown()
+		df.Shutdown()
+	}()
 	if !cache.WaitForCacheSync(ctx.Done(), inf.Nodes.HasSynced) {
 		return fmt.Errorf("read nodes: %w", context.Cause(ctx))
 	}

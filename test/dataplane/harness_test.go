@@ -170,7 +170,7 @@ func startSpeaker(t *testing.T, node *netlab.Host, extra ...string) *speaker {
 				<-s.done
 			}
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("PORTER_SPEAKER_LOGS") != "" {
 			t.Logf("speaker on %s:\n%s", node.Name, s.Logs())
 		}
 	})
