@@ -462,7 +462,7 @@ func (a *Announcer) probed(r probeResult) {
 		a.conflicts[r.ip] = conflict{mac: r.mac.String(), at: time.Now(), svc: lbservice.Key(r.svc)}
 		a.cfg.Metrics.Conflicts.Inc()
 		if first {
-			a.cfg.Log.Warn("address in use by another host; not announcing it", "ip", r.ip, "mac", r.mac, "interface", r.iface)
+			a.cfg.Log.Warn("address in use by another host; not announcing it", "ip", r.ip, "mac", r.mac.String(), "interface", r.iface)
 			a.cfg.Recorder.Eventf(r.svc, corev1.EventTypeWarning, "AddressConflict", "%s is already answered on %s by %s, a host outside the cluster; Porter does not announce it and probes again every %s", r.ip, r.iface, r.mac, a.cfg.Reprobe)
 			a.writer.set(r.svc, lbservice.ConflictAnnotation, r.ip.String()+" "+r.mac.String())
 		}

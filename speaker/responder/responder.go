@@ -10,9 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mdlayher/arp"
@@ -37,8 +37,9 @@ type Responder struct {
 	owned  map[netip.Addr]struct{}
 	probes map[netip.Addr]chan net.HardwareAddr
 
-	done chan struct{}
-	err  error
+	done   chan struct{}
+	err    error
+	closed atomic.Bool
 }
 
 // Open listens for ARP on the interface named name.
@@ -72,7 +73,7 @@ func (r *Responder) Serve() error {
 	for {
 		p, eth, err := r.c.Read()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+			if r.closed.Load() {
 				return nil
 			}
 			var ne net.Error
@@ -140,6 +141,7 @@ func (r *Responder) Healthy() error {
 
 // Close stops answering and releases the socket.
 func (r *Responder) Close() error {
+	r.closed.Store(true)
 	err := r.c.Close()
 	<-r.done
 	return err

@@ -513,3 +513,12 @@ func waitEvent(t *testing.T, name, reason, contains string) string {
 	})
 	return got
 }
+
+func announcerNow(t *testing.T, name string) (lbservice.Announcer, bool) {
+	t.Helper()
+	svc, err := env.Cluster.Client.CoreV1().Services("default").Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lbservice.ParseAnnouncer(svc)
+}
