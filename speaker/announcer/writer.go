@@ -33,7 +33,7 @@ func newWriter(kube kubernetes.Interface, log *slog.Logger) *writer {
 		kube: kube,
 		log:  log,
 		q: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[types.NamespacedName](100*time.Millisecond, 10*time.Second),
+			workqueue.NewTypedItemExponentialFailureRateLimiter[types.NamespacedName](100*time.Millisecond, 5*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[types.NamespacedName]{Name: "annotations"}),
 		pending: map[types.NamespacedName]map[string]*string{},
 	}
@@ -98,6 +98,10 @@ func (w *writer) patch(ctx context.Context, nn types.NamespacedName, ann map[str
 	if err != nil {
 		return fmt.Errorf("encode annotations: %w", err)
 	}
+	// A write to an API server that stopped answering must fail and be
+	// retried, not hang and hold every later write back.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	_, err = w.kube.CoreV1().Services(nn.Namespace).Patch(ctx, nn.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "porter-speaker"})
 	if apierrors.IsNotFound(err) {
 		return nil

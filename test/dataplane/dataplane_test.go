@@ -101,9 +101,13 @@ func TestKillOwnerMovesTheAddress(t *testing.T) {
 	at := time.Now()
 	sp[old].signal(t, syscall.SIGKILL)
 	next := servedBy(t, ip, 10*time.Second, func(n string) bool { return n != old })
+	took := time.Since(at)
 	time.Sleep(500 * time.Millisecond)
 	gap, failed := outage(p.stop(), at)
-	t.Logf("SIGKILL of the speaker on %s: %s took over; longest gap between served probes %s, %d failed", old, next, gap.Round(time.Millisecond), failed)
+	// The killed speaker's node still serves until the client learns the
+	// new owner, so the client sees almost no gap; the takeover time is
+	// what a dead node would cost.
+	t.Logf("SIGKILL of the speaker on %s: %s served the client after %s; longest gap between served probes %s, %d failed", old, next, took.Round(time.Millisecond), gap.Round(time.Millisecond), failed)
 	if macs := whoHas(t, ip, 300*time.Millisecond); len(macs) != 1 || nodeByMAC(macs[0]) != next {
 		t.Fatalf("ARP answers from %v, want only %s", macs, next)
 	}
@@ -323,7 +327,7 @@ func TestPoolHoldingNodeAddressesNeverAnswersForThem(t *testing.T) {
 
 func TestTrafficFlowsWhileTheAPIServerIsDown(t *testing.T) {
 	createPool(t, "main", "198.18.0.100-198.18.0.109")
-	startSpeakers(t)
+	sp := startSpeakers(t)
 	createService(t, "steady")
 	ip := waitIP(t, "steady")
 	owner := ownerOf(t, "steady", ip)
@@ -332,23 +336,41 @@ func TestTrafficFlowsWhileTheAPIServerIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			_ = resume()
+		}
+	})
 	at := time.Now()
-	time.Sleep(30 * time.Second)
+	time.Sleep(5 * time.Second)
+	// Failover needs no API server either: the speakers agree among
+	// themselves.
+	sp[owner].signal(t, syscall.SIGKILL)
+	next := servedBy(t, ip, 5*time.Second, func(n string) bool { return n != owner })
+	time.Sleep(time.Until(at.Add(30 * time.Second)))
 	if err := resume(); err != nil {
 		t.Fatal(err)
 	}
+	resumed = true
 	events := p.stop()
 	gap, failed := outage(events, at)
 	served := 0
 	for _, e := range events {
-		if e.ok && e.node == owner && !e.at.Before(at) {
+		if e.ok && !e.at.Before(at) {
 			served++
 		}
+		if !e.ok {
+			t.Logf("probe at %s failed: %v", e.at.Format("15:04:05.000"), e.err)
+		}
 	}
-	t.Logf("30 s without the API server: %d probes served by %s, %d failed, longest gap %s", served, owner, failed, gap.Round(time.Millisecond))
-	if failed > 0 || served < 500 {
-		t.Fatalf("traffic suffered while the API server was down: %d failed, %d served", failed, served)
+	t.Logf("30 s without the API server, the owner %s killed after 5 s: %s took over; %d probes served, %d failed, longest gap %s", owner, next, served, failed, gap.Round(time.Millisecond))
+	if failed > 0 || gap > time.Second || served < 500 {
+		t.Fatalf("traffic suffered while the API server was down: %d failed, %d served, longest gap %s", failed, served, gap)
 	}
-	// And the API comes back to a consistent state.
-	servedBy(t, ip, 10*time.Second, func(n string) bool { return n == owner })
+	// With the API back, the new owner records itself.
+	poll(t, 30*time.Second, "the annotation to name "+next, func(context.Context) (bool, error) {
+		an, ok := announcerNow(t, "steady")
+		return ok && an.Node == next, nil
+	})
 }

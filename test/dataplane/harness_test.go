@@ -411,7 +411,7 @@ func servedBy(t *testing.T, ip netip.Addr, timeout time.Duration, ok func(string
 func announcer(t *testing.T, name string, ip netip.Addr) lbservice.Announcer {
 	t.Helper()
 	var a lbservice.Announcer
-	poll(t, 15*time.Second, "the announcer annotation of "+name, func(ctx context.Context) (bool, error) {
+	poll(t, 30*time.Second, "the announcer annotation of "+name, func(ctx context.Context) (bool, error) {
 		svc, err := env.Cluster.Client.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -436,6 +436,7 @@ type probe struct {
 	at   time.Time
 	node string
 	ok   bool
+	err  error
 }
 
 func startProber(ip netip.Addr) *prober {
@@ -445,8 +446,11 @@ func startProber(ip netip.Addr) *prober {
 		defer close(p.done)
 		for ctx.Err() == nil {
 			node, err := fetch(ctx, ip)
+			if ctx.Err() != nil {
+				return // stopped mid-probe: not a result
+			}
 			p.mu.Lock()
-			p.events = append(p.events, probe{at: time.Now(), node: node, ok: err == nil})
+			p.events = append(p.events, probe{at: time.Now(), node: node, ok: err == nil, err: err})
 			p.mu.Unlock()
 			time.Sleep(10 * time.Millisecond)
 		}
