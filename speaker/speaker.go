@@ -202,7 +202,24 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		df.Shutdown()
 	}()
 	if !cache.WaitForCacheSync(ctx.Done(), inf.Nodes.HasSynced) {
-		return fmt.Errorf("read nodes: %w", context.Cause(ctx))
+		log.Info("speaker stopping before it read the nodes", "reason", context.Cause(ctx))
+		return nil
+	}
+	// A DaemonSet pod's node exists; a speaker started by hand may come
+	// before its node registers.
+	for i := 0; ; i++ {
+		if _, err := nodeFrom(inf.Nodes, opts.NodeName); err == nil {
+			break
+		}
+		if i%100 == 0 {
+			log.Info("waiting for this speaker's node to exist", "node", opts.NodeName)
+		}
+		select {
+		case <-ctx.Done():
+			log.Info("speaker stopping", "reason", context.Cause(ctx))
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 
 	bind := opts.BindAddress

@@ -248,14 +248,7 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	me := a.node(a.cfg.Node)
 	var layer2, internal netip.Addr
 	if me != nil {
-		for ip, why := range allocator.NodeAddresses(me) {
-			switch {
-			case why == "InternalIP of node "+me.Name:
-				internal = ip
-			case why == "layer2 address of node "+me.Name:
-				layer2 = ip
-			}
-		}
+		layer2, internal = nodeIPs(me)
 	}
 
 	pools := a.pools()
@@ -594,4 +587,19 @@ func (a *Announcer) withLocalEndpoints(svc *corev1.Service, cands []string) []st
 		}
 	}
 	return out
+}
+
+// nodeIPs are the node's layer2 annotation address and its InternalIP.
+func nodeIPs(n *corev1.Node) (layer2, internal netip.Addr) {
+	for _, k := range []string{v1alpha2.Layer2Annotation, v1alpha2.Layer2AnnotationOpenELB} {
+		if ip, err := netip.ParseAddr(n.Annotations[k]); err == nil && !layer2.IsValid() {
+			layer2 = ip.Unmap()
+		}
+	}
+	for _, a := range n.Status.Addresses {
+		if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP && !internal.IsValid() {
+			internal = ip.Unmap()
+		}
+	}
+	return layer2, internal
 }

@@ -84,11 +84,14 @@ func (l *links) choose(iface string, layer2, internal netip.Addr) (*link, error)
 	case strings.HasPrefix(iface, "can_reach:"):
 		target, err := netip.ParseAddr(strings.TrimPrefix(iface, "can_reach:"))
 		if err != nil {
-			return nil, fmt.Errorf("interface %q: not an IP after can_reach:", iface)
+			return nil, fmt.Errorf("interface %q: want an IP after %q", iface, "can_reach:")
 		}
 		routes, err := netlink.RouteGet(target.AsSlice())
-		if err != nil || len(routes) == 0 {
-			return nil, fmt.Errorf("no route to %s (interface %q): %v", target, iface, err)
+		if err != nil {
+			return nil, fmt.Errorf("find the route to %s (interface %q): %w", target, iface, err)
+		}
+		if len(routes) == 0 {
+			return nil, fmt.Errorf("no route to %s (interface %q)", target, iface)
 		}
 		for _, lk := range l.byName {
 			if lk.index == routes[0].LinkIndex {

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/lbservice"
@@ -305,9 +306,24 @@ func TestAddressInUseOnTheWireIsNotAnnounced(t *testing.T) {
 }
 
 func TestPoolHoldingNodeAddressesNeverAnswersForThem(t *testing.T) {
-	// Applied straight to the API, as kubectl apply would: the plugin's
-	// refusal is bypassed, so the speaker must hold the line itself.
-	createPool(t, "nodes", "198.18.0.11-198.18.0.13", func(e *v1alpha2.Eip) {})
+	// Applied with kubectl, bypassing the plugin's refusal: the speakers
+	// must hold the line themselves.
+	pool := `apiVersion: network.kubesphere.io/v1alpha2
+kind: Eip
+metadata:
+  name: nodes
+  annotations:
+    eip.openelb.kubesphere.io/is-default-eip: "true"
+spec:
+  address: 198.18.0.11-198.18.0.13
+  protocol: layer2
+`
+	cmd := env.Cluster.Kubectl(context.Background(), "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(pool)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = env.Cluster.Kubectl(context.Background(), "delete", "eip", "nodes").Run() })
 	startSpeakers(t)
 	node1 := env.Net.Nodes[0]
 	createService(t, "hijack", func(s *corev1.Service) { s.Annotations[lbservice.IPAnnotation] = node1.IP.String() })
@@ -373,4 +389,106 @@ func TestTrafficFlowsWhileTheAPIServerIsDown(t *testing.T) {
 		an, ok := announcerNow(t, "steady")
 		return ok && an.Node == next, nil
 	})
+}
+
+func TestLeaderChangeKeepsAllocationsExact(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.119")
+	sp := startSpeakers(t)
+	before := map[string]netip.Addr{}
+	for i := range 5 {
+		name := fmt.Sprintf("keep%d", i)
+		createService(t, name)
+		before[name] = waitIP(t, name)
+	}
+	lease, err := env.Cluster.Client.CoordinationV1().Leases("porter-system").Get(context.Background(), "porter-allocator", metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil {
+		t.Fatalf("allocator lease: %v %+v", err, lease)
+	}
+	leader := *lease.Spec.HolderIdentity
+	sp[leader].signal(t, syscall.SIGKILL)
+	sp[leader].exited(t, 5*time.Second)
+	for i := range 3 {
+		createService(t, fmt.Sprintf("late%d", i))
+	}
+	seen := map[netip.Addr]string{}
+	for i := range 3 {
+		name := fmt.Sprintf("late%d", i)
+		before[name] = waitIP(t, name)
+	}
+	// The killed leader comes back as a follower; nothing moves.
+	startSpeaker(t, nodeByName(leader))
+	waitMembers(t, 3)
+	for name, ip := range before {
+		svc, err := env.Cluster.Client.CoreV1().Services("default").Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := lbservice.IngressIP(svc); got != ip {
+			t.Errorf("%s moved from %s to %s", name, ip, got)
+		}
+		if other, dup := seen[ip]; dup {
+			t.Errorf("%s given to both %s and %s", ip, other, name)
+		}
+		seen[ip] = name
+	}
+	poll(t, 15*time.Second, "an exact pool status", func(context.Context) (bool, error) {
+		st := getPool(t, "main").Status
+		if st.Usage != len(before) || len(st.Used) != len(before) {
+			return false, nil
+		}
+		for name, ip := range before {
+			if st.Used[ip.String()] != "default/"+name {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	t.Logf("allocator leader %s killed; 8 Services hold 8 distinct addresses, none moved", leader)
+}
+
+func TestServiceThatStopsBeingPortersReleasesItsAddress(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	startSpeakers(t)
+	createService(t, "leave")
+	ip := waitIP(t, "leave")
+	ownerOf(t, "leave", ip)
+	patch := []byte(`{"metadata":{"annotations":{"lb.kubesphere.io/v1alpha1":null}}}`)
+	if _, err := env.Cluster.Client.CoreV1().Services("default").Patch(context.Background(), "leave", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, "the ingress cleared and the address back in the pool", func(ctx context.Context) (bool, error) {
+		svc, err := env.Cluster.Client.CoreV1().Services("default").Get(ctx, "leave", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return len(svc.Status.LoadBalancer.Ingress) == 0 && getPool(t, "main").Status.Usage == 0, nil
+	})
+	poll(t, 10*time.Second, "no ARP answer for "+ip.String(), func(context.Context) (bool, error) {
+		return len(whoHas(t, ip, 300*time.Millisecond)) == 0, nil
+	})
+	waitEvent(t, "leave", "AddressReleased", "no longer a Porter LoadBalancer")
+}
+
+func TestDisabledPoolStopsAnnouncingAtOnce(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	startSpeakers(t)
+	createService(t, "off")
+	ip := waitIP(t, "off")
+	ownerOf(t, "off", ip)
+	setDisable := func(v bool) {
+		t.Helper()
+		patch := fmt.Appendf(nil, `{"spec":{"disable":%t}}`, v)
+		if _, err := dynamicClient(t).Resource(v1alpha2.EipResource).Patch(context.Background(), "main", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setDisable(true)
+	poll(t, 5*time.Second, "no ARP answer once the pool is disabled", func(context.Context) (bool, error) {
+		return len(whoHas(t, ip, 200*time.Millisecond)) == 0, nil
+	})
+	createService(t, "blocked")
+	waitEvent(t, "blocked", "PoolExhausted", "main (disabled)")
+	setDisable(false)
+	ownerOf(t, "off", ip)
+	waitIP(t, "blocked")
 }

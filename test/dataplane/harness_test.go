@@ -41,7 +41,12 @@ import (
 
 const backendPort = 8080
 
-var env *lab.Env
+var (
+	env *lab.Env
+	// speakerKubeconfig authenticates as the speaker's ServiceAccount, so
+	// the speakers run with exactly the RBAC of manifests/rbac.yaml.
+	speakerKubeconfig string
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(lab.Main(m, lab.EnvOptions{
@@ -55,13 +60,19 @@ func setup(e *lab.Env) {
 	ctx := context.Background()
 	crds, _ := filepath.Abs("../../manifests/crd")
 	ns, _ := filepath.Abs("../../manifests/namespace.yaml")
+	rbac, _ := filepath.Abs("../../manifests/rbac.yaml")
 	for _, args := range [][]string{
 		{"apply", "-f", crds, "-f", ns},
+		{"apply", "-f", rbac},
 		{"wait", "--for", "condition=established", "--timeout=60s", "crd/nodenics.porter.kubesphere.io", "crd/eips.network.kubesphere.io"},
 	} {
 		if out, err := e.Cluster.Kubectl(ctx, args...).CombinedOutput(); err != nil {
 			panic(fmt.Sprintf("kubectl %v: %v\n%s", args, err, out))
 		}
+	}
+	var err error
+	if speakerKubeconfig, err = e.Cluster.ServiceAccountKubeconfig(ctx, "porter-system", "porter-speaker"); err != nil {
+		panic(err)
 	}
 	for _, n := range e.Net.Nodes {
 		if _, err := e.Cluster.CreateNode(ctx, lab.Node{Name: n.Name, InternalIP: n.IP}); err != nil {
@@ -140,12 +151,8 @@ func (s *speaker) exited(t *testing.T, within time.Duration) {
 // startSpeaker runs porter-speaker on node until the test ends.
 func startSpeaker(t *testing.T, node *netlab.Host, extra ...string) *speaker {
 	t.Helper()
-	kc, err := env.Cluster.LANKubeconfig()
-	if err != nil {
-		t.Fatal(err)
-	}
 	args := append([]string{filepath.Join(env.BinDir, "porter-speaker"),
-		"--kubeconfig", kc, "--node-name", node.Name,
+		"--kubeconfig", speakerKubeconfig, "--node-name", node.Name,
 		"--inventory-interval", "1s",
 		"--lease-duration", "4s", "--lease-renew-deadline", "3s", "--lease-retry-period", "500ms",
 		"--rejoin-interval", "500ms",
@@ -328,7 +335,7 @@ func whoHas(t *testing.T, ip netip.Addr, wait time.Duration) []string {
 		if err != nil {
 			return err
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		if err := c.Request(ip); err != nil {
 			return err
 		}

@@ -150,8 +150,9 @@ func checkFullInit(t *testing.T) {
 	}
 }
 
-// state is what init may write: the ConfigMap's resourceVersion and the
-// DaemonSet's generation (its status moves on its own).
+// state is what init may write: the ConfigMap's resourceVersion, and the
+// generation of the DaemonSets and pools (their status moves on its own:
+// the speakers keep pool status).
 func state(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
@@ -161,7 +162,7 @@ func state(t *testing.T) string {
 			parts = append(parts, n.Name+"="+n.Annotations["layer2.porter.kubesphere.io/v1alpha1"])
 		}
 	}
-	if out, err := cluster.Kubectl(ctx, "get", "eip", "-o", "jsonpath={.items[*].metadata.resourceVersion}").Output(); err == nil {
+	if out, err := cluster.Kubectl(ctx, "get", "eip", "-o", "jsonpath={.items[*].metadata.generation}").Output(); err == nil {
 		parts = append(parts, "eips="+string(out))
 	}
 	if ds, err := cluster.Client.AppsV1().DaemonSets("porter-system").Get(ctx, "porter-speaker", metav1.GetOptions{}); err == nil {

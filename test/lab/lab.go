@@ -21,10 +21,13 @@ import (
 	"syscall"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/porterlb/porter/test/netns"
 	"github.com/porterlb/porter/test/sandbox"
@@ -432,4 +435,36 @@ func (c *Cluster) PauseAPIServer() (resume func() error, err error) {
 		}
 		return nil
 	}, nil
+}
+
+// ServiceAccountKubeconfig writes a kubeconfig that reaches the API server
+// like LANKubeconfig but authenticates as the ServiceAccount
+// namespace/name, with a fresh token, so a process run with it has exactly
+// that account's permissions. It returns the path.
+func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, namespace, name string) (string, error) {
+	lan, err := c.LANKubeconfig()
+	if err != nil {
+		return "", err
+	}
+	cfg, err := clientcmd.LoadFromFile(lan)
+	if err != nil {
+		return "", fmt.Errorf("load LAN kubeconfig: %w", err)
+	}
+	expiry := int64(6 * 3600)
+	tr, err := c.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token for ServiceAccount %s/%s: %w", namespace, name, err)
+	}
+	user := namespace + "-" + name
+	cfg.AuthInfos = map[string]*clientcmdapi.AuthInfo{user: {Token: tr.Status.Token}}
+	for _, kc := range cfg.Contexts {
+		kc.AuthInfo = user
+	}
+	path := filepath.Join(c.kwokDir, "kubeconfig-"+user+".yaml")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return "", fmt.Errorf("write kubeconfig for %s: %w", user, err)
+	}
+	return path, nil
 }
