@@ -7,12 +7,10 @@ package announcer
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -227,13 +225,6 @@ type want struct {
 	iface string
 }
 
-// meta is what a member tells the others: the pools it cannot announce
-// because their NIC is down or missing here.
-type meta struct {
-	Unservable []string `json:"u,omitempty"`
-	All        bool     `json:"a,omitempty"`
-}
-
 func (a *Announcer) reconcile(ctx context.Context) {
 	log := a.cfg.Log
 	a.expireConflicts()
@@ -269,10 +260,8 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	a.cfg.Metrics.Members.Set(float64(len(live)))
 	candidates := map[string][]string{}
 	for name, raw := range live {
-		var m meta
-		_ = json.Unmarshal(raw, &m)
 		for _, p := range pools {
-			if !m.All && !slices.Contains(m.Unservable, p.name) {
+			if metaServes(raw, poolHash(p.name)) {
 				candidates[p.name] = append(candidates[p.name], name)
 			}
 		}
@@ -326,11 +315,7 @@ func (a *Announcer) reconcile(ctx context.Context) {
 }
 
 func (a *Announcer) publishMeta(unservable []string) {
-	b, _ := json.Marshal(meta{Unservable: unservable})
-	if len(b) > members.MaxMeta {
-		b, _ = json.Marshal(meta{All: true})
-	}
-	if err := a.cfg.Members.SetMeta(b); err != nil {
+	if err := a.cfg.Members.SetMeta(encodeMeta(unservable, members.MaxMeta)); err != nil {
 		a.cfg.Log.Warn("publish member meta", "err", err)
 	}
 }

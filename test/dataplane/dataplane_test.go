@@ -492,3 +492,41 @@ func TestDisabledPoolStopsAnnouncingAtOnce(t *testing.T) {
 	ownerOf(t, "off", ip)
 	waitIP(t, "blocked")
 }
+
+func TestPoolNICDownMovesOnlyThatPool(t *testing.T) {
+	// Membership runs over eth0; the pool is announced on eth1. Pulling
+	// eth1's cable must move the pool's address although the node stays a
+	// live member.
+	createPool(t, "lan2", "198.18.1.100-198.18.1.109", func(e *v1alpha2.Eip) { e.Spec.Interface = netlab.NIC2 })
+	startSpeakers(t)
+	createService(t, "second")
+	ip := waitIP(t, "second")
+	an := announcer(t, "second", ip)
+	if an.Interface != netlab.NIC2 {
+		t.Fatalf("announced on %s, want %s", an.Interface, netlab.NIC2)
+	}
+	n := nodeByName(an.Node)
+	if err := n.SetCable(context.Background(), netlab.NIC2, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.SetCable(context.Background(), netlab.NIC2, true) })
+	poll(t, 10*time.Second, "the address to move off "+an.Node, func(context.Context) (bool, error) {
+		now, ok := announcerNow(t, "second")
+		return ok && now.Node != an.Node && now.Interface == netlab.NIC2, nil
+	})
+	waitMembers(t, 3)
+	// From a node on the second LAN, exactly the new owner answers.
+	now, _ := announcerNow(t, "second")
+	var other *netlab.Host
+	for _, h := range env.Net.Nodes {
+		if h.Name != an.Node && h.Name != now.Node {
+			other = h
+		}
+	}
+	owner := nodeByName(now.Node)
+	var macs []string
+	poll(t, 5*time.Second, "only the new owner answering on the second LAN", func(context.Context) (bool, error) {
+		macs = whoHasFrom(t, other, netlab.NIC2, ip, 300*time.Millisecond)
+		return len(macs) == 1 && macs[0] == owner.MAC2.String(), nil
+	})
+}

@@ -50,7 +50,7 @@ var (
 
 func TestMain(m *testing.M) {
 	os.Exit(lab.Main(m, lab.EnvOptions{
-		Net:   &netlab.Options{Nodes: 3},
+		Net:   &netlab.Options{Nodes: 3, SecondNIC: true},
 		Build: []string{"github.com/porterlb/porter/cmd/porter-speaker"},
 	}, setup))
 }
@@ -325,9 +325,16 @@ func holdVIP(t *testing.T, ip netip.Addr) {
 // MAC that answered within wait.
 func whoHas(t *testing.T, ip netip.Addr, wait time.Duration) []string {
 	t.Helper()
+	return whoHasFrom(t, env.Net.Client, netlab.NIC1, ip, wait)
+}
+
+// whoHasFrom asks from host's nic, with a raw socket, so that it works even
+// where the kernel holds ip itself.
+func whoHasFrom(t *testing.T, host *netlab.Host, nic string, ip netip.Addr, wait time.Duration) []string {
+	t.Helper()
 	var macs []string
-	err := env.Net.Client.Do(func() error {
-		ifi, err := net.InterfaceByName(netlab.NIC1)
+	err := host.Do(func() error {
+		ifi, err := net.InterfaceByName(nic)
 		if err != nil {
 			return err
 		}
@@ -358,7 +365,7 @@ func whoHas(t *testing.T, ip netip.Addr, wait time.Duration) []string {
 		}
 	})
 	if err != nil {
-		t.Fatalf("ARP who-has %s from the client: %v", ip, err)
+		t.Fatalf("ARP who-has %s from %s: %v", ip, host.Name, err)
 	}
 	slices.Sort(macs)
 	return macs
