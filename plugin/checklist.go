@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -80,4 +81,19 @@ func (c *checklist) print(res steps.Result) {
 
 func (c *checklist) progress(step, msg string) {
 	fmt.Fprintf(c.w, "  %-20s %s\n", step, c.dim.Render(msg))
+}
+
+// report prints res and returns it.
+func (c *checklist) report(res steps.Result) steps.Result {
+	c.print(res)
+	return res
+}
+
+// hintOf is the hint a Hinted error carries.
+func hintOf(err error) string {
+	var h *steps.Hinted
+	if errors.As(err, &h) {
+		return h.Hint
+	}
+	return ""
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/porterlb/porter/pkg/addr"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/eips"
+	"github.com/porterlb/porter/pkg/guard"
 	"github.com/porterlb/porter/plugin/setup"
 	"github.com/porterlb/porter/plugin/steps"
 )
@@ -54,6 +55,7 @@ type eipCreateOptions struct {
 	namespaceSelector                        map[string]string
 	priority                                 int
 	disable, isDefault, usingKnownIPs, force bool
+	guard                                    guardOptions
 }
 
 func newEipCreateCommand(kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
@@ -89,6 +91,7 @@ func newEipCreateCommand(kube *genericclioptions.ConfigFlags, streams genericioo
 	f.BoolVar(&o.usingKnownIPs, "using-known-ips", false, "Allow the subnet's network and broadcast addresses, known to be free here")
 	f.BoolVar(&o.force, "force", false, "Create a pool whose only problems may be deliberate (e.g. outside the NIC's subnet); never overrides node or API server conflicts")
 	addDryRunFlag(cmd, &o.dryRun)
+	addGuardFlags(cmd, &o.guard)
 	addOutputFlag(cmd, &o.output, outputJSON, outputYAML)
 	_ = cmd.MarkFlagRequired("address")
 	_ = cmd.RegisterFlagCompletionFunc("protocol", cobra.FixedCompletions([]string{v1alpha2.ProtocolLayer2, v1alpha2.ProtocolBGP, v1alpha2.ProtocolVIP}, cobra.ShellCompDirectiveNoFileComp))
@@ -167,11 +170,26 @@ func runEipCreate(ctx context.Context, kube *genericclioptions.ConfigFlags, stre
 		return err
 	}
 
+	// A new layer2 pool starts being announced at once: it runs under the
+	// lockout guard.
+	var lg *lockoutGuard
+	if dry == steps.Write && eip.Spec.Protocol == v1alpha2.ProtocolLayer2 && !eip.Spec.Disable {
+		lg = &lockoutGuard{cs: c.kube, dyn: c.dyn, opts: o.guard, progress: func(m string) { fmt.Fprintln(streams.ErrOut, m) }}
+		if err := lg.add(ctx, "creating Eip "+name, func(p *guard.Plan) { p.DisableEips = append(p.DisableEips, name) }); err != nil {
+			return err
+		}
+	}
 	created := eip
 	if dry != steps.Client {
 		if created, err = c.eips.Create(ctx, eip, dry == steps.Server); err != nil {
+			if lg != nil {
+				_ = guard.Clear(ctx, c.kube)
+			}
 			return err
 		}
+	}
+	if err := lg.settle(ctx); err != nil {
+		return err
 	}
 	if o.output != "" {
 		return printObject(streams.Out, o.output, created)

@@ -35,6 +35,7 @@ type initOptions struct {
 	eips     []string
 	force    bool
 	nicsWait time.Duration
+	guard    guardOptions
 }
 
 // initReport is the `-o json` shape of init: stable, fields only added.
@@ -96,6 +97,7 @@ shown as a diff and confirmed before they are written.`,
 	cmd.Flags().StringArrayVar(&o.eips, "eip", nil, "Create an address pool NAME=RANGE (repeatable), checked as 'eip create' checks it")
 	cmd.Flags().BoolVar(&o.force, "force", false, "Create --eip pools whose only problems may be deliberate (see 'eip create --force')")
 	cmd.Flags().DurationVar(&o.nicsWait, "nics-wait", time.Minute, "How long to wait for every node's speaker to report its NICs")
+	addGuardFlags(cmd, &o.guard)
 	addOutputFlag(cmd, &o.output, outputJSON)
 	return cmd
 }
@@ -138,13 +140,19 @@ func runInit(ctx context.Context, kube *genericclioptions.ConfigFlags, streams g
 	list := newChecklist(human)
 
 	restart := &setup.RestartKubeProxy{Client: cs, Timeout: o.timeout, Progress: func(m string) { list.progress("restart kube-proxy", m) }}
+	lg := &lockoutGuard{cs: cs, dyn: dc, opts: o.guard, progress: func(m string) { list.progress("lockout guard", m) }}
+	poolNames := make([]string, 0, len(pools))
+	for _, p := range pools {
+		poolNames = append(poolNames, p.Name)
+	}
 	work := []steps.Step{
-		&setup.StrictARP{Client: cs, Restart: restart},
+		guardedStep{Step: &setup.StrictARP{Client: cs, Restart: restart}, g: lg, change: "setting strictARP", undo: strictARPUndo(cs)},
 		restart,
 		&setup.Speaker{Client: cs, Dynamic: dc, Mapper: mapper, Image: o.image, Timeout: o.timeout,
 			Progress: func(m string) { list.progress("deploy speaker", m) }},
 		&setup.NICAnnotations{Client: cs, Dynamic: dc, Interface: o.iface, Wait: o.nicsWait},
-		&setup.Eips{Client: cs, Dynamic: dc, Eips: eips.New(dc), Pools: pools, Force: o.force, Warnings: human},
+		guardedStep{Step: &setup.Eips{Client: cs, Dynamic: dc, Eips: eips.New(dc), Pools: pools, Force: o.force, Warnings: human},
+			g: lg, change: "creating pools " + strings.Join(poolNames, ", "), undo: eipsUndo(poolNames...)},
 	}
 	all := append([]steps.Step{&setup.Preflight{Client: cs, Dynamic: dc, Steps: work, Pools: ranges}}, work...)
 
@@ -153,6 +161,12 @@ func runInit(ctx context.Context, kube *genericclioptions.ConfigFlags, streams g
 		runner.Confirm = confirmer(streams, human, o.yes)
 	}
 	results, runErr := runner.Init(ctx, all)
+	if dry == steps.Write {
+		if err := lg.settle(ctx); err != nil {
+			runErr = errors.Join(runErr, err)
+			results = append(results, list.report(steps.Result{Step: "lockout guard", Outcome: steps.OutcomeFailed, Message: err.Error(), Hint: hintOf(err)}))
+		}
+	}
 
 	report := initReport{DryRun: dry.String(), Steps: results}
 	for _, r := range results {

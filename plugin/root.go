@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/porterlb/porter/plugin/steps"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -22,6 +23,10 @@ func Execute(ctx context.Context, args []string, streams genericiooptions.IOStre
 			return ee.code
 		}
 		fmt.Fprintf(streams.ErrOut, "error: %v\n", err)
+		var h *steps.Hinted
+		if errors.As(err, &h) && h.Hint != "" {
+			fmt.Fprintf(streams.ErrOut, "hint: %s\n", h.Hint)
+		}
 		return 1
 	}
 	return 0
@@ -58,6 +63,8 @@ undone.`,
 		newEipCommand(kube, streams),
 		newInitCommand(kube, streams),
 		newNICsCommand(kube, streams),
+		newStatusCommand(kube, streams),
+		newUninstallCommand(kube, streams),
 		newVersionCommand(kube, streams),
 	)
 	return root

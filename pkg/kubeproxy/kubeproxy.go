@@ -24,6 +24,11 @@ const (
 	DaemonSet = "kube-proxy"
 )
 
+// PreviousStrictARPAnnotation, on the kube-proxy ConfigMap, holds
+// ipvs.strictARP as it was before Porter first changed it: "true", "false"
+// or "unset".
+const PreviousStrictARPAnnotation = "porter.kubesphere.io/previous-strictarp"
+
 // Proxy modes.
 const (
 	ModeIPVS     = "ipvs"

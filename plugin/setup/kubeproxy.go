@@ -23,7 +23,7 @@ import (
 const (
 	// PreviousStrictARPAnnotation holds ipvs.strictARP as it was before
 	// Porter first changed it: "true", "false" or "unset".
-	PreviousStrictARPAnnotation = "porter.kubesphere.io/previous-strictarp"
+	PreviousStrictARPAnnotation = kubeproxy.PreviousStrictARPAnnotation
 	// StrictARPChangedAnnotation is when Porter last changed strictARP;
 	// kube-proxy pods started before then still run the old value.
 	StrictARPChangedAnnotation = "porter.kubesphere.io/strictarp-changed-at"
@@ -189,6 +189,22 @@ func (s *StrictARP) Undo(ctx context.Context, dry steps.DryRun) error {
 		return err
 	}
 	return s.Restart.Verify(ctx)
+}
+
+// UndoPlan says what Undo would restore.
+func (s *StrictARP) UndoPlan(ctx context.Context) (string, error) {
+	cm, cfg, err := s.load(ctx)
+	if err != nil || cm == nil {
+		return "", err
+	}
+	prev, ok := cm.Annotations[PreviousStrictARPAnnotation]
+	if !ok {
+		return "", nil
+	}
+	if _, changed, err := cfg.SetStrictARP(prev == "true"); err != nil || !changed {
+		return "", err
+	}
+	return fmt.Sprintf("restore ipvs.strictARP to its value before init (%s) and restart kube-proxy", prev), nil
 }
 
 // RestartKubeProxy restarts the kube-proxy DaemonSet after strictARP

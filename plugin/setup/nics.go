@@ -266,6 +266,24 @@ func (n *NICAnnotations) Undo(ctx context.Context, dry steps.DryRun) error {
 	return nil
 }
 
+// UndoPlan names the nodes whose annotation init made.
+func (n *NICAnnotations) UndoPlan(ctx context.Context) (string, error) {
+	nodes, err := n.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", fmt.Errorf("list nodes: %w", err)
+	}
+	var names []string
+	for _, node := range nodes.Items {
+		if node.Annotations[AnnotatedByInitAnnotation] == "true" {
+			names = append(names, node.Name)
+		}
+	}
+	if len(names) == 0 {
+		return "", nil
+	}
+	return "remove the layer2 annotation init set on " + strings.Join(names, ", "), nil
+}
+
 func (n *NICAnnotations) Permissions() []Permission {
 	return []Permission{
 		{Verb: "list", Resource: "nodes"},

@@ -2,6 +2,7 @@ package setup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -239,4 +240,17 @@ func metallbRange(s string) (addr.Range, bool) {
 	}
 	r, err := addr.Parse(s)
 	return r, err == nil
+}
+
+// OtherLoadBalancers names the load balancers other than Porter found in
+// the cluster, for `status`.
+func OtherLoadBalancers(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface) ([]string, error) {
+	p := &Preflight{Client: cs, Dynamic: dyn}
+	found, err := p.otherLoadBalancers(ctx)
+	var h *steps.Hinted
+	if errors.As(err, &h) {
+		// A conflict is still a finding to report, not a failure to read.
+		return found, nil
+	}
+	return found, err
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,9 +40,47 @@ type Speaker struct {
 	Image    string
 	Timeout  time.Duration
 	Progress func(string)
+	// RemoveCRDs makes Undo delete the CRDs too, and with them every
+	// object of their kinds, except the CRDs named in KeepCRDs.
+	RemoveCRDs bool
+	KeepCRDs   []string
 }
 
 func (s *Speaker) Name() string { return "deploy speaker" }
+
+// undoes reports whether Undo deletes o.
+func (s *Speaker) undoes(o *unstructured.Unstructured) bool {
+	if o.GetKind() != "CustomResourceDefinition" {
+		return true
+	}
+	return s.RemoveCRDs && !slices.Contains(s.KeepCRDs, o.GetName())
+}
+
+// UndoPlan lists the objects Undo would delete that exist.
+func (s *Speaker) UndoPlan(ctx context.Context) (string, error) {
+	objs, err := s.objects()
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for _, o := range objs {
+		if !s.undoes(o.obj) {
+			continue
+		}
+		_, err := o.res.Get(ctx, o.obj.GetName(), metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return "", fmt.Errorf("get %s: %w", describe(o.obj), err)
+		}
+		names = append(names, describe(o.obj))
+	}
+	if len(names) == 0 {
+		return "", nil
+	}
+	return "delete " + strings.Join(names, ", "), nil
+}
 
 type manifestObject struct {
 	obj  *unstructured.Unstructured
@@ -247,7 +286,7 @@ func (s *Speaker) Undo(ctx context.Context, dry steps.DryRun) error {
 	}
 	for i := len(objs) - 1; i >= 0; i-- {
 		o := objs[i]
-		if o.obj.GetKind() == "CustomResourceDefinition" {
+		if !s.undoes(o.obj) {
 			continue
 		}
 		err := o.res.Delete(ctx, o.obj.GetName(), metav1.DeleteOptions{DryRun: dryRunOpts(dry)})

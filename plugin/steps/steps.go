@@ -211,19 +211,47 @@ func (r Runner) Status(ctx context.Context, steps []Step) []Result {
 	return results
 }
 
+// UndoPlanner is a Step that can say what its Undo would change, for a
+// client-side dry run of uninstall. An empty summary means nothing.
+type UndoPlanner interface {
+	UndoPlan(ctx context.Context) (string, error)
+}
+
 // Undo runs each step's Undo in reverse order, and goes on past failures
-// so that as much as possible is taken back; it returns them all.
+// so that as much as possible is taken back; it returns them all. A client
+// dry run only asks each step what it would undo.
 func (r Runner) Undo(ctx context.Context, steps []Step) ([]Result, error) {
 	var results []Result
 	var errs []error
 	for i := len(steps) - 1; i >= 0; i-- {
 		s := steps[i]
+		if r.DryRun == Client {
+			p, ok := s.(UndoPlanner)
+			if !ok {
+				continue
+			}
+			sum, err := p.UndoPlan(ctx)
+			switch {
+			case err != nil:
+				results = append(results, r.report(failed(s.Name(), err)))
+				errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
+			case sum == "":
+				results = append(results, r.report(Result{Step: s.Name(), Outcome: OutcomeAlready, Message: "nothing to undo"}))
+			default:
+				results = append(results, r.report(Result{Step: s.Name(), Outcome: OutcomePlanned, Message: sum}))
+			}
+			continue
+		}
 		if err := s.Undo(ctx, r.DryRun); err != nil {
 			results = append(results, r.report(failed(s.Name(), err)))
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
 			continue
 		}
-		results = append(results, r.report(Result{Step: s.Name(), Outcome: OutcomeDone, Message: "undone"}))
+		msg := "undone"
+		if r.DryRun == Server {
+			msg = "undone (server dry run)"
+		}
+		results = append(results, r.report(Result{Step: s.Name(), Outcome: OutcomeDone, Message: msg}))
 	}
 	return results, errors.Join(errs...)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/porterlb/porter/pkg/addr"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/eips"
+	"github.com/porterlb/porter/pkg/guard"
 	"github.com/porterlb/porter/pkg/lbservice"
 )
 
@@ -117,6 +118,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		})
 	}
 	wg.Go(func() { wait.UntilWithContext(ctx, c.writePoolStatus, 200*time.Millisecond) })
+	wg.Go(func() { wait.UntilWithContext(ctx, c.enforceGuard, time.Second) })
 	<-ctx.Done()
 	c.queue.ShutDown()
 	wg.Wait()
@@ -558,4 +560,27 @@ func normal(s v1alpha2.EipStatus) v1alpha2.EipStatus {
 		s.Conflicts = nil
 	}
 	return s
+}
+
+// enforceGuard rolls back a guarded change whose deadline passed: the
+// operator who made it has not confirmed it, so has likely lost access.
+func (c *Controller) enforceGuard(ctx context.Context) {
+	p, err := guard.Load(ctx, c.Kube)
+	if err != nil {
+		c.Log.Warn("read lockout guard", "err", err)
+		return
+	}
+	if p == nil || time.Now().Before(p.Deadline) {
+		return
+	}
+	c.Log.Warn("lockout guard expired: rolling back", "change", p.Change, "deadline", p.Deadline, "disableEips", p.DisableEips, "strictARP", p.StrictARP)
+	if err := guard.Execute(ctx, c.Kube, c.Dyn, p); err != nil {
+		c.Log.Error("roll back guarded change", "err", err)
+		return
+	}
+	if err := guard.Clear(ctx, c.Kube); err != nil {
+		c.Log.Warn("clear lockout guard", "err", err)
+		return
+	}
+	c.Log.Info("rolled back unconfirmed change", "change", p.Change)
 }

@@ -51,7 +51,7 @@ var (
 func TestMain(m *testing.M) {
 	os.Exit(lab.Main(m, lab.EnvOptions{
 		Net:   &netlab.Options{Nodes: 3, SecondNIC: true},
-		Build: []string{"github.com/porterlb/porter/cmd/porter-speaker"},
+		Build: []string{"github.com/porterlb/porter/cmd/porter-speaker", "github.com/porterlb/porter/cmd/kubectl-porter"},
 	}, setup))
 }
 

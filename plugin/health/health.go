@@ -1,0 +1,462 @@
+// Package health reads the state of a Porter installation in a handful of
+// API calls, whatever the cluster's size, and judges it check by check.
+// Its Report is the `kubectl porter status -o json` document.
+package health
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/pkg/eips"
+	"github.com/porterlb/porter/pkg/kubeproxy"
+	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/plugin/setup"
+)
+
+// State is a check's verdict.
+type State string
+
+const (
+	OK      State = "ok"
+	Warning State = "warning"
+	Failed  State = "failed"
+)
+
+// Check is one judged fact.
+type Check struct {
+	Name   string `json:"name"`
+	State  State  `json:"state"`
+	Detail string `json:"detail"`
+	// Hint says what to run when the check is not ok.
+	Hint string `json:"hint,omitempty"`
+}
+
+// Category groups checks.
+type Category struct {
+	Name   string  `json:"name"`
+	Checks []Check `json:"checks"`
+}
+
+// Node is one node as Porter sees it.
+type Node struct {
+	Name         string   `json:"name"`
+	InternalIP   string   `json:"internalIP,omitempty"`
+	NIC          string   `json:"nic,omitempty"`
+	Layer2       string   `json:"layer2,omitempty"`
+	SpeakerReady bool     `json:"speakerReady"`
+	Members      []string `json:"members,omitempty"`
+	Announcing   int      `json:"announcing"`
+}
+
+// Pool is one Eip.
+type Pool struct {
+	Name      string                 `json:"name"`
+	Address   string                 `json:"address"`
+	Protocol  string                 `json:"protocol"`
+	Usage     int                    `json:"usage"`
+	Size      int                    `json:"size"`
+	Disabled  bool                   `json:"disabled,omitempty"`
+	Default   bool                   `json:"default,omitempty"`
+	Conflicts []v1alpha2.EipConflict `json:"conflicts,omitempty"`
+}
+
+// Service is one Porter LoadBalancer Service.
+type Service struct {
+	Name      string `json:"name"` // namespace/name
+	IP        string `json:"ip,omitempty"`
+	Node      string `json:"node,omitempty"`
+	Interface string `json:"interface,omitempty"`
+	Pending   bool   `json:"pending,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// Report is the whole picture.
+type Report struct {
+	Healthy    bool       `json:"healthy"`
+	Categories []Category `json:"categories"`
+	Nodes      []Node     `json:"nodes"`
+	Pools      []Pool     `json:"pools"`
+	Services   []Service  `json:"services"`
+}
+
+// Worst is the worst state among the report's checks.
+func (r *Report) Worst() State {
+	worst := OK
+	for _, c := range r.Categories {
+		for _, ch := range c.Checks {
+			if ch.State == Failed {
+				return Failed
+			}
+			if ch.State == Warning {
+				worst = Warning
+			}
+		}
+	}
+	return worst
+}
+
+const speakerNamespace = "porter-system"
+
+// Gather reads the cluster and judges it. Errors are returned only when
+// the API cannot be read at all; anything missing is a failed check.
+func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface) (*Report, error) {
+	r := &Report{Nodes: []Node{}, Pools: []Pool{}, Services: []Service{}}
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	r.Categories = append(r.Categories, kubeProxy(ctx, cs))
+	speakerCat, ready := speakers(ctx, cs, nodes.Items)
+	r.Categories = append(r.Categories, speakerCat)
+	inv := inventories(ctx, dyn)
+	r.Categories = append(r.Categories, members(nodes.Items, inv, ready))
+	nodeCat, list := nodeNICs(nodes.Items, inv, ready)
+	r.Nodes = list
+	r.Categories = append(r.Categories, nodeCat)
+	poolCat, pools := pools(ctx, dyn)
+	r.Pools = pools
+	r.Categories = append(r.Categories, poolCat)
+	svcCat, svcs, err := services(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	r.Services = svcs
+	r.Categories = append(r.Categories, svcCat)
+	r.Categories = append(r.Categories, others(ctx, cs, dyn))
+	r.Healthy = r.Worst() != Failed
+	return r, nil
+}
+
+func kubeProxy(ctx context.Context, cs kubernetes.Interface) Category {
+	cat := Category{Name: "kube-proxy"}
+	cm, err := cs.CoreV1().ConfigMaps(kubeproxy.Namespace).Get(ctx, kubeproxy.ConfigMap, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		cat.Checks = append(cat.Checks, Check{Name: "mode", State: OK, Detail: "no kube-proxy ConfigMap: strictARP does not apply"})
+		return cat
+	case err != nil:
+		cat.Checks = append(cat.Checks, Check{Name: "mode", State: Failed, Detail: "read the kube-proxy ConfigMap: " + err.Error()})
+		return cat
+	}
+	cfg, err := kubeproxy.Parse(cm.Data[kubeproxy.ConfigKey])
+	if err != nil {
+		cat.Checks = append(cat.Checks, Check{Name: "mode", State: Failed, Detail: err.Error(), Hint: "fix the kube-proxy ConfigMap by hand; Porter edits only what it can read"})
+		return cat
+	}
+	mode := cfg.EffectiveMode()
+	switch {
+	case mode != kubeproxy.ModeIPVS:
+		cat.Checks = append(cat.Checks, Check{Name: "strictARP", State: OK, Detail: "mode " + mode + ": strictARP is not needed"})
+	case cfg.StrictARP:
+		cat.Checks = append(cat.Checks, Check{Name: "strictARP", State: OK, Detail: "mode ipvs, strictARP true"})
+	default:
+		cat.Checks = append(cat.Checks, Check{Name: "strictARP", State: Failed, Detail: "mode ipvs, strictARP false: every node answers ARP for every Service address",
+			Hint: "kubectl porter init"})
+	}
+	ds, err := cs.AppsV1().DaemonSets(kubeproxy.Namespace).Get(ctx, kubeproxy.DaemonSet, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		cat.Checks = append(cat.Checks, Check{Name: "rollout", State: Warning, Detail: "read the kube-proxy DaemonSet: " + err.Error()})
+	default:
+		cat.Checks = append(cat.Checks, rollout("rollout", ds, "kubectl -n kube-system rollout status daemonset/kube-proxy"))
+	}
+	return cat
+}
+
+func rollout(name string, ds *appsv1.DaemonSet, hint string) Check {
+	st := ds.Status
+	detail := fmt.Sprintf("%d desired, %d ready, %d updated", st.DesiredNumberScheduled, st.NumberReady, st.UpdatedNumberScheduled)
+	if ds.Generation > st.ObservedGeneration || st.UpdatedNumberScheduled < st.DesiredNumberScheduled || st.NumberReady < st.DesiredNumberScheduled {
+		return Check{Name: name, State: Warning, Detail: detail + " (rolling out)", Hint: hint}
+	}
+	return Check{Name: name, State: OK, Detail: detail}
+}
+
+// speakers judges the DaemonSet and returns which nodes run a ready
+// speaker pod.
+func speakers(ctx context.Context, cs kubernetes.Interface, nodes []corev1.Node) (Category, map[string]bool) {
+	cat := Category{Name: "speaker"}
+	ready := map[string]bool{}
+	ds, err := cs.AppsV1().DaemonSets(speakerNamespace).Get(ctx, setup.SpeakerDaemonSet, metav1.GetOptions{})
+	if err != nil {
+		cat.Checks = append(cat.Checks, Check{Name: "daemonset", State: Failed, Detail: "porter-system/porter-speaker: " + errText(err), Hint: "kubectl porter init"})
+		return cat, ready
+	}
+	cat.Checks = append(cat.Checks, rollout("daemonset", ds, "kubectl -n porter-system rollout status daemonset/porter-speaker"))
+	pods, err := cs.CoreV1().Pods(speakerNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=porter-speaker"})
+	if err != nil {
+		cat.Checks = append(cat.Checks, Check{Name: "pods", State: Failed, Detail: "list speaker pods: " + err.Error()})
+		return cat, ready
+	}
+	for _, p := range pods.Items {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && p.Spec.NodeName != "" {
+				ready[p.Spec.NodeName] = true
+			}
+		}
+	}
+	var missing []string
+	for _, n := range nodes {
+		if !ready[n.Name] && schedulable(&n) {
+			missing = append(missing, n.Name)
+		}
+	}
+	if len(missing) > 0 {
+		cat.Checks = append(cat.Checks, Check{Name: "nodes", State: Failed,
+			Detail: fmt.Sprintf("%d node(s) lack a ready speaker: %s", len(missing), first(missing, 10)),
+			Hint:   "kubectl -n porter-system get pods -o wide -l app.kubernetes.io/name=porter-speaker"})
+	} else {
+		cat.Checks = append(cat.Checks, Check{Name: "nodes", State: OK, Detail: fmt.Sprintf("a ready speaker on each of %d node(s)", len(ready))})
+	}
+	return cat, ready
+}
+
+func schedulable(n *corev1.Node) bool { return !n.Spec.Unschedulable }
+
+func inventories(ctx context.Context, dyn dynamic.Interface) map[string]*v1alpha1.NodeNICs {
+	out := map[string]*v1alpha1.NodeNICs{}
+	list, err := dyn.Resource(v1alpha1.NodeNICsResource).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return out
+	}
+	for _, u := range list.Items {
+		var n v1alpha1.NodeNICs
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &n) == nil {
+			out[n.Name] = &n
+		}
+	}
+	return out
+}
+
+// members compares what each speaker sees alive with the speakers that
+// run: a speaker that misses some peers is cut off from them.
+func members(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) Category {
+	cat := Category{Name: "members"}
+	var views, partial []string
+	for _, n := range nodes {
+		if !ready[n.Name] {
+			continue
+		}
+		i := inv[n.Name]
+		if i == nil || i.Status.Speaker == nil {
+			partial = append(partial, n.Name+" (reports nothing)")
+			continue
+		}
+		views = append(views, n.Name)
+		if len(i.Status.Speaker.Members) < len(ready) {
+			partial = append(partial, fmt.Sprintf("%s (sees %d of %d)", n.Name, len(i.Status.Speaker.Members), len(ready)))
+		}
+	}
+	switch {
+	case len(ready) == 0:
+		cat.Checks = append(cat.Checks, Check{Name: "members", State: Failed, Detail: "no speaker runs", Hint: "kubectl porter init"})
+	case len(partial) > 0:
+		cat.Checks = append(cat.Checks, Check{Name: "members", State: Warning,
+			Detail: fmt.Sprintf("%d speaker(s) do not see every other: %s", len(partial), first(partial, 10)),
+			Hint:   "check that UDP and TCP port 7947 are open between nodes"})
+	default:
+		cat.Checks = append(cat.Checks, Check{Name: "members", State: OK, Detail: fmt.Sprintf("all %d speakers see each other", len(views))})
+	}
+	return cat
+}
+
+func nodeNICs(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) (Category, []Node) {
+	cat := Category{Name: "nodes"}
+	var out []Node
+	var noInv []string
+	annotated := 0
+	for _, n := range nodes {
+		nd := Node{Name: n.Name, SpeakerReady: ready[n.Name]}
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP && nd.InternalIP == "" {
+				nd.InternalIP = a.Address
+			}
+		}
+		nd.Layer2 = n.Annotations[v1alpha2.Layer2Annotation]
+		if nd.Layer2 == "" {
+			nd.Layer2 = n.Annotations[v1alpha2.Layer2AnnotationOpenELB]
+		}
+		if nd.Layer2 != "" {
+			annotated++
+		}
+		if i := inv[n.Name]; i != nil {
+			nd.NIC = i.Status.Primary
+			if ip, err := netip.ParseAddr(nd.Layer2); err == nil {
+				for _, nic := range i.Status.NICs {
+					for _, a := range nic.Addresses {
+						if p, err := netip.ParsePrefix(a); err == nil && p.Addr() == ip {
+							nd.NIC = nic.Name
+						}
+					}
+				}
+			}
+			if i.Status.Speaker != nil {
+				nd.Members = i.Status.Speaker.Members
+				nd.Announcing = i.Status.Speaker.Announcing
+			}
+		} else if ready[n.Name] {
+			noInv = append(noInv, n.Name)
+		}
+		out = append(out, nd)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if len(noInv) > 0 {
+		cat.Checks = append(cat.Checks, Check{Name: "nics", State: Warning,
+			Detail: fmt.Sprintf("%d node(s) with a speaker have published no NIC inventory: %s", len(noInv), first(noInv, 10)),
+			Hint:   "kubectl -n porter-system logs -l app.kubernetes.io/name=porter-speaker"})
+	} else {
+		cat.Checks = append(cat.Checks, Check{Name: "nics", State: OK, Detail: fmt.Sprintf("%d node(s), %d with a layer2 annotation", len(out), annotated)})
+	}
+	return cat, out
+}
+
+func pools(ctx context.Context, dyn dynamic.Interface) (Category, []Pool) {
+	cat := Category{Name: "pools"}
+	out := []Pool{}
+	list, err := eips.New(dyn).List(ctx)
+	if err != nil {
+		cat.Checks = append(cat.Checks, Check{Name: "eips", State: Failed, Detail: err.Error(), Hint: "kubectl porter init"})
+		return cat, out
+	}
+	if len(list.Items) == 0 {
+		cat.Checks = append(cat.Checks, Check{Name: "eips", State: Warning, Detail: "no Eip: Services cannot get addresses",
+			Hint: "kubectl porter eip create NAME --address RANGE"})
+		return cat, out
+	}
+	for _, e := range list.Items {
+		p := Pool{Name: e.Name, Address: e.Spec.Address, Protocol: e.Spec.Protocol, Usage: e.Status.Usage, Size: e.Status.PoolSize,
+			Disabled: e.Spec.Disable, Default: e.IsDefault(), Conflicts: e.Status.Conflicts}
+		out = append(out, p)
+		ch := Check{Name: e.Name, State: OK, Detail: fmt.Sprintf("%s, %d of %d in use", e.Spec.Address, p.Usage, p.Size)}
+		var wire []string
+		for _, c := range e.Status.Conflicts {
+			if c.MAC != "" {
+				wire = append(wire, c.Address+" answered by "+c.MAC)
+			}
+		}
+		switch {
+		case e.Spec.Protocol != v1alpha2.ProtocolLayer2:
+			ch.Detail = fmt.Sprintf("%s, protocol %s: not announced by Porter", e.Spec.Address, e.Spec.Protocol)
+		case len(wire) > 0:
+			ch.State, ch.Detail = Warning, ch.Detail+"; in use on the wire: "+first(wire, 5)
+			ch.Hint = "find the host with that MAC, or remove the address from the pool"
+		case e.Spec.Disable:
+			ch.State, ch.Detail = Warning, ch.Detail+"; disabled: not announced"
+			ch.Hint = "kubectl patch eip " + e.Name + ` --type merge -p '{"spec":{"disable":false}}'`
+		case e.Status.Occupied:
+			ch.State, ch.Detail = Warning, ch.Detail+"; full"
+			ch.Hint = "grow the pool or add another"
+		case len(e.Status.Conflicts) > 0:
+			ch.Detail += fmt.Sprintf("; %d refused (node or other pool addresses)", len(e.Status.Conflicts))
+		}
+		cat.Checks = append(cat.Checks, ch)
+	}
+	return cat, out
+}
+
+func services(ctx context.Context, cs kubernetes.Interface) (Category, []Service, error) {
+	cat := Category{Name: "services"}
+	out := []Service{}
+	list, err := cs.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return cat, nil, fmt.Errorf("list Services: %w", err)
+	}
+	reasons := map[string]string{}
+	if evs, err := cs.CoreV1().Events(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Service,type=Warning"}); err == nil {
+		sort.Slice(evs.Items, func(i, j int) bool { return evTime(&evs.Items[i]).Before(evTime(&evs.Items[j])) })
+		for _, e := range evs.Items {
+			reasons[e.InvolvedObject.Namespace+"/"+e.InvolvedObject.Name] = e.Reason + ": " + e.Message
+		}
+	}
+	var pending, silent []string
+	for i := range list.Items {
+		s := &list.Items[i]
+		if !lbservice.IsPorter(s) {
+			continue
+		}
+		sv := Service{Name: lbservice.Key(s)}
+		ip := lbservice.IngressIP(s)
+		if !ip.IsValid() {
+			sv.Pending, sv.Reason = true, reasons[sv.Name]
+			pending = append(pending, sv.Name)
+			out = append(out, sv)
+			continue
+		}
+		sv.IP = ip.String()
+		if an, ok := lbservice.ParseAnnouncer(s); ok && an.IP == ip {
+			sv.Node, sv.Interface = an.Node, an.Interface
+		} else {
+			silent = append(silent, sv.Name)
+			if c, ok := lbservice.ParseConflict(s); ok && c.IP == ip {
+				sv.Reason = "address answered on the wire by " + c.MAC
+			}
+		}
+		out = append(out, sv)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if len(pending) > 0 {
+		cat.Checks = append(cat.Checks, Check{Name: "pending", State: Failed,
+			Detail: fmt.Sprintf("%d Service(s) wait for an address: %s", len(pending), first(pending, 10)),
+			Hint:   "kubectl describe service NAME shows why"})
+	}
+	if len(silent) > 0 {
+		cat.Checks = append(cat.Checks, Check{Name: "announced", State: Warning,
+			Detail: fmt.Sprintf("%d Service(s) have an address no node announces yet: %s", len(silent), first(silent, 10)),
+			Hint:   "kubectl describe service NAME; kubectl porter status again in a few seconds"})
+	}
+	if len(pending) == 0 && len(silent) == 0 {
+		cat.Checks = append(cat.Checks, Check{Name: "announced", State: OK, Detail: fmt.Sprintf("%d Service(s), each announced by one node", len(out))})
+	}
+	return cat, out, nil
+}
+
+func evTime(e *corev1.Event) time.Time {
+	if !e.LastTimestamp.IsZero() {
+		return e.LastTimestamp.Time
+	}
+	return e.EventTime.Time
+}
+
+func others(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface) Category {
+	cat := Category{Name: "other load balancers"}
+	found, err := setup.OtherLoadBalancers(ctx, cs, dyn)
+	switch {
+	case err != nil:
+		cat.Checks = append(cat.Checks, Check{Name: "others", State: Warning, Detail: "could not look: " + err.Error()})
+	case len(found) > 0:
+		cat.Checks = append(cat.Checks, Check{Name: "others", State: Warning, Detail: strings.Join(found, "; "),
+			Hint: "make sure no other load balancer answers ARP for Porter's pools"})
+	default:
+		cat.Checks = append(cat.Checks, Check{Name: "others", State: OK, Detail: "none found"})
+	}
+	return cat
+}
+
+func errText(err error) string {
+	if apierrors.IsNotFound(err) {
+		return "not found"
+	}
+	return err.Error()
+}
+
+func first(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return strings.Join(items[:n], ", ") + fmt.Sprintf(" and %d more", len(items)-n)
+}
