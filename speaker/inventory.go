@@ -32,6 +32,9 @@ type inventory struct {
 	node    func() (*corev1.Node, error)
 	speaker func() *v1alpha1.SpeakerStatus
 	kick    chan struct{}
+	// exists reports whether the published object is still there, as a
+	// cache sees it: after an uninstall and a new install it is not.
+	exists func() bool
 
 	last        []v1alpha1.NIC
 	lastSpeaker *v1alpha1.SpeakerStatus
@@ -66,7 +69,8 @@ func (i *inventory) publishIfChanged(ctx context.Context) error {
 	if i.speaker != nil {
 		sp = i.speaker()
 	}
-	if i.last != nil && reflect.DeepEqual(list, i.last) && reflect.DeepEqual(sp, i.lastSpeaker) {
+	gone := i.exists != nil && !i.exists()
+	if !gone && i.last != nil && reflect.DeepEqual(list, i.last) && reflect.DeepEqual(sp, i.lastSpeaker) {
 		return nil
 	}
 	if err := i.publish(ctx, node, list, primary, sp); err != nil {

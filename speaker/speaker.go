@@ -279,6 +279,10 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 			return &v1alpha1.SpeakerStatus{MemberAddress: mem.Address(), Members: names, Announcing: an.Announcing(), Version: version.Get().Version}
 		},
 		kick: make(chan struct{}, 1),
+		exists: func() bool {
+			_, ok, _ := nicsInf.GetStore().GetByKey(opts.NodeName)
+			return ok || !nicsInf.HasSynced()
+		},
 	}
 	if inv.every <= 0 {
 		inv.every = 10 * time.Second

@@ -50,6 +50,9 @@ func TestMain(m *testing.M) {
 // pods are simulated; so the NIC inventory init reads is real.
 var stopSpeakers = func() {}
 
+// speakerProcs are the speaker processes by node name.
+var speakerProcs = map[string]*exec.Cmd{}
+
 func startLab(e *lab.Env) {
 	env, cluster, network = e, e.Cluster, e.Net
 	ctx, cancel := context.WithCancel(context.Background())
@@ -67,6 +70,7 @@ func startLab(e *lab.Env) {
 			panic(err)
 		}
 		cmds = append(cmds, cmd)
+		speakerProcs[n.Name] = cmd
 	}
 	stopSpeakers = func() {
 		cancel()
