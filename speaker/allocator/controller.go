@@ -95,7 +95,17 @@ func (c *Controller) Run(ctx context.Context) error {
 			r()
 		}
 	}()
-	if err := add(c.Inf.Services, cache.ResourceEventHandlerFuncs{AddFunc: enqueueSvc, UpdateFunc: func(_, n any) { enqueueSvc(n) }, DeleteFunc: enqueueSvc}); err != nil {
+	svcUpdate := func(o, n any) {
+		enqueueSvc(n)
+		// A speaker found (or cleared) a conflict on the wire: pool status
+		// lists those.
+		os, ok1 := o.(*corev1.Service)
+		ns, ok2 := n.(*corev1.Service)
+		if ok1 && ok2 && os.Annotations[lbservice.ConflictAnnotation] != ns.Annotations[lbservice.ConflictAnnotation] {
+			c.queue.Add(poolsKey)
+		}
+	}
+	if err := add(c.Inf.Services, cache.ResourceEventHandlerFuncs{AddFunc: enqueueSvc, UpdateFunc: svcUpdate, DeleteFunc: enqueueSvc}); err != nil {
 		return err
 	}
 	for _, inf := range []cache.SharedIndexInformer{c.Inf.Eips, c.Inf.Nodes, c.Inf.Namespaces, c.Inf.EndpointSlices} {
