@@ -208,4 +208,3 @@ func waitGone(ctx context.Context, cs kubernetes.Interface, timeout time.Duratio
 	}
 	return nil
 }
-

@@ -29,7 +29,9 @@ func guardPresent(t *testing.T) bool {
 }
 
 func deletePoolAfter(t *testing.T, name string) {
-	t.Cleanup(func() { _ = env.Cluster.Kubectl(context.Background(), "delete", "eip", name, "--ignore-not-found").Run() })
+	t.Cleanup(func() {
+		_ = env.Cluster.Kubectl(context.Background(), "delete", "eip", name, "--ignore-not-found").Run()
+	})
 }
 
 func TestGuardClearedAfterAConfirmedChange(t *testing.T) {

@@ -126,7 +126,9 @@ func TestStatusOnHealthyAndBrokenInstallations(t *testing.T) {
 	if out, err := client.Run(context.Background(), "ip", "addr", "add", "198.18.0.244/24", "dev", netlab.NIC1); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	t.Cleanup(func() { _, _ = client.Run(context.Background(), "ip", "addr", "del", "198.18.0.244/24", "dev", netlab.NIC1) })
+	t.Cleanup(func() {
+		_, _ = client.Run(context.Background(), "ip", "addr", "del", "198.18.0.244/24", "dev", netlab.NIC1)
+	})
 	lbService(t, "clash", func(s *corev1.Service) {
 		s.Annotations[lbservice.PoolAnnotation] = "st"
 		s.Annotations[lbservice.IPAnnotation] = "198.18.0.244"
