@@ -82,8 +82,12 @@ func announced(name string) bool {
 	return ok && an.IP == lbservice.IngressIP(svc)
 }
 
-// uninstallAfter leaves the cluster as the other tests expect it.
+// uninstallAfter starts from a cluster without Porter, whatever earlier
+// tests left, and leaves it so.
 func uninstallAfter(t *testing.T) {
+	if r := porter("uninstall", "--yes", "--force"); r.err != nil {
+		t.Fatalf("uninstall before the test: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
 	t.Cleanup(func() {
 		if r := porter("uninstall", "--yes", "--force"); r.err != nil {
 			t.Errorf("cleanup uninstall: %v\n%s%s", r.err, r.stdout, r.stderr)
