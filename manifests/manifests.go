@@ -26,7 +26,9 @@ const Namespace = "porter-system"
 func Names() []string {
 	var names []string
 	_ = fs.WalkDir(files, ".", func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".yaml") {
+		// kustomization.yaml lists the others for `kubectl apply -k`; it is
+		// not an object.
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".yaml") && path != "kustomization.yaml" {
 			names = append(names, path)
 		}
 		return err

@@ -2,11 +2,13 @@ package manifests
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
 )
 
 func TestEmbeddedFilesMatchTheDirectory(t *testing.T) {
@@ -61,5 +63,25 @@ func TestEipCRDIsEmbeddedFirst(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "name: eips.network.kubesphere.io") {
 		t.Fatalf("%s does not define eips.network.kubesphere.io", EipCRD)
+	}
+}
+
+// The plugin embeds exactly the files kustomization.yaml lists, so `kubectl
+// apply -k manifests/` and `kubectl porter init` install the same objects.
+func TestKustomizationListsEveryEmbeddedFile(t *testing.T) {
+	b, err := os.ReadFile("kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		Resources []string `json:"resources"`
+	}
+	if err := yaml.Unmarshal(b, &k); err != nil {
+		t.Fatal(err)
+	}
+	got := slices.Sorted(slices.Values(k.Resources))
+	want := slices.Sorted(slices.Values(Names()))
+	if !slices.Equal(got, want) {
+		t.Fatalf("kustomization.yaml lists %v; the plugin embeds %v", got, want)
 	}
 }
