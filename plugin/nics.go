@@ -23,8 +23,9 @@ import (
 func newNICsCommand(kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:   "nics [NODE]",
-		Short: "Show the NICs of every node (or one), as the Porter speakers report them",
+		Use:               "nics [NODE]",
+		ValidArgsFunction: completeNodeNames(kube),
+		Short:             "Show the NICs of every node (or one), as the Porter speakers report them",
 		Long: `Show each node's network interfaces, as 'ip link' and 'ip addr' would on the
 node, from the NodeNICs inventory the Porter speaker on that node publishes.
 The PRIMARY column marks the NIC holding the node's InternalIP.`,

@@ -64,6 +64,7 @@ undone.`,
 		newInitCommand(kube, streams),
 		newNICsCommand(kube, streams),
 		newStatusCommand(kube, streams),
+		newCompletionCommand(streams),
 		newUninstallCommand(kube, streams),
 		newVersionCommand(kube, streams),
 	)
