@@ -76,7 +76,7 @@ integration: deps lab ## Tests against the lab cluster and the network lab (root
 	hack/check-leftovers.sh
 
 .PHONY: test
-test: fmt-check vet lint unit fuzz integration ## Everything CI runs
+test: fmt-check vet lint unit fuzz integration krew-test ## Everything CI runs
 
 .PHONY: deps
 deps: ## Install the system packages the tests need
@@ -101,3 +101,26 @@ $(LAB_BIN)/kwok $(LAB_BIN)/kwokctl: hack/tools/kwok.version $(LAB_RECIPE)
 .PHONY: clean
 clean: ## Remove build output (keeps the lab cache)
 	rm -rf bin dist
+
+DIST_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+KREW_BIN       := $(CURDIR)/.cache/krew
+
+.PHONY: dist
+dist: ## Cross-compile the release archives and render the krew manifest into dist/ (VERSION=vX.Y.Z)
+	rm -rf dist && mkdir -p dist/build
+	for p in $(DIST_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; ext=; [ "$$os" = windows ] && ext=.exe; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/build/$$os-$$arch/kubectl-porter$$ext ./cmd/kubectl-porter; \
+	done
+	$(GO) run ./hack/dist -version $(VERSION) -in dist/build -out dist $(if $(BUILD_DATE),-mtime $(BUILD_DATE))
+
+$(KREW_BIN)/krew $(KREW_BIN)/validate-krew-manifest: hack/krew/go.mod
+	$(GO) build -modfile=hack/krew/go.mod -o $(KREW_BIN)/ sigs.k8s.io/krew/cmd/krew sigs.k8s.io/krew/cmd/validate-krew-manifest
+
+.PHONY: krew-test
+krew-test: dist $(KREW_BIN)/krew $(KREW_BIN)/validate-krew-manifest ## Install dist/ through the real krew and kubectl
+	hack/krew-test.sh $(VERSION)
+
+.PHONY: index
+index: dist ## Refresh plugins/porter.yaml, the custom krew index entry, for a release (VERSION=vX.Y.Z)
+	mkdir -p plugins && cp dist/porter.yaml plugins/porter.yaml
