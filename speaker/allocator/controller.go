@@ -278,7 +278,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	if err := c.writeIngress(ctx, svc, ip); err != nil {
 		c.mu.Lock()
-		c.table.Release(key)
+		c.table.Unassign(key, ip)
 		if hadBefore {
 			c.table.Claim(key, before)
 		}

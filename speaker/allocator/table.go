@@ -136,6 +136,24 @@ func (t *Table) Claim(key string, ip netip.Addr) bool {
 	return true
 }
 
+// Unassign takes back an Assign whose write failed: the address is free
+// again and, if it was the last one given, the next Assign may give it
+// again, so that a retry gets the same address.
+func (t *Table) Unassign(key string, ip netip.Addr) {
+	if t.held[key] == ip {
+		t.Release(key)
+	}
+	for name, c := range t.cursors {
+		if c == ip {
+			if p := t.byName[name]; p != nil && ip != p.Range.First {
+				t.cursors[name] = ip.Prev()
+			} else {
+				delete(t.cursors, name)
+			}
+		}
+	}
+}
+
 // Release returns whatever key holds to the pools.
 func (t *Table) Release(key string) (netip.Addr, bool) {
 	ip, ok := t.held[key]

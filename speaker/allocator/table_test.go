@@ -136,3 +136,19 @@ func TestClaimRefusesDoubleHolders(t *testing.T) {
 		t.Fatal("holder changed")
 	}
 }
+
+func TestUnassignLetsARetryGetTheSameAddress(t *testing.T) {
+	tb := NewTable()
+	p := pool(t, "demo", "198.18.0.200-198.18.0.209")
+	p.Default = true
+	tb.SetPools([]Pool{p})
+	got, _, err := tb.Assign(Request{Key: "ns/a", Namespace: "ns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.Unassign("ns/a", got)
+	again, _, err := tb.Assign(Request{Key: "ns/a", Namespace: "ns"})
+	if err != nil || again != got {
+		t.Fatalf("retry got %s (%v), want %s", again, err, got)
+	}
+}
