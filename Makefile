@@ -103,6 +103,9 @@ clean: ## Remove build output (keeps the lab cache)
 	rm -rf bin dist
 
 DIST_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+# krew wants a semantic version; an untagged commit becomes v0.0.0-<commit>.
+DIST_VERSION   := $(if $(filter v%,$(VERSION)),$(VERSION),v0.0.0-$(VERSION))
+DIST_LDFLAGS   := $(subst gitVersion=$(VERSION),gitVersion=$(DIST_VERSION),$(LDFLAGS))
 KREW_BIN       := $(CURDIR)/.cache/krew
 
 .PHONY: dist
@@ -110,16 +113,16 @@ dist: ## Cross-compile the release archives and render the krew manifest into di
 	rm -rf dist && mkdir -p dist/build
 	for p in $(DIST_PLATFORMS); do \
 	  os=$${p%/*}; arch=$${p#*/}; ext=; [ "$$os" = windows ] && ext=.exe; \
-	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/build/$$os-$$arch/kubectl-porter$$ext ./cmd/kubectl-porter; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(DIST_LDFLAGS)' -o dist/build/$$os-$$arch/kubectl-porter$$ext ./cmd/kubectl-porter; \
 	done
-	$(GO) run ./hack/dist -version $(VERSION) -in dist/build -out dist $(if $(BUILD_DATE),-mtime $(BUILD_DATE))
+	$(GO) run ./hack/dist -version $(DIST_VERSION) -in dist/build -out dist $(if $(BUILD_DATE),-mtime $(BUILD_DATE))
 
 $(KREW_BIN)/krew $(KREW_BIN)/validate-krew-manifest: hack/krew/go.mod
 	$(GO) build -modfile=hack/krew/go.mod -o $(KREW_BIN)/ sigs.k8s.io/krew/cmd/krew sigs.k8s.io/krew/cmd/validate-krew-manifest
 
 .PHONY: krew-test
 krew-test: dist $(KREW_BIN)/krew $(KREW_BIN)/validate-krew-manifest ## Install dist/ through the real krew and kubectl
-	hack/krew-test.sh $(VERSION)
+	hack/krew-test.sh $(DIST_VERSION)
 
 .PHONY: index
 index: dist ## Refresh plugins/porter.yaml, the custom krew index entry, for a release (VERSION=vX.Y.Z)
