@@ -14,12 +14,9 @@ import (
 	"golang.org/x/term"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/porterlb/porter/pkg/addr"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
-	"github.com/porterlb/porter/pkg/eips"
 	porterversion "github.com/porterlb/porter/pkg/version"
 	"github.com/porterlb/porter/plugin/setup"
 	"github.com/porterlb/porter/plugin/steps"
@@ -110,18 +107,11 @@ func runInit(ctx context.Context, kube *genericclioptions.ConfigFlags, streams g
 	if err != nil {
 		return err
 	}
-	cfg, err := kube.ToRESTConfig()
+	c, err := newClients(kube)
 	if err != nil {
-		return fmt.Errorf("load kubeconfig: %w", err)
+		return err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("create Kubernetes client: %w", err)
-	}
-	dc, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("create dynamic client: %w", err)
-	}
+	cs, dc := c.kube, c.dyn
 	mapper, err := kube.ToRESTMapper()
 	if err != nil {
 		return fmt.Errorf("discover API resources: %w", err)
@@ -151,7 +141,7 @@ func runInit(ctx context.Context, kube *genericclioptions.ConfigFlags, streams g
 		&setup.Speaker{Client: cs, Dynamic: dc, Mapper: mapper, Image: o.image, Timeout: o.timeout,
 			Progress: func(m string) { list.progress("deploy speaker", m) }},
 		&setup.NICAnnotations{Client: cs, Dynamic: dc, Interface: o.iface, Wait: o.nicsWait},
-		guardedStep{Step: &setup.Eips{Client: cs, Dynamic: dc, Eips: eips.New(dc), Pools: pools, Force: o.force, Warnings: human},
+		guardedStep{Step: &setup.Eips{Client: cs, Dynamic: dc, Eips: c.eips, Pools: pools, Force: o.force, Warnings: human},
 			g: lg, change: "creating pools " + strings.Join(poolNames, ", "), undo: eipsUndo(poolNames...)},
 	}
 	all := append([]steps.Step{&setup.Preflight{Client: cs, Dynamic: dc, Steps: work, Pools: ranges}}, work...)

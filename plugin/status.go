@@ -9,8 +9,6 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/porterlb/porter/plugin/health"
 )
@@ -66,22 +64,14 @@ func runStatus(ctx context.Context, kube *genericclioptions.ConfigFlags, streams
 	if err := validateOutput(o.output, outputJSON, outputYAML); err != nil {
 		return err
 	}
-	cfg, err := kube.ToRESTConfig()
+	c, err := newClients(kube)
 	if err != nil {
-		return fmt.Errorf("load kubeconfig: %w", err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("create Kubernetes client: %w", err)
-	}
-	dc, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("create dynamic client: %w", err)
+		return err
 	}
 	deadline := time.Now().Add(o.timeout)
 	var rep *health.Report
 	for {
-		rep, err = health.Gather(ctx, cs, dc)
+		rep, err = health.Gather(ctx, c.kube, c.dyn)
 		if err != nil {
 			return err
 		}

@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/porterlb/porter/pkg/lbservice"
@@ -85,18 +84,11 @@ func runUninstall(ctx context.Context, kube *genericclioptions.ConfigFlags, stre
 	if err != nil {
 		return err
 	}
-	cfg, err := kube.ToRESTConfig()
+	c, err := newClients(kube)
 	if err != nil {
-		return fmt.Errorf("load kubeconfig: %w", err)
+		return err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("create Kubernetes client: %w", err)
-	}
-	dc, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("create dynamic client: %w", err)
-	}
+	cs, dc := c.kube, c.dyn
 	mapper, err := kube.ToRESTMapper()
 	if err != nil {
 		return fmt.Errorf("discover API resources: %w", err)
