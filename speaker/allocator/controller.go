@@ -12,7 +12,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -83,7 +82,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	enqueuePools := func(any) { c.queue.Add(poolsKey) }
 	var regs []func()
-	add := func(inf cache.SharedIndexInformer, h cache.ResourceEventHandler) error {
+	add := func(inf cache.SharedIndexInformer, h cache.ResourceEventHandlerFuncs) error {
 		r, err := inf.AddEventHandler(h)
 		if err != nil {
 			return fmt.Errorf("watch: %w", err)
@@ -109,16 +108,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err := add(c.Inf.Services, cache.ResourceEventHandlerFuncs{AddFunc: enqueueSvc, UpdateFunc: svcUpdate, DeleteFunc: enqueueSvc}); err != nil {
 		return err
 	}
-	poolsChanged := cache.ResourceEventHandlerFuncs{AddFunc: enqueuePools, UpdateFunc: func(_, n any) { enqueuePools(n) }, DeleteFunc: enqueuePools}
-	for _, inf := range []cache.SharedIndexInformer{c.Inf.Eips, c.Inf.Nodes, c.Inf.Namespaces} {
-		if err := add(inf, poolsChanged); err != nil {
+	for _, inf := range []cache.SharedIndexInformer{c.Inf.Eips, c.Inf.Nodes, c.Inf.Namespaces, c.Inf.EndpointSlices} {
+		if err := add(inf, cache.ResourceEventHandlerFuncs{AddFunc: enqueuePools, UpdateFunc: func(_, n any) { enqueuePools(n) }, DeleteFunc: enqueuePools}); err != nil {
 			return err
 		}
-	}
-	// Of all EndpointSlices, only the API server's bear on the pools; the
-	// rest change all the time and would re-check every Service.
-	if err := add(c.Inf.EndpointSlices, cache.FilteringResourceEventHandler{FilterFunc: isAPIServerSlice, Handler: poolsChanged}); err != nil {
-		return err
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), c.Inf.Services.HasSynced, c.Inf.Eips.HasSynced, c.Inf.Nodes.HasSynced, c.Inf.Namespaces.HasSynced, c.Inf.EndpointSlices.HasSynced) {
 		return ctx.Err()
@@ -600,12 +593,4 @@ func (c *Controller) enforceGuard(ctx context.Context) {
 		return
 	}
 	c.Log.Info("rolled back unconfirmed change", "change", p.Change)
-}
-
-func isAPIServerSlice(obj any) bool {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	es, ok := obj.(*discoveryv1.EndpointSlice)
-	return ok && es.Namespace == metav1.NamespaceDefault && es.Labels[discoveryv1.LabelServiceName] == "kubernetes"
 }
