@@ -78,6 +78,10 @@ integration: deps lab ## Tests against the lab cluster and the network lab (root
 .PHONY: test
 test: fmt-check vet lint unit fuzz image-test integration krew-test ## Everything CI runs
 
+.PHONY: demo
+demo: deps lab ## From nothing to a LoadBalancer IP and a live failover, on this machine (root; DEMO_KEEP=1 keeps the lab)
+	$(GO) run ./hack/demo
+
 .PHONY: deps
 deps: ## Install the system packages the tests need
 	hack/install-deps.sh

@@ -244,10 +244,23 @@ func inventories(ctx context.Context, dyn dynamic.Interface) map[string]*v1alpha
 }
 
 // members compares what each speaker sees alive with the speakers that
-// run: a speaker that misses some peers is cut off from them.
+// run: a speaker that misses some peers is cut off from them, and one that
+// no peer sees is down or cut off from all, whatever its own (possibly
+// stale) report says.
 func members(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) Category {
 	cat := Category{Name: "members"}
-	var views, partial []string
+	var views, partial, unseen []string
+	seenBy := map[string]int{}
+	for _, n := range nodes {
+		if i := inv[n.Name]; ready[n.Name] && i != nil && i.Status.Speaker != nil {
+			views = append(views, n.Name)
+			for _, m := range i.Status.Speaker.Members {
+				if m != n.Name {
+					seenBy[m]++
+				}
+			}
+		}
+	}
 	for _, n := range nodes {
 		if !ready[n.Name] {
 			continue
@@ -257,7 +270,10 @@ func members(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[s
 			partial = append(partial, n.Name+" (reports nothing)")
 			continue
 		}
-		views = append(views, n.Name)
+		if len(views) > 1 && seenBy[n.Name] == 0 {
+			unseen = append(unseen, n.Name)
+			continue
+		}
 		if len(i.Status.Speaker.Members) < len(ready) {
 			partial = append(partial, fmt.Sprintf("%s (sees %d of %d)", n.Name, len(i.Status.Speaker.Members), len(ready)))
 		}
@@ -265,6 +281,10 @@ func members(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[s
 	switch {
 	case len(ready) == 0:
 		cat.Checks = append(cat.Checks, Check{Name: "members", State: Failed, Detail: "no speaker runs", Hint: "kubectl porter init"})
+	case len(unseen) > 0:
+		cat.Checks = append(cat.Checks, Check{Name: "members", State: Warning,
+			Detail: fmt.Sprintf("no other speaker sees %s: down, or cut off; its addresses have moved to other nodes", first(unseen, 10)),
+			Hint:   "kubectl -n porter-system get pods -o wide --field-selector spec.nodeName=" + unseen[0] + ", then read that pod's logs; check UDP and TCP port 7947"})
 	case len(partial) > 0:
 		cat.Checks = append(cat.Checks, Check{Name: "members", State: Warning,
 			Detail: fmt.Sprintf("%d speaker(s) do not see every other: %s", len(partial), first(partial, 10)),

@@ -19,6 +19,7 @@ import (
 
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/test/backend"
 	"github.com/porterlb/porter/test/netlab"
 )
 
@@ -97,14 +98,14 @@ func TestKillOwnerMovesTheAddress(t *testing.T) {
 	createService(t, "kill")
 	ip := waitIP(t, "kill")
 	old := ownerOf(t, "kill", ip)
-	p := startProber(ip)
+	p := backend.StartProber(env.Net.Client, ip, 10*time.Millisecond)
 	time.Sleep(300 * time.Millisecond)
 	at := time.Now()
 	sp[old].signal(t, syscall.SIGKILL)
 	next := servedBy(t, ip, 10*time.Second, func(n string) bool { return n != old })
 	took := time.Since(at)
 	time.Sleep(500 * time.Millisecond)
-	gap, failed := outage(p.stop(), at)
+	gap, failed := backend.Outage(p.Stop(), at)
 	// The killed speaker's node still serves until the client learns the
 	// new owner, so the client sees almost no gap; the takeover time is
 	// what a dead node would cost.
@@ -120,14 +121,14 @@ func TestGracefulStopHandsOff(t *testing.T) {
 	createService(t, "term")
 	ip := waitIP(t, "term")
 	old := ownerOf(t, "term", ip)
-	p := startProber(ip)
+	p := backend.StartProber(env.Net.Client, ip, 10*time.Millisecond)
 	time.Sleep(300 * time.Millisecond)
 	at := time.Now()
 	sp[old].signal(t, syscall.SIGTERM)
 	next := servedBy(t, ip, 10*time.Second, func(n string) bool { return n != old })
 	sp[old].exited(t, 10*time.Second)
 	time.Sleep(300 * time.Millisecond)
-	gap, failed := outage(p.stop(), at)
+	gap, failed := backend.Outage(p.Stop(), at)
 	t.Logf("SIGTERM of the speaker on %s: handed to %s; longest gap %s, %d failed probes", old, next, gap.Round(time.Millisecond), failed)
 	// A connection opened just before the client learns the new MAC has
 	// its handshake split across two nodes and is reset; the gap, not
@@ -144,7 +145,7 @@ func TestOwnerLinkDownMovesTheAddress(t *testing.T) {
 	ip := waitIP(t, "cable")
 	old := ownerOf(t, "cable", ip)
 	n := nodeByName(old)
-	p := startProber(ip)
+	p := backend.StartProber(env.Net.Client, ip, 10*time.Millisecond)
 	time.Sleep(300 * time.Millisecond)
 	at := time.Now()
 	if err := n.SetCable(context.Background(), netlab.NIC1, false); err != nil {
@@ -153,7 +154,7 @@ func TestOwnerLinkDownMovesTheAddress(t *testing.T) {
 	t.Cleanup(func() { _ = n.SetCable(context.Background(), netlab.NIC1, true) })
 	next := servedBy(t, ip, 10*time.Second, func(s string) bool { return s != old })
 	time.Sleep(300 * time.Millisecond)
-	gap, failed := outage(p.stop(), at)
+	gap, failed := backend.Outage(p.Stop(), at)
 	t.Logf("cable of %s pulled: %s took over; the client saw an outage of %s (%d failed probes)", old, next, gap.Round(time.Millisecond), failed)
 	if macs := whoHas(t, ip, 300*time.Millisecond); len(macs) != 1 || nodeByMAC(macs[0]) != next {
 		t.Fatalf("ARP answers from %v, want only %s", macs, next)
@@ -347,7 +348,7 @@ func TestTrafficFlowsWhileTheAPIServerIsDown(t *testing.T) {
 	createService(t, "steady")
 	ip := waitIP(t, "steady")
 	owner := ownerOf(t, "steady", ip)
-	p := startProber(ip)
+	p := backend.StartProber(env.Net.Client, ip, 10*time.Millisecond)
 	resume, err := env.Cluster.PauseAPIServer()
 	if err != nil {
 		t.Fatal(err)
@@ -369,15 +370,15 @@ func TestTrafficFlowsWhileTheAPIServerIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	resumed = true
-	events := p.stop()
-	gap, failed := outage(events, at)
+	events := p.Stop()
+	gap, failed := backend.Outage(events, at)
 	served := 0
 	for _, e := range events {
-		if e.ok && !e.at.Before(at) {
+		if e.OK && !e.At.Before(at) {
 			served++
 		}
-		if !e.ok {
-			t.Logf("probe at %s failed: %v", e.at.Format("15:04:05.000"), e.err)
+		if !e.OK {
+			t.Logf("probe at %s failed: %v", e.At.Format("15:04:05.000"), e.Err)
 		}
 	}
 	t.Logf("30 s without the API server, the owner %s killed after 5 s: %s took over; %d probes served, %d failed, longest gap %s", owner, next, served, failed, gap.Round(time.Millisecond))
@@ -386,7 +387,7 @@ func TestTrafficFlowsWhileTheAPIServerIsDown(t *testing.T) {
 		from, to := at.Add(time.Duration(sec)*time.Second), at.Add(time.Duration(sec+1)*time.Second)
 		ok := false
 		for _, e := range events {
-			if e.ok && !e.at.Before(from) && e.at.Before(to) {
+			if e.OK && !e.At.Before(from) && e.At.Before(to) {
 				ok = true
 				break
 			}

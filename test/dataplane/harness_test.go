@@ -8,11 +8,9 @@
 package dataplane
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -35,11 +33,10 @@ import (
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/test/backend"
 	"github.com/porterlb/porter/test/lab"
 	"github.com/porterlb/porter/test/netlab"
 )
-
-const backendPort = 8080
 
 var (
 	env *lab.Env
@@ -78,35 +75,13 @@ func setup(e *lab.Env) {
 		if _, err := e.Cluster.CreateNode(ctx, lab.Node{Name: n.Name, InternalIP: n.IP}); err != nil {
 			panic(err)
 		}
-		for _, sysctl := range []string{"net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"} {
-			if out, err := n.Run(ctx, "sysctl", "-qw", sysctl); err != nil {
-				panic(fmt.Sprintf("%s on %s: %v %s", sysctl, n.Name, err, out))
-			}
+		if err := backend.StrictARP(ctx, n); err != nil {
+			panic(err)
 		}
-		if err := serveName(n); err != nil {
+		if _, err := backend.Serve(n); err != nil {
 			panic(err)
 		}
 	}
-}
-
-// serveName answers every TCP connection to the node's backendPort with
-// the node's name, like a backend behind kube-proxy.
-func serveName(n *netlab.Host) error {
-	l, err := n.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", backendPort))
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", n.Name, err)
-	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = io.WriteString(c, n.Name+"\n")
-			_ = c.Close()
-		}
-	}()
-	return nil
 }
 
 // speaker is one porter-speaker process on a lab node.
@@ -273,7 +248,7 @@ func createService(t *testing.T, name string, mutate ...func(*corev1.Service)) *
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: map[string]string{lbservice.LBAnnotation: "porter"}},
 		Spec: corev1.ServiceSpec{
 			Type:  corev1.ServiceTypeLoadBalancer,
-			Ports: []corev1.ServicePort{{Name: "http", Port: backendPort, Protocol: corev1.ProtocolTCP}},
+			Ports: []corev1.ServicePort{{Name: "http", Port: backend.Port, Protocol: corev1.ProtocolTCP}},
 		},
 	}
 	for _, m := range mutate {
@@ -310,13 +285,13 @@ func waitIP(t *testing.T, name string) netip.Addr {
 func holdVIP(t *testing.T, ip netip.Addr) {
 	t.Helper()
 	for _, n := range env.Net.Nodes {
-		if out, err := n.Run(context.Background(), "ip", "addr", "replace", ip.String()+"/32", "dev", "lo"); err != nil {
-			t.Fatalf("hold %s on %s: %v %s", ip, n.Name, err, out)
+		if err := backend.Hold(context.Background(), n, ip); err != nil {
+			t.Fatal(err)
 		}
 	}
 	t.Cleanup(func() {
 		for _, n := range env.Net.Nodes {
-			_, _ = n.Run(context.Background(), "ip", "addr", "del", ip.String()+"/32", "dev", "lo")
+			_ = backend.Release(context.Background(), n, ip)
 		}
 	})
 }
@@ -389,36 +364,17 @@ func nodeByName(name string) *netlab.Host {
 	return nil
 }
 
-// fetch connects from the client to ip and returns the node that served.
-func fetch(ctx context.Context, ip netip.Addr) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancel()
-	c, err := env.Net.Client.Dial(ctx, "tcp4", netip.AddrPortFrom(ip, backendPort).String())
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return strings.TrimSpace(line), err
-}
-
 // servedBy waits until the client is served through ip by a node that
 // ok accepts, and returns it.
 func servedBy(t *testing.T, ip netip.Addr, timeout time.Duration, ok func(string) bool) string {
 	t.Helper()
-	var last string
-	var lastErr error
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		last, lastErr = fetch(context.Background(), ip)
-		if lastErr == nil && ok(last) {
-			return last
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	node, err := backend.ServedBy(ctx, env.Net.Client, ip, ok)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("client not served as wanted through %s within %s: last %q, %v", ip, timeout, last, lastErr)
-	return ""
+	return node
 }
 
 // announcer reads the node the Service's announcer annotation names.
@@ -435,72 +391,6 @@ func announcer(t *testing.T, name string, ip netip.Addr) lbservice.Announcer {
 		return ok && a.IP == ip, nil
 	})
 	return a
-}
-
-// prober dials ip every 10ms and records when the client was served and
-// by whom, to measure outages as a client sees them.
-type prober struct {
-	mu     sync.Mutex
-	events []probe
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-type probe struct {
-	at   time.Time
-	node string
-	ok   bool
-	err  error
-}
-
-func startProber(ip netip.Addr) *prober {
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &prober{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		for ctx.Err() == nil {
-			node, err := fetch(ctx, ip)
-			if ctx.Err() != nil {
-				return // stopped mid-probe: not a result
-			}
-			p.mu.Lock()
-			p.events = append(p.events, probe{at: time.Now(), node: node, ok: err == nil, err: err})
-			p.mu.Unlock()
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
-	return p
-}
-
-func (p *prober) stop() []probe {
-	p.cancel()
-	<-p.done
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.events
-}
-
-// outage is the longest time between two successful probes after since,
-// and the failed probes counted.
-func outage(events []probe, since time.Time) (gap time.Duration, failed int) {
-	var lastOK time.Time
-	for _, e := range events {
-		if e.at.Before(since) {
-			if e.ok {
-				lastOK = e.at
-			}
-			continue
-		}
-		if !e.ok {
-			failed++
-			continue
-		}
-		if !lastOK.IsZero() && e.at.Sub(lastOK) > gap {
-			gap = e.at.Sub(lastOK)
-		}
-		lastOK = e.at
-	}
-	return gap, failed
 }
 
 // events lists the reasons and messages of the Service's Events.

@@ -27,6 +27,7 @@ import (
 	"github.com/porterlb/porter/pkg/kubeproxy"
 	"github.com/porterlb/porter/plugin/setup"
 	"github.com/porterlb/porter/plugin/steps"
+	"github.com/porterlb/porter/test/daemons"
 	"github.com/porterlb/porter/test/lab"
 	"github.com/porterlb/porter/test/netlab"
 )
@@ -42,42 +43,43 @@ func TestMain(m *testing.M) {
 		Net:   &netlab.Options{Nodes: 3, SecondNICNodes: []string{"node3"}},
 		Build: []string{"github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker"},
 	}, startLab)
-	stopSpeakers()
 	os.Exit(code)
 }
 
-// speakers run as processes in the lab's node namespaces, since the lab's
-// pods are simulated; so the NIC inventory init reads is real.
-var stopSpeakers = func() {}
-
-// speakerProcs are the speaker processes by node name.
-var speakerProcs = map[string]*exec.Cmd{}
+// speakers stand in for the speaker DaemonSet's pods: a real process on the
+// lab node for each pod kwok pretends to run, so the NIC inventory init
+// reads is real, and uninstall really stops the speakers.
+var speakers *daemons.Runner
 
 func startLab(e *lab.Env) {
 	env, cluster, network = e, e.Cluster, e.Net
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := context.Background()
 	kc, err := cluster.LANKubeconfig()
 	if err != nil {
 		panic(err)
 	}
-	var cmds []*exec.Cmd
 	for _, n := range network.Nodes {
 		if _, err := cluster.CreateNode(ctx, lab.Node{Name: n.Name, InternalIP: n.IP}); err != nil {
 			panic(err)
 		}
-		cmd := n.Command(ctx, filepath.Join(e.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", n.Name, "--inventory-interval", "300ms")
-		if err := cmd.Start(); err != nil {
-			panic(err)
-		}
-		cmds = append(cmds, cmd)
-		speakerProcs[n.Name] = cmd
 	}
-	stopSpeakers = func() {
-		cancel()
-		for _, c := range cmds {
-			_ = c.Wait()
-		}
+	speakers, err = daemons.Start(ctx, daemons.Options{
+		Client: cluster.Client, Net: network,
+		Namespace: "porter-system", Selector: "app.kubernetes.io/name=porter-speaker",
+		Command: func(node string) ([]string, error) {
+			return []string{filepath.Join(e.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", node, "--inventory-interval", "300ms"}, nil
+		},
+		LogDir: filepath.Join(e.Sandbox.Dir(), "speakers"),
+	})
+	if err != nil {
+		panic(err)
 	}
+	e.Defer(func(failed bool) {
+		speakers.Stop()
+		if failed {
+			fmt.Fprintf(os.Stderr, "speaker logs:\n%s", speakers.Logs(40))
+		}
+	})
 }
 
 type result struct {

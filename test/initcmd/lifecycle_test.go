@@ -121,11 +121,11 @@ func TestStatusOnHealthyAndBrokenInstallations(t *testing.T) {
 
 	// Break it three ways: a speaker stops, an address of the pool is
 	// taken on the wire, and strictARP is turned off behind Porter's back.
-	frozen := speakerProcs["node2"]
-	if err := frozen.Process.Signal(syscall.SIGSTOP); err != nil {
+	frozen := speakers.Proc("node2")
+	if err := frozen.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = frozen.Process.Signal(syscall.SIGCONT) })
+	t.Cleanup(func() { _ = frozen.Signal(syscall.SIGCONT) })
 	client := network.Client
 	if out, err := client.Run(context.Background(), "ip", "addr", "add", "198.18.0.244/24", "dev", netlab.NIC1); err != nil {
 		t.Fatalf("%v %s", err, out)
@@ -150,7 +150,7 @@ func TestStatusOnHealthyAndBrokenInstallations(t *testing.T) {
 	})
 	waitFor(t, "the broken status to settle", 60*time.Second, func() bool {
 		r = porter("status")
-		return r.err != nil && strings.Contains(r.stdout, "sees 2 of 3") && strings.Contains(r.stdout, "in use on the wire") &&
+		return r.err != nil && strings.Contains(r.stdout, "no other speaker sees node2") && strings.Contains(r.stdout, "in use on the wire") &&
 			strings.Contains(r.stdout, "nowhere") && strings.Contains(r.stdout, "NoPool") && announced("web")
 	})
 	golden(t, "status-broken.txt", r.stdout)

@@ -21,7 +21,14 @@ type Env struct {
 	Cluster *Cluster
 	// BinDir holds the binaries built from EnvOptions.Build.
 	BinDir string
+
+	deferred []func(failed bool)
+	failed   bool
 }
+
+// Defer registers fn to run when the Env closes, before the cluster stops,
+// latest first. failed says whether the tests Main ran failed.
+func (e *Env) Defer(fn func(failed bool)) { e.deferred = append(e.deferred, fn) }
 
 // EnvOptions shape an Env.
 type EnvOptions struct {
@@ -76,6 +83,10 @@ func (e *Env) Kubectl(ctx context.Context, args ...string) *exec.Cmd {
 
 // Close stops the cluster and sweeps the sandbox.
 func (e *Env) Close(ctx context.Context) error {
+	for i := len(e.deferred) - 1; i >= 0; i-- {
+		e.deferred[i](e.failed)
+	}
+	e.deferred = nil
 	var errs []error
 	if e.Cluster != nil {
 		errs = append(errs, e.Cluster.Stop(ctx))
@@ -103,6 +114,7 @@ func Main(m *testing.M, opts EnvOptions, use func(*Env)) int {
 	}
 	use(env)
 	code := m.Run()
+	env.failed = code != 0
 	if err := env.Close(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "lab teardown:", err)
 		code = 1

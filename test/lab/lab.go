@@ -137,7 +137,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		defer unlock()
 	}
 	if out, err := c.kwokctl(ctx, args...); err != nil {
-		return nil, fmt.Errorf("create lab cluster %s: %w\n%s%s", c.Name, err, out, c.logTails())
+		return nil, fmt.Errorf("create lab cluster %s: %w\n%s%s", c.Name, err, out, c.LogTails())
 	}
 
 	c.Kubeconfig = filepath.Join(c.kwokDir, "clusters", c.Name, "kubeconfig.yaml")
@@ -157,7 +157,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("create lab client: %w", err)
 	}
 	if err := c.waitReady(ctx); err != nil {
-		return nil, fmt.Errorf("%w%s", err, c.logTails())
+		return nil, fmt.Errorf("%w%s", err, c.LogTails())
 	}
 	return c, nil
 }
@@ -176,9 +176,9 @@ func lockHostPorts() (unlock func(), err error) {
 	return func() { f.Close() }, nil
 }
 
-// logTails returns the end of each component's log, to explain a cluster
+// LogTails returns the end of each component's log, to explain a cluster
 // that did not come up.
-func (c *Cluster) logTails() string {
+func (c *Cluster) LogTails() string {
 	logs, _ := filepath.Glob(filepath.Join(c.kwokDir, "clusters", c.Name, "logs", "*.log"))
 	var b strings.Builder
 	for _, l := range logs {

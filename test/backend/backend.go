@@ -1,0 +1,186 @@
+// Package backend plays, on network-lab nodes, the parts of a Kubernetes
+// node that Porter relies on but does not run: kube-proxy in IPVS mode,
+// which holds every Service address on the node itself with the sysctls
+// strictARP sets, and a pod behind it, which answers each TCP connection
+// with the node's name. A client can then tell which node served it.
+package backend
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/porterlb/porter/test/netlab"
+)
+
+// Port is where the backend listens on every node.
+const Port = 8080
+
+// StrictARP sets what kube-proxy sets on a node when ipvs.strictARP is
+// true: the node answers ARP only for addresses on the asking interface,
+// and so never for the Service addresses it holds on lo.
+func StrictARP(ctx context.Context, n *netlab.Host) error {
+	for _, sysctl := range []string{"net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"} {
+		if out, err := n.Run(ctx, "sysctl", "-qw", sysctl); err != nil {
+			return fmt.Errorf("set %s on %s: %w: %s", sysctl, n.Name, err, out)
+		}
+	}
+	return nil
+}
+
+// Hold puts ip on the node's lo, as kube-proxy puts a Service's address on
+// kube-ipvs0.
+func Hold(ctx context.Context, n *netlab.Host, ip netip.Addr) error {
+	if out, err := n.Run(ctx, "ip", "addr", "replace", ip.String()+"/32", "dev", "lo"); err != nil {
+		return fmt.Errorf("hold %s on %s: %w: %s", ip, n.Name, err, out)
+	}
+	return nil
+}
+
+// Release takes ip off the node's lo.
+func Release(ctx context.Context, n *netlab.Host, ip netip.Addr) error {
+	if out, err := n.Run(ctx, "ip", "addr", "del", ip.String()+"/32", "dev", "lo"); err != nil {
+		return fmt.Errorf("release %s on %s: %w: %s", ip, n.Name, err, out)
+	}
+	return nil
+}
+
+// Serve answers every TCP connection to the node's Port with the node's
+// name, until the listener is closed.
+func Serve(n *netlab.Host) (io.Closer, error) {
+	l, err := n.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", Port))
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", n.Name, err)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, n.Name+"\n")
+			_ = c.Close()
+		}
+	}()
+	return l, nil
+}
+
+// Fetch connects from client to ip's Port and returns the name of the node
+// that answered. Each try is short, so that a prober sees an outage
+// to within its own period.
+func Fetch(ctx context.Context, client *netlab.Host, ip netip.Addr) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	c, err := client.Dial(ctx, "tcp4", netip.AddrPortFrom(ip, Port).String())
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// Probe is one fetch a Prober made.
+type Probe struct {
+	At   time.Time
+	Node string
+	OK   bool
+	Err  error
+}
+
+// Prober fetches from a client every Interval until stopped.
+type Prober struct {
+	mu     sync.Mutex
+	events []Probe
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// StartProber starts fetching ip from client every interval.
+func StartProber(client *netlab.Host, ip netip.Addr, interval time.Duration) *Prober {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Prober{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for ctx.Err() == nil {
+			node, err := Fetch(ctx, client, ip)
+			if ctx.Err() != nil {
+				return // stopped mid-probe: not a result
+			}
+			p.mu.Lock()
+			p.events = append(p.events, Probe{At: time.Now(), Node: node, OK: err == nil, Err: err})
+			p.mu.Unlock()
+			time.Sleep(interval)
+		}
+	}()
+	return p
+}
+
+// Stop ends probing and returns every probe made.
+func (p *Prober) Stop() []Probe {
+	p.cancel()
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.events
+}
+
+// Outage is the longest time between two successful probes after since,
+// and how many probes failed.
+func Outage(events []Probe, since time.Time) (gap time.Duration, failed int) {
+	var lastOK time.Time
+	for _, e := range events {
+		if e.At.Before(since) {
+			if e.OK {
+				lastOK = e.At
+			}
+			continue
+		}
+		if !e.OK {
+			failed++
+			continue
+		}
+		if !lastOK.IsZero() && e.At.Sub(lastOK) > gap {
+			gap = e.At.Sub(lastOK)
+		}
+		lastOK = e.At
+	}
+	return gap, failed
+}
+
+// LastNode is the node of the last successful probe.
+func LastNode(events []Probe) string {
+	for i := len(events) - 1; i >= 0; i-- {
+		if events[i].OK {
+			return events[i].Node
+		}
+	}
+	return ""
+}
+
+// ServedBy waits until client is served through ip by a node ok accepts,
+// and returns that node.
+func ServedBy(ctx context.Context, client *netlab.Host, ip netip.Addr, ok func(string) bool) (string, error) {
+	var last string
+	var lastErr error
+	for {
+		last, lastErr = Fetch(ctx, client, ip)
+		if lastErr == nil && ok(last) {
+			return last, nil
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr == nil {
+				lastErr = fmt.Errorf("served by %s", last)
+			}
+			return "", fmt.Errorf("fetch %s from %s: %w (last: %w)", ip, client.Name, ctx.Err(), lastErr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
