@@ -82,6 +82,10 @@ test: fmt-check vet lint unit fuzz image-test integration krew-test ## Everythin
 demo: deps lab ## From nothing to a LoadBalancer IP and a live failover, on this machine (root; DEMO_KEEP=1 keeps the lab)
 	$(GO) run ./hack/demo
 
+.PHONY: bench
+bench: deps lab ## Measure ARP latency, failover and scale against their targets into bench/results.json and docs/benchmarks.md (root; not part of test)
+	$(GO) run ./bench $(BENCH_FLAGS)
+
 .PHONY: deps
 deps: ## Install the system packages the tests need
 	hack/install-deps.sh

@@ -4,12 +4,15 @@ package plugin
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
-	"github.com/porterlb/porter/plugin/steps"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/klog/v2"
+
+	"github.com/porterlb/porter/plugin/steps"
 )
 
 // Execute runs the plugin with args and returns the process exit code. It
@@ -58,6 +61,11 @@ undone.`,
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	kube.AddFlags(root.PersistentFlags())
+	// -v as in kubectl: at 6 client-go logs every API request, which is how
+	// to see what a command asks of the API server.
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	root.PersistentFlags().AddGoFlag(klogFlags.Lookup("v"))
 
 	root.AddCommand(
 		newEipCommand(kube, streams),

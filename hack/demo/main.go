@@ -222,23 +222,10 @@ func (d *demo) installKubeProxy(ctx context.Context) error {
 
 // speakersFollowDaemonSet starts the stand-in kubelet for porter-speaker:
 // each speaker pod init's DaemonSet makes becomes a real process on its
-// node, authenticated as the speaker's ServiceAccount, so it has exactly
-// the permissions of manifests/rbac.yaml.
+// node, with the speaker ServiceAccount's permissions.
 func (d *demo) speakersFollowDaemonSet(ctx context.Context) error {
-	c := d.env.Cluster
 	var err error
-	d.speakers, err = daemons.Start(ctx, daemons.Options{
-		Client: c.Client, Net: d.env.Net,
-		Namespace: "porter-system", Selector: "app.kubernetes.io/name=porter-speaker",
-		LogDir: filepath.Join(d.logDir, "speakers"),
-		Command: func(node string) ([]string, error) {
-			kc, err := c.ServiceAccountKubeconfig(ctx, "porter-system", "porter-speaker")
-			if err != nil {
-				return nil, err
-			}
-			return []string{filepath.Join(d.env.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", node}, nil
-		},
-	})
+	d.speakers, err = daemons.Speakers(ctx, d.env, filepath.Join(d.logDir, "speakers"))
 	return err
 }
 

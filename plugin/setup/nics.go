@@ -129,7 +129,7 @@ func (n *NICAnnotations) choose(nics *v1alpha1.NodeNICs) (*v1alpha1.NIC, error) 
 	return nil, fmt.Errorf("no NIC holds its InternalIP; candidates: %s", strings.Join(candidates, "; "))
 }
 
-// inventories waits, up to n.Wait, until every node has one.
+// inventories waits, up to n.Wait, until every node has published one.
 func (n *NICAnnotations) inventories(ctx context.Context, nodes []corev1.Node) (map[string]*v1alpha1.NodeNICs, error) {
 	deadline := time.Now().Add(n.Wait)
 	for {
@@ -152,7 +152,9 @@ func (n *NICAnnotations) inventories(ctx context.Context, nodes []corev1.Node) (
 		}
 		complete := true
 		for _, node := range nodes {
-			if _, ok := got[node.Name]; !ok {
+			// A speaker creates its inventory, then writes its status: an
+			// object without status is not a report yet.
+			if inv, ok := got[node.Name]; !ok || inv.Status.UpdatedAt.IsZero() {
 				complete = false
 			}
 		}

@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/porterlb/porter/test/lab"
 	"github.com/porterlb/porter/test/netlab"
 )
 
@@ -234,6 +235,24 @@ func grace(pod *corev1.Pod) time.Duration {
 	return 30 * time.Second
 }
 
+// Restart ends node's current process, SIGKILL if it still runs, and
+// starts a new one for the same pod, as a kubelet restarts a container.
+func (r *Runner) Restart(node string) error {
+	r.mu.Lock()
+	cur := r.procs[node]
+	r.mu.Unlock()
+	if cur == nil {
+		return fmt.Errorf("no pod on %s to restart", node)
+	}
+	_ = cur.cmd.Process.Kill()
+	<-cur.done
+	r.start(node, cur.Pod)
+	if p := r.Proc(node); p == nil || p == cur {
+		return fmt.Errorf("restart the process for %s failed; see %s", node, r.opts.LogDir)
+	}
+	return nil
+}
+
 // Proc is the process standing for node's current pod, or nil.
 func (r *Runner) Proc(node string) *Proc {
 	r.mu.Lock()
@@ -294,4 +313,33 @@ func (r *Runner) Stop() {
 		go func() { defer wg.Done(); p.stop(10 * time.Second) }()
 	}
 	wg.Wait()
+}
+
+// Speakers mirrors the porter-speaker DaemonSet of env's cluster. Each
+// process authenticates with a fresh token of the speaker's
+// ServiceAccount, so it has exactly the permissions of manifests/rbac.yaml,
+// and gets the DaemonSet's own arguments plus extra.
+func Speakers(ctx context.Context, env *lab.Env, logDir string, extra ...string) (*Runner, error) {
+	return Start(ctx, Options{
+		Client: env.Cluster.Client, Net: env.Net,
+		Namespace: "porter-system", Selector: "app.kubernetes.io/name=porter-speaker",
+		LogDir: logDir,
+		Command: func(node string) ([]string, error) {
+			shared, err := env.Cluster.ServiceAccountKubeconfig(ctx, "porter-system", "porter-speaker")
+			if err != nil {
+				return nil, err
+			}
+			// The shared file is rewritten for the next process while this
+			// one may still be reading it.
+			b, err := os.ReadFile(shared)
+			if err != nil {
+				return nil, err
+			}
+			kc := filepath.Join(logDir, node+"-kubeconfig.yaml")
+			if err := os.WriteFile(kc, b, 0o600); err != nil {
+				return nil, err
+			}
+			return append([]string{filepath.Join(env.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", node}, extra...), nil
+		},
+	})
 }

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+)
+
+// writeDoc writes docs/benchmarks.md: the method, then the latest run's
+// figures, then how they compare with other tools' published failover
+// times.
+func writeDoc(path string, r *Results) error {
+	var b bytes.Buffer
+	b.WriteString(`# Benchmarks
+
+` + "`make bench`" + ` (as root) measures Porter in the network lab and the lab
+cluster, and rewrites this page and ` + "`bench/results.json`" + `. It is not part
+of ` + "`make test`" + `: it is a measurement, and it reports every figure even
+when one misses its target.
+
+These machines are small and shared, so no figure is read alone. Each stands
+beside a baseline measured in the same run, on the same machine, and the
+ratio between the two is what carries from one run to the next.
+
+## Method
+
+- **Lab.** Three lab nodes, each a network namespace with a veth pair into a
+  bridge (the LAN), a client namespace on the same LAN, and a real control
+  plane (kube-apiserver, etcd, controller manager, scheduler) with kwok. The
+  speakers run as real processes, one per pod of the DaemonSet that
+  ` + "`kubectl porter init`" + ` deployed, authenticated as the speaker's
+  ServiceAccount and with the DaemonSet's defaults. Each node holds Service
+  addresses on ` + "`lo`" + ` under strictARP's sysctls, as IPVS kube-proxy does,
+  and runs a backend that answers with its node's name.
+- **ARP reply round trip.** The client sends who-has requests from a raw
+  socket and times each reply, for an address the speaker owns and, as the
+  baseline, for the owning node's own address, which its kernel answers. The
+  two are interleaved request by request so both see the same noise.
+- **Failover.** The client connects to the Service address every
+  ` + probeEvery.String() + ` (TCP, 100 ms connect timeout). The announcing node then
+  fails: its speaker is killed (SIGKILL), its link goes down, or its speaker
+  is stopped gracefully (SIGTERM). *Client outage* is the longest gap between
+  two served connects after the failure; *takeover* is the time until the
+  client is first served by another node. When only the speaker is killed,
+  the node's kernel still holds the address and keeps serving the client
+  until the new owner's gratuitous ARP moves it, so the outage stays near
+  the probe period and the takeover is the figure held to the target: it is
+  the outage a client would see had the whole node died. Before each trial
+  every speaker sees every other, and the client's neighbour cache is
+  flushed so that it starts at the current owner. The baseline is the
+  probe floor: the p99 gap between served connects while nothing fails.
+- **Scale.** The DaemonSet is pinned to one node, so one speaker owns every
+  address. Services are created in a 10,240-address pool until there are
+  1,000, then 10,000. Figures: the time until every Service has an address
+  (baseline: creating them, API writes alone), the speaker's RSS (baseline:
+  one address), the ARP round trip for random owned addresses (baseline:
+  the node's kernel), and the time from a restart of the speaker until its
+  metrics count gratuitous ARP for every address (baseline: one address).
+- **Plugin.** The cluster is grown to 1,000 kwok nodes.
+  ` + "`kubectl porter status`" + ` is timed beside ` + "`kubectl get nodes`" + ` and its API
+  requests counted from client-go's ` + "`-v=6`" + ` log;
+  ` + "`kubectl porter version --client`" + ` is timed beside
+  ` + "`kubectl version --client`" + `, both through the real kubectl.
+
+## Latest results
+
+`)
+	fmt.Fprintf(&b, "Run %s, commit %s, %s. Machine: %s, %d cores, %d GiB, Linux %s, %s.\n\n",
+		r.Started.Format("2006-01-02 15:04 UTC"), r.Commit, r.Duration, r.Machine.CPU, r.Machine.Cores, r.Machine.MemoryGiB, r.Machine.Kernel, r.Machine.Go)
+	r.table(&b)
+	if len(r.Problems) > 0 {
+		b.WriteString("\nNot measured in this run:\n\n")
+		for _, p := range r.Problems {
+			fmt.Fprintf(&b, "- %s\n", p)
+		}
+	}
+	b.WriteString(`
+## Beside other tools
+
+Published failover times of other Layer 2 and VRRP-style announcers, for
+scale; they were not measured here.
+
+| tool | failover |
+|---|---|
+| kube-vip (ARP, leader election) | about 3 s (its documentation) |
+| MetalLB (Layer 2, memberlist) | "within a few seconds" (its documentation) |
+| VRRP, 1 s advertisements | about 3.6 s (RFC 5798: 3 × interval + skew) |
+| Cilium L2 announcements (Lease) | 10–20 s with default timers |
+
+Porter's failover rests on a memberlist failure detector with LAN timers and
+on gratuitous ARP from the new owner; docs/speaker.md explains the timers.
+`)
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}

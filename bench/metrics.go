@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/porterlb/porter/test/netlab"
+)
+
+// metric reads one speaker metric, summed over its labels, from the
+// speaker's /metrics on node n.
+func metric(ctx context.Context, n *netlab.Host, name string) (float64, error) {
+	client := &http.Client{
+		Timeout:   time.Second,
+		Transport: &http.Transport{DialContext: n.Dial, DisableKeepAlives: true},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:7473/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("read metrics on %s: %w", n.Name, err)
+	}
+	defer resp.Body.Close()
+	v, err := sumMetric(resp.Body, name)
+	if err != nil {
+		return 0, fmt.Errorf("%s on %s: %w", name, n.Name, err)
+	}
+	return v, nil
+}
+
+// sumMetric sums the samples of name, over all its labels, in the
+// Prometheus text format.
+func sumMetric(r io.Reader, name string) (float64, error) {
+	var sum float64
+	found := false
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			continue
+		}
+		sum += v
+		found = true
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, errors.New("not exposed")
+	}
+	return sum, nil
+}
+
+// rss is a process's resident set size in bytes.
+func rss(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read the speaker's memory: %w", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}

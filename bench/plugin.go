@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"regexp"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/porterlb/porter/test/lab"
+)
+
+// apiRequest matches the line client-go logs at -v=6 for every response.
+var apiRequest = regexp.MustCompile(`"Response" verb="[A-Z]+" url="`)
+
+// plugin grows the cluster to o.nodes nodes and times the plugin on it.
+func (b *bench) plugin(ctx context.Context) error {
+	if err := b.growTo(ctx, b.o.nodes); err != nil {
+		return err
+	}
+	size := fmt.Sprintf("%d nodes", b.o.nodes)
+	kubectl := func(args ...string) func() *exec.Cmd {
+		return func() *exec.Cmd {
+			c := b.env.Kubectl(ctx, args...)
+			c.Stdout = nil
+			return c
+		}
+	}
+	base, _, err := timed(5, kubectl("get", "nodes"))
+	if err != nil {
+		return fmt.Errorf("kubectl get nodes: %w", err)
+	}
+	status, _, err := timed(5, kubectl("porter", "status"))
+	if err != nil {
+		return fmt.Errorf("kubectl porter status: %w", err)
+	}
+	b.res.add(Figure{Section: "plugin", Name: "status wall time, " + size, Value: ms(status), Unit: "ms",
+		Baseline: ms(base), BaselineName: "kubectl get nodes", Target: "< 2s", Met: met(status < 2*time.Second), Note: "median of 5"})
+	_, stderr, err := timed(1, kubectl("porter", "status", "-v=6"))
+	if err != nil {
+		return fmt.Errorf("kubectl porter status -v=6: %w", err)
+	}
+	calls := len(apiRequest.FindAllIndex(stderr, -1))
+	_, baseErr, err := timed(1, kubectl("get", "nodes", "-v=6"))
+	if err != nil {
+		return fmt.Errorf("kubectl get nodes -v=6: %w", err)
+	}
+	baseCalls := len(apiRequest.FindAllIndex(baseErr, -1))
+	if calls == 0 {
+		b.res.problem("status -v=6 logged no API request; its count is unknown")
+	} else {
+		b.res.add(Figure{Section: "plugin", Name: "status API requests, " + size, Value: float64(calls), Unit: "requests",
+			Baseline: float64(baseCalls), BaselineName: "kubectl get nodes"})
+	}
+
+	ver, _, err := timed(20, kubectl("porter", "version", "--client"))
+	if err != nil {
+		return fmt.Errorf("kubectl porter version: %w", err)
+	}
+	kver, _, err := timed(20, kubectl("version", "--client"))
+	if err != nil {
+		return fmt.Errorf("kubectl version: %w", err)
+	}
+	b.res.add(Figure{Section: "plugin", Name: "version --client start-up, through kubectl", Value: ms(ver), Unit: "ms",
+		Baseline: ms(kver), BaselineName: "kubectl version --client", Note: "median of 20"})
+	return nil
+}
+
+// growTo adds kwok nodes until the cluster has n.
+func (b *bench) growTo(ctx context.Context, n int) error {
+	have := len(b.env.Net.Nodes)
+	fmt.Fprintf(os.Stderr, "adding %d kwok nodes\n", n-have)
+	start := time.Now()
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				// Node addresses from the benchmarking range, never on
+				// the lab's LAN.
+				ip := fmt.Sprintf("198.19.%d.%d", i/250, i%250+1)
+				if _, err := b.env.Cluster.CreateNode(ctx, lab.Node{Name: fmt.Sprintf("kwok-%04d", i), InternalIP: netip.MustParseAddr(ip)}); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := have; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return fmt.Errorf("add nodes: %w", firstErr)
+	}
+	fmt.Fprintf(os.Stderr, "added in %s\n", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func withQPS(c *rest.Config) *rest.Config {
+	c = rest.CopyConfig(c)
+	c.QPS, c.Burst = 1000, 2000
+	return c
+}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/porterlb/porter/pkg/lbservice"
+)
+
+// scalePool holds 10,240 addresses, off the LAN's /24 so that the LAN's
+// own hosts never collide with it; ARP asks for an address, not a subnet.
+const scalePool = `apiVersion: network.kubesphere.io/v1alpha2
+kind: Eip
+metadata:
+  name: scale
+spec:
+  address: 198.18.64.0-198.18.103.255
+  protocol: layer2
+`
+
+// scale pins the speaker to one node, so that it owns every address, and
+// grows the number of Services through o.scales.
+func (b *bench) scale(ctx context.Context) error {
+	node := b.env.Net.Nodes[0]
+	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"nodeSelector":{"kubernetes.io/hostname":%q}}}}}`, node.Name)
+	if out, err := b.env.Kubectl(ctx, "-n", "porter-system", "patch", "daemonset", "porter-speaker", "--type", "merge", "-p", patch).CombinedOutput(); err != nil {
+		return fmt.Errorf("pin the speaker to %s: %w: %s", node.Name, err, out)
+	}
+	err := poll(ctx, 2*time.Minute, func() bool {
+		for _, n := range b.env.Net.Nodes[1:] {
+			if b.speakers.Proc(n.Name) != nil {
+				return false
+			}
+		}
+		v, err := metric(ctx, node, "porter_owned_ips")
+		return err == nil && v == 1
+	})
+	if err != nil {
+		return fmt.Errorf("wait for %s's speaker to own the bench address alone: %w", node.Name, err)
+	}
+	proc := b.speakers.Proc(node.Name)
+	rss0, err := rss(proc.Pid())
+	if err != nil {
+		return err
+	}
+	garp0, err := b.garpTime(ctx, 1)
+	if err != nil {
+		return fmt.Errorf("gratuitous ARP baseline: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "one address: RSS %d MiB, restart to gratuitous ARP %s\n", rss0>>20, garp0)
+
+	cmd := b.env.Kubectl(ctx, "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(scalePool)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("create the scale pool: %w: %s", err, out)
+	}
+	fast, err := kubernetes.NewForConfig(withQPS(b.env.Cluster.Config))
+	if err != nil {
+		return err
+	}
+	have := 0
+	for _, n := range b.o.scales {
+		if err := b.scaleTo(ctx, fast, node.Name, have, n, rss0, garp0); err != nil {
+			b.res.problem("scale %d: %v", n, err)
+			break
+		}
+		have = n
+	}
+	return nil
+}
+
+func (b *bench) scaleTo(ctx context.Context, kube kubernetes.Interface, node string, have, n int, rss0 int64, garp0 time.Duration) error {
+	label := fmt.Sprintf("%d addresses", n)
+	fmt.Fprintf(os.Stderr, "creating Services %d to %d\n", have+1, n)
+	start := time.Now()
+	var created time.Duration
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var createErr error
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				if _, err := kube.CoreV1().Services("default").Create(ctx, lbService(fmt.Sprintf("scale-%05d", i), "scale"), metav1.CreateOptions{}); err != nil {
+					mu.Lock()
+					createErr = err
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := have; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	created = time.Since(start)
+	if createErr != nil {
+		return fmt.Errorf("create Services: %w", createErr)
+	}
+	var ips []netip.Addr
+	// Listing 10,000 Services is heavy; a second is fine resolution here.
+	err := pollEvery(ctx, 30*time.Minute, time.Second, func() bool {
+		ips = b.scaleIPs(ctx, kube)
+		return len(ips) >= n
+	})
+	allocated := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("%d of %d Services got an address: %w", len(ips), n, err)
+	}
+	fmt.Fprintf(os.Stderr, "%d Services created in %s, all with an address after %s\n", n-have, created.Round(time.Millisecond), allocated.Round(time.Millisecond))
+	b.res.add(Figure{Section: "allocator", Name: fmt.Sprintf("address %d new Services (%d in all)", n-have, n), Value: allocated.Seconds(), Unit: "s",
+		Baseline: created.Seconds(), BaselineName: "creating them, API writes alone"})
+
+	// The data path: every address answered on the node.
+	pn := b.env.Net.Node(node)
+	err = poll(ctx, 20*time.Minute, func() bool {
+		v, err := metric(ctx, pn, "porter_owned_ips")
+		return err == nil && int(v) == n+1
+	})
+	if err != nil {
+		return fmt.Errorf("wait for %s to own %d addresses: %w", node, n+1, err)
+	}
+	announced := time.Since(start)
+	b.res.add(Figure{Section: "scale", Name: "creation to every address answered, " + label, Value: announced.Seconds(), Unit: "s",
+		Baseline: created.Seconds(), BaselineName: "creating the Services"})
+	proc := b.speakers.Proc(node)
+	if proc == nil {
+		return fmt.Errorf("no speaker on %s", node)
+	}
+	r, err := rss(proc.Pid())
+	if err != nil {
+		return err
+	}
+	f := Figure{Section: "scale", Name: "speaker RSS, " + label, Value: float64(r) / (1 << 20), Unit: "MiB",
+		Baseline: float64(rss0) / (1 << 20), BaselineName: "1 address"}
+	if n >= 10000 {
+		f.Target = "< 40 MiB"
+		f.Met = met(r < 40<<20)
+	}
+	b.res.add(f)
+
+	sample := make([]netip.Addr, 0, b.o.arpRequests)
+	for range b.o.arpRequests {
+		sample = append(sample, ips[rand.IntN(len(ips))])
+	}
+	rt, err := b.arpRoundTrips(b.o.arpRequests, [][]netip.Addr{sample, {pn.IP}})
+	if err != nil {
+		return err
+	}
+	b.arpFigures("scale", label, rt[0], rt[1], false)
+
+	// A restart finds every address already announced by this node, so
+	// it skips the conflict probe and sends gratuitous ARP for all at
+	// once, as a node taking over would. Wait for the announcer
+	// annotations that tell it so.
+	err = pollEvery(ctx, 30*time.Minute, time.Second, func() bool { return b.announcedBy(ctx, kube, node) >= n })
+	if err != nil {
+		return fmt.Errorf("wait for the announcer annotations: %w", err)
+	}
+	g, err := b.garpTime(ctx, n+1)
+	if err != nil {
+		return err
+	}
+	b.res.add(Figure{Section: "scale", Name: "restart to gratuitous ARP sent for all, " + label, Value: ms(g), Unit: "ms",
+		Baseline: ms(garp0), BaselineName: "1 address"})
+	return nil
+}
+
+// scaleIPs are the addresses the scale Services have.
+func (b *bench) scaleIPs(ctx context.Context, kube kubernetes.Interface) []netip.Addr {
+	list, err := kube.CoreV1().Services("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil
+	}
+	var ips []netip.Addr
+	for i := range list.Items {
+		s := &list.Items[i]
+		if strings.HasPrefix(s.Name, "scale-") {
+			if ip := lbservice.IngressIP(s); ip.IsValid() {
+				ips = append(ips, ip)
+			}
+		}
+	}
+	return ips
+}
+
+func (b *bench) announcedBy(ctx context.Context, kube kubernetes.Interface, node string) int {
+	list, err := kube.CoreV1().Services("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for i := range list.Items {
+		if an, ok := lbservice.ParseAnnouncer(&list.Items[i]); ok && an.Node == node && strings.HasPrefix(list.Items[i].Name, "scale-") {
+			n++
+		}
+	}
+	return n
+}
+
+// garpTime restarts the speaker on the first node, as a kubelet restarts
+// a container, and returns the time until its metrics count a gratuitous
+// request and reply for each of want addresses.
+func (b *bench) garpTime(ctx context.Context, want int) (time.Duration, error) {
+	node := b.env.Net.Nodes[0]
+	start := time.Now()
+	if err := b.speakers.Restart(node.Name); err != nil {
+		return 0, err
+	}
+	var got float64
+	err := pollEvery(ctx, 2*time.Minute, 5*time.Millisecond, func() bool {
+		v, err := metric(ctx, node, "porter_gratuitous_arps_sent_total")
+		got = v
+		return err == nil && int(v) >= 2*want
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%d of %d gratuitous ARPs after a restart: %w", int(got), 2*want, err)
+	}
+	return time.Since(start), nil
+}
+
+func pollEvery(ctx context.Context, timeout, every time.Duration, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+	}
+	return nil
+}
