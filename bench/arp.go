@@ -75,15 +75,21 @@ func roundTrip(c *arp.Client, ip netip.Addr) (time.Duration, error) {
 	}
 }
 
-// owner is the node whose speaker announces the Service name.
+// owner is the node whose speaker announces the Service name, once its
+// announcer annotation says so.
 func (b *bench) owner(ctx context.Context, name string) (*netlab.Host, error) {
-	s, err := b.kube.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
+	var an lbservice.Announcer
+	err := poll(ctx, 30*time.Second, func() bool {
+		s, err := b.kube.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		var ok bool
+		an, ok = lbservice.ParseAnnouncer(s)
+		return ok
+	})
 	if err != nil {
-		return nil, err
-	}
-	an, ok := lbservice.ParseAnnouncer(s)
-	if !ok {
-		return nil, fmt.Errorf("the Service %s has no announcer yet", name)
+		return nil, fmt.Errorf("wait for the announcer of the Service %s: %w", name, err)
 	}
 	n := b.env.Net.Node(an.Node)
 	if n == nil {

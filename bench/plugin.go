@@ -15,8 +15,9 @@ import (
 	"github.com/porterlb/porter/test/lab"
 )
 
-// apiRequest matches the line client-go logs at -v=6 for every response.
-var apiRequest = regexp.MustCompile(`"Response" verb="[A-Z]+" url="`)
+// apiRequest matches the line client-go logs at -v=6 for every response,
+// in its structured form and in the older one kubectl may still print.
+var apiRequest = regexp.MustCompile(`"Response" verb="[A-Z]+" url="|\] (GET|POST|PUT|PATCH|DELETE) https?://\S+ \d{3} `)
 
 // plugin grows the cluster to o.nodes nodes and times the plugin on it.
 func (b *bench) plugin(ctx context.Context) error {
@@ -85,9 +86,9 @@ func (b *bench) growTo(ctx context.Context, n int) error {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				// Node addresses from the benchmarking range, never on
-				// the lab's LAN.
-				ip := fmt.Sprintf("198.19.%d.%d", i/250, i%250+1)
+				// Node addresses from the benchmarking range, off the
+				// lab's LANs and the scale pool.
+				ip := fmt.Sprintf("198.18.%d.%d", 128+i/250, i%250+1)
 				if _, err := b.env.Cluster.CreateNode(ctx, lab.Node{Name: fmt.Sprintf("kwok-%04d", i), InternalIP: netip.MustParseAddr(ip)}); err != nil {
 					mu.Lock()
 					if firstErr == nil {

@@ -27,6 +27,16 @@ spec:
   protocol: layer2
 `
 
+// serviceCIDR gives the cluster room for 10,000 more ClusterIPs: the lab's
+// own range holds 254.
+const serviceCIDR = `apiVersion: networking.k8s.io/v1
+kind: ServiceCIDR
+metadata:
+  name: bench-scale
+spec:
+  cidrs: [198.19.0.0/16]
+`
+
 // scale pins the speaker to one node, so that it owns every address, and
 // grows the number of Services through o.scales.
 func (b *bench) scale(ctx context.Context) error {
@@ -52,6 +62,10 @@ func (b *bench) scale(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	anon0, err := rssAnon(proc.Pid())
+	if err != nil {
+		return err
+	}
 	garp0, err := b.garpTime(ctx, 1)
 	if err != nil {
 		return fmt.Errorf("gratuitous ARP baseline: %w", err)
@@ -59,7 +73,7 @@ func (b *bench) scale(ctx context.Context) error {
 	fmt.Fprintf(os.Stderr, "one address: RSS %d MiB, restart to gratuitous ARP %s\n", rss0>>20, garp0)
 
 	cmd := b.env.Kubectl(ctx, "apply", "-f", "-")
-	cmd.Stdin = strings.NewReader(scalePool)
+	cmd.Stdin = strings.NewReader(scalePool + "---\n" + serviceCIDR)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("create the scale pool: %w: %s", err, out)
 	}
@@ -69,7 +83,7 @@ func (b *bench) scale(ctx context.Context) error {
 	}
 	have := 0
 	for _, n := range b.o.scales {
-		if err := b.scaleTo(ctx, fast, node.Name, have, n, rss0, garp0); err != nil {
+		if err := b.scaleTo(ctx, fast, node.Name, have, n, [2]int64{rss0, anon0}, garp0); err != nil {
 			b.res.problem("scale %d: %v", n, err)
 			break
 		}
@@ -78,7 +92,9 @@ func (b *bench) scale(ctx context.Context) error {
 	return nil
 }
 
-func (b *bench) scaleTo(ctx context.Context, kube kubernetes.Interface, node string, have, n int, rss0 int64, garp0 time.Duration) error {
+// scaleTo grows the scale Services from have to n. mem0 is the speaker's
+// RSS and anonymous RSS with one address.
+func (b *bench) scaleTo(ctx context.Context, kube kubernetes.Interface, node string, have, n int, mem0 [2]int64, garp0 time.Duration) error {
 	label := fmt.Sprintf("%d addresses", n)
 	fmt.Fprintf(os.Stderr, "creating Services %d to %d\n", have+1, n)
 	start := time.Now()
@@ -135,6 +151,15 @@ func (b *bench) scaleTo(ctx context.Context, kube kubernetes.Interface, node str
 	announced := time.Since(start)
 	b.res.add(Figure{Section: "scale", Name: "creation to every address answered, " + label, Value: announced.Seconds(), Unit: "s",
 		Baseline: created.Seconds(), BaselineName: "creating the Services"})
+	// Memory and ARP are measured in the steady state, once the speaker
+	// has written the announcer annotation of every Service; the restart
+	// below relies on those annotations too.
+	err = pollEvery(ctx, 30*time.Minute, time.Second, func() bool { return b.announcedBy(ctx, kube, node) >= n })
+	if err != nil {
+		return fmt.Errorf("wait for the announcer annotations: %w", err)
+	}
+	b.res.add(Figure{Section: "scale", Name: "creation to every announcer annotation written, " + label, Value: time.Since(start).Seconds(), Unit: "s",
+		Baseline: created.Seconds(), BaselineName: "creating the Services"})
 	proc := b.speakers.Proc(node)
 	if proc == nil {
 		return fmt.Errorf("no speaker on %s", node)
@@ -144,12 +169,16 @@ func (b *bench) scaleTo(ctx context.Context, kube kubernetes.Interface, node str
 		return err
 	}
 	f := Figure{Section: "scale", Name: "speaker RSS, " + label, Value: float64(r) / (1 << 20), Unit: "MiB",
-		Baseline: float64(rss0) / (1 << 20), BaselineName: "1 address"}
+		Baseline: float64(mem0[0]) / (1 << 20), BaselineName: "1 address", Note: rssParts(proc.Pid())}
 	if n >= 10000 {
 		f.Target = "< 40 MiB"
 		f.Met = met(r < 40<<20)
 	}
 	b.res.add(f)
+	if a, err := rssAnon(proc.Pid()); err == nil {
+		b.res.add(Figure{Section: "scale", Name: "speaker anonymous RSS (heap, stacks), " + label, Value: float64(a) / (1 << 20), Unit: "MiB",
+			Baseline: float64(mem0[1]) / (1 << 20), BaselineName: "1 address"})
+	}
 
 	sample := make([]netip.Addr, 0, b.o.arpRequests)
 	for range b.o.arpRequests {
@@ -163,12 +192,7 @@ func (b *bench) scaleTo(ctx context.Context, kube kubernetes.Interface, node str
 
 	// A restart finds every address already announced by this node, so
 	// it skips the conflict probe and sends gratuitous ARP for all at
-	// once, as a node taking over would. Wait for the announcer
-	// annotations that tell it so.
-	err = pollEvery(ctx, 30*time.Minute, time.Second, func() bool { return b.announcedBy(ctx, kube, node) >= n })
-	if err != nil {
-		return fmt.Errorf("wait for the announcer annotations: %w", err)
-	}
+	// once, as a node taking over would.
 	g, err := b.garpTime(ctx, n+1)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -88,7 +89,19 @@ type manifestObject struct {
 	hash string
 }
 
-// objects decodes the embedded manifests, with the image set.
+// applyOrder is the order kinds are created in, so that nothing is created
+// before what it lives in or refers to; Undo deletes in reverse.
+var applyOrder = []string{"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "DaemonSet"}
+
+func applyRank(o *unstructured.Unstructured) int {
+	if i := slices.Index(applyOrder, o.GetKind()); i >= 0 {
+		return i
+	}
+	return len(applyOrder)
+}
+
+// objects decodes the embedded manifests, with the image set, in the
+// order they are applied.
 func (s *Speaker) objects() ([]manifestObject, error) {
 	var out []manifestObject
 	for _, name := range manifests.Names() {
@@ -136,6 +149,7 @@ func (s *Speaker) objects() ([]manifestObject, error) {
 			out = append(out, manifestObject{obj: u, res: res, hash: hash})
 		}
 	}
+	sort.SliceStable(out, func(i, j int) bool { return applyRank(out[i].obj) < applyRank(out[j].obj) })
 	return out, nil
 }
 
