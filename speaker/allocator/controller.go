@@ -197,17 +197,31 @@ func (c *Controller) processNext(ctx context.Context) bool {
 
 // refreshPools re-reads the pools and retries every Service still
 // waiting, since a new or grown pool may serve it now.
+//
+// Nodes, EndpointSlices and the pools' own status change all the time and
+// rarely change a pool. Only a real change re-checks every held address:
+// at 10,000 Services, doing it on every heartbeat and every status write
+// kept the leader busy without end.
 func (c *Controller) refreshPools() {
+	next := c.pools()
 	c.mu.Lock()
-	c.table.SetPools(c.pools())
+	same := c.table.Same(next)
+	if !same {
+		c.table.SetPools(next)
+		c.dirty = true
+	}
 	waiting := make([]string, 0, len(c.waiting))
 	for k := range c.waiting {
 		waiting = append(waiting, k)
 	}
-	c.dirty = true
 	c.mu.Unlock()
+	// A namespace's labels may admit a waiting Service to an unchanged
+	// pool, so those are retried either way.
 	for _, k := range waiting {
 		c.queue.Add(k)
+	}
+	if same {
+		return
 	}
 	// Held addresses may now be refused (a node took one); re-check them.
 	for _, s := range c.services() {

@@ -6,6 +6,7 @@ package allocator
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -108,6 +109,30 @@ func (t *Table) SetPools(pools []Pool) {
 
 // Pools returns the pools in preference order.
 func (t *Table) Pools() []*Pool { return t.pools }
+
+// Same reports whether pools would allocate exactly as the table's pools
+// do: same ranges, rules, exclusions and conflicts.
+func (t *Table) Same(pools []Pool) bool {
+	if len(pools) != len(t.pools) {
+		return false
+	}
+	for i := range pools {
+		p, q := &pools[i], t.byName[pools[i].Name]
+		if q == nil || p.Range != q.Range || p.Default != q.Default || p.Disabled != q.Disabled || p.Priority != q.Priority ||
+			!slices.Equal(p.Namespaces, q.Namespaces) || selectorString(p.Selector) != selectorString(q.Selector) ||
+			!maps.Equal(p.Excluded, q.Excluded) || !maps.Equal(p.Conflicts, q.Conflicts) {
+			return false
+		}
+	}
+	return true
+}
+
+func selectorString(s labels.Selector) string {
+	if s == nil {
+		return ""
+	}
+	return s.String()
+}
 
 // PoolOf returns the pool that holds ip, preferring the one named.
 func (t *Table) PoolOf(ip netip.Addr, named string) *Pool {

@@ -152,3 +152,34 @@ func TestUnassignLetsARetryGetTheSameAddress(t *testing.T) {
 		t.Fatalf("retry got %s (%v), want %s", again, err, got)
 	}
 }
+
+func TestSameSeesOnlyChangesThatAllocate(t *testing.T) {
+	base := func() []Pool {
+		a, b := pool(t, "a", "198.51.100.0-198.51.100.9"), pool(t, "b", "203.0.113.0-203.0.113.9")
+		a.Excluded = map[netip.Addr]string{netip.MustParseAddr("198.51.100.1"): "InternalIP of node n1"}
+		b.Priority = 1
+		return []Pool{a, b}
+	}
+	tbl := NewTable()
+	tbl.SetPools(base())
+	if !tbl.Same(base()) {
+		t.Fatal("the same pools read as changed")
+	}
+	for name, change := range map[string]func([]Pool){
+		"a node took an address":  func(p []Pool) { p[0].Excluded = map[netip.Addr]string{netip.MustParseAddr("198.51.100.2"): "x"} },
+		"a conflict on the wire":  func(p []Pool) { p[1].Conflicts = map[netip.Addr]string{netip.MustParseAddr("203.0.113.3"): "aa:bb"} },
+		"a pool was disabled":     func(p []Pool) { p[0].Disabled = true },
+		"a range grew":            func(p []Pool) { p[1] = pool(t, "b", "203.0.113.0-203.0.113.20"); p[1].Priority = 1 },
+		"a namespace restriction": func(p []Pool) { p[0].Namespaces = []string{"web"} },
+		"a pool is gone":          func(p []Pool) { p[1] = pool(t, "c", "203.0.113.0-203.0.113.9"); p[1].Priority = 1 },
+	} {
+		p := base()
+		change(p)
+		if tbl.Same(p) {
+			t.Errorf("%s: read as unchanged", name)
+		}
+	}
+	if tbl.Same(base()[:1]) {
+		t.Error("a removed pool read as unchanged")
+	}
+}

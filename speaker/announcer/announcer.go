@@ -84,6 +84,10 @@ type Announcer struct {
 	responders map[string]*responder.Responder
 	owned      map[netip.Addr]ownership
 	probing    map[netip.Addr]bool
+	// probeSlots bounds the probes in flight: a pool of thousands filling
+	// at once would otherwise put three broadcasts per address on the LAN
+	// in one burst, and hold a goroutine for each.
+	probeSlots chan struct{}
 	cleared    map[netip.Addr]bool
 	conflicts  map[netip.Addr]conflict
 	refused    map[string]bool
@@ -117,6 +121,9 @@ type probeResult struct {
 }
 
 // New creates an Announcer; Run starts it.
+// maxProbes is how many RFC 5227 probes run at once.
+const maxProbes = 128
+
 func New(cfg Config) *Announcer {
 	if cfg.Reprobe <= 0 {
 		cfg.Reprobe = 30 * time.Second
@@ -130,6 +137,7 @@ func New(cfg Config) *Announcer {
 		responders: map[string]*responder.Responder{},
 		owned:      map[netip.Addr]ownership{},
 		probing:    map[netip.Addr]bool{},
+		probeSlots: make(chan struct{}, maxProbes),
 		cleared:    map[netip.Addr]bool{},
 		conflicts:  map[netip.Addr]conflict{},
 		refused:    map[string]bool{},
@@ -197,6 +205,16 @@ func (a *Announcer) Run(ctx context.Context) error {
 		case <-changed:
 		case r := <-a.results:
 			a.probed(r)
+			// Thousands of probes finish together when a large pool
+			// fills; one reconcile takes them all.
+			for drained := false; !drained; {
+				select {
+				case r := <-a.results:
+					a.probed(r)
+				default:
+					drained = true
+				}
+			}
 		case <-tick.C:
 		}
 		a.reconcile(ctx)
@@ -418,11 +436,19 @@ func (a *Announcer) startProbe(ctx context.Context, ip netip.Addr, d want) {
 		a.cfg.Log.Warn("open ARP responder", "interface", d.iface, "err", err)
 		return
 	}
+	select {
+	case a.probeSlots <- struct{}{}:
+	default:
+		return // every slot is busy; a later reconcile starts this one
+	}
 	a.probing[ip] = true
 	ours := a.clusterMACs()
 	pc := a.cfg.Probe
 	go func() {
 		mac, err := r.Probe(ctx, ip, pc, func(m net.HardwareAddr) bool { return ours[m.String()] })
+		// Free the slot before the result wakes the reconcile that
+		// starts the next probe.
+		<-a.probeSlots
 		select {
 		case a.results <- probeResult{ip: ip, svc: d.svc, iface: d.iface, mac: mac, err: err}:
 		case <-ctx.Done():
