@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"reflect"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -108,8 +110,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err := add(c.Inf.Services, cache.ResourceEventHandlerFuncs{AddFunc: enqueueSvc, UpdateFunc: svcUpdate, DeleteFunc: enqueueSvc}); err != nil {
 		return err
 	}
+	poolsUpdate := func(o, n any) {
+		if ChangesPools(o, n) {
+			enqueuePools(n)
+		}
+	}
 	for _, inf := range []cache.SharedIndexInformer{c.Inf.Eips, c.Inf.Nodes, c.Inf.Namespaces, c.Inf.EndpointSlices} {
-		if err := add(inf, cache.ResourceEventHandlerFuncs{AddFunc: enqueuePools, UpdateFunc: func(_, n any) { enqueuePools(n) }, DeleteFunc: enqueuePools}); err != nil {
+		if err := add(inf, cache.ResourceEventHandlerFuncs{AddFunc: enqueuePools, UpdateFunc: poolsUpdate, DeleteFunc: enqueuePools}); err != nil {
 			return err
 		}
 	}
@@ -607,4 +614,27 @@ func (c *Controller) enforceGuard(ctx context.Context) {
 		return
 	}
 	c.Log.Info("rolled back unconfirmed change", "change", p.Change)
+}
+
+// ChangesPools reports whether an update of a node, namespace, Eip or
+// EndpointSlice can change what the pools hand out. Node heartbeats, pool
+// status writes and the endpoints of ordinary Services cannot, and at
+// thousands of Services and nodes they are most of the events.
+func ChangesPools(o, n any) bool {
+	switch nv := n.(type) {
+	case *corev1.Node:
+		ov, ok := o.(*corev1.Node)
+		return !ok || !maps.Equal(NodeAddresses(ov), NodeAddresses(nv))
+	case *corev1.Namespace:
+		ov, ok := o.(*corev1.Namespace)
+		return !ok || !maps.Equal(ov.Labels, nv.Labels)
+	case *discoveryv1.EndpointSlice:
+		// Only the API server's own addresses are reserved.
+		return nv.Namespace == metav1.NamespaceDefault && nv.Labels[discoveryv1.LabelServiceName] == "kubernetes"
+	case *unstructured.Unstructured:
+		ov, ok := o.(*unstructured.Unstructured)
+		return !ok || !reflect.DeepEqual(ov.Object["spec"], nv.Object["spec"]) ||
+			!maps.Equal(ov.GetAnnotations(), nv.GetAnnotations()) || !maps.Equal(ov.GetLabels(), nv.GetLabels())
+	}
+	return true
 }

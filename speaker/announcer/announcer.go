@@ -121,8 +121,13 @@ type probeResult struct {
 }
 
 // New creates an Announcer; Run starts it.
-// maxProbes is how many RFC 5227 probes run at once.
-const maxProbes = 128
+const (
+	// maxProbes is how many RFC 5227 probes run at once.
+	maxProbes = 128
+	// kickSpacing is the least time between reconciles that object
+	// events (not membership changes) start.
+	kickSpacing = 100 * time.Millisecond
+)
 
 func New(cfg Config) *Announcer {
 	if cfg.Reprobe <= 0 {
@@ -180,8 +185,24 @@ func (a *Announcer) Run(ctx context.Context) error {
 		UpdateFunc: func(any, any) { a.poke() },
 		DeleteFunc: func(any) { a.poke() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{a.cfg.Services, a.cfg.Eips, a.cfg.Nodes, a.cfg.EndpointSlices, a.cfg.NodeNICs} {
+	// Nodes and Eips matter here for their addresses and specs only, not
+	// for heartbeats and status writes.
+	filtered := cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { a.poke() },
+		UpdateFunc: func(o, n any) {
+			if allocator.ChangesPools(o, n) {
+				a.poke()
+			}
+		},
+		DeleteFunc: func(any) { a.poke() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{a.cfg.Services, a.cfg.EndpointSlices, a.cfg.NodeNICs} {
 		if _, err := inf.AddEventHandler(h); err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
+	}
+	for _, inf := range []cache.SharedIndexInformer{a.cfg.Eips, a.cfg.Nodes} {
+		if _, err := inf.AddEventHandler(filtered); err != nil {
 			return fmt.Errorf("watch: %w", err)
 		}
 	}
@@ -197,11 +218,23 @@ func (a *Announcer) Run(ctx context.Context) error {
 	defer tick.Stop()
 	a.reconcile(ctx)
 	a.ready.Store(true)
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-a.kick:
+			// Object events come in floods when thousands of Services are
+			// created or annotated, and each reconcile reads them all; so
+			// these wait out kickSpacing. A membership change never waits.
+			if wait := time.Until(last.Add(kickSpacing)); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-changed:
+				case <-time.After(wait):
+				}
+			}
 		case <-changed:
 		case r := <-a.results:
 			a.probed(r)
@@ -217,6 +250,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 			}
 		case <-tick.C:
 		}
+		last = time.Now()
 		a.reconcile(ctx)
 	}
 }
