@@ -49,16 +49,17 @@ ratio between the two is what carries from one run to the next.
   every speaker sees every other, and the client's neighbour cache is
   flushed so that it starts at the current owner. The baseline is the
   probe floor: the p99 gap between served connects while nothing fails.
-- **Scale.** The DaemonSet is pinned to one node, so one speaker owns every
-  address. Services are created in a 10,240-address pool until there are
+- **Scale.** The DaemonSet is pinned to one lab node, so one speaker owns
+  every address, in a cluster of 1,000 nodes. Services are created in a 10,240-address pool until there are
   1,000, then 10,000. Figures: the time until every Service has an address
   (baseline: creating them, API writes alone), the speaker's RSS (baseline:
   one address), the ARP round trip for random owned addresses (baseline:
   the node's kernel), and the time from a restart of the speaker until its
   metrics count gratuitous ARP for every address (baseline: one address).
-- **Plugin.** The cluster is grown to 1,000 kwok nodes.
-  ` + "`kubectl porter status`" + ` is timed beside ` + "`kubectl get nodes`" + ` and its API
-  requests counted from client-go's ` + "`-v=6`" + ` log;
+- **Plugin.** Before the scale section, the cluster is grown to 1,000 kwok
+  nodes. ` + "`kubectl porter status`" + ` is timed beside ` + "`kubectl get nodes`" + `
+  and its API requests counted from client-go's ` + "`-v=6`" + ` log, once then
+  and once more after the scale section, with 10,000 Services to list.
   ` + "`kubectl porter version --client`" + ` is timed beside
   ` + "`kubectl version --client`" + `, both through the real kubectl.
 

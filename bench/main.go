@@ -99,8 +99,9 @@ func run(ctx context.Context, o options) int {
 	}{
 		{"ARP reply round trip", b.arpLatency},
 		{"failover", b.failover},
-		{"scale", b.scale},
 		{"plugin", b.plugin},
+		{"scale", b.scale},
+		{"status at scale", b.statusAtScale},
 	}
 	for _, s := range sections {
 		if ctx.Err() != nil {

@@ -24,51 +24,69 @@ func (b *bench) plugin(ctx context.Context) error {
 	if err := b.growTo(ctx, b.o.nodes); err != nil {
 		return err
 	}
-	size := fmt.Sprintf("%d nodes", b.o.nodes)
-	kubectl := func(args ...string) func() *exec.Cmd {
-		return func() *exec.Cmd {
-			c := b.env.Kubectl(ctx, args...)
-			c.Stdout = nil
-			return c
-		}
+	if err := b.status(ctx, fmt.Sprintf("%d nodes", b.o.nodes), true); err != nil {
+		return err
 	}
-	base, _, err := timed(5, kubectl("get", "nodes"))
-	if err != nil {
-		return fmt.Errorf("kubectl get nodes: %w", err)
-	}
-	status, _, err := timed(5, kubectl("porter", "status"))
-	if err != nil {
-		return fmt.Errorf("kubectl porter status: %w", err)
-	}
-	b.res.add(Figure{Section: "plugin", Name: "status wall time, " + size, Value: ms(status), Unit: "ms",
-		Baseline: ms(base), BaselineName: "kubectl get nodes", Target: "< 2s", Met: met(status < 2*time.Second), Note: "median of 5"})
-	_, stderr, err := timed(1, kubectl("porter", "status", "-v=6"))
-	if err != nil {
-		return fmt.Errorf("kubectl porter status -v=6: %w", err)
-	}
-	calls := len(apiRequest.FindAllIndex(stderr, -1))
-	_, baseErr, err := timed(1, kubectl("get", "nodes", "-v=6"))
-	if err != nil {
-		return fmt.Errorf("kubectl get nodes -v=6: %w", err)
-	}
-	baseCalls := len(apiRequest.FindAllIndex(baseErr, -1))
-	if calls == 0 {
-		b.res.problem("status -v=6 logged no API request; its count is unknown")
-	} else {
-		b.res.add(Figure{Section: "plugin", Name: "status API requests, " + size, Value: float64(calls), Unit: "requests",
-			Baseline: float64(baseCalls), BaselineName: "kubectl get nodes"})
-	}
-
-	ver, _, err := timed(20, kubectl("porter", "version", "--client"))
+	ver, _, err := timed(20, b.kubectl(ctx, "porter", "version", "--client"))
 	if err != nil {
 		return fmt.Errorf("kubectl porter version: %w", err)
 	}
-	kver, _, err := timed(20, kubectl("version", "--client"))
+	kver, _, err := timed(20, b.kubectl(ctx, "version", "--client"))
 	if err != nil {
 		return fmt.Errorf("kubectl version: %w", err)
 	}
 	b.res.add(Figure{Section: "plugin", Name: "version --client start-up, through kubectl", Value: ms(ver), Unit: "ms",
 		Baseline: ms(kver), BaselineName: "kubectl version --client", Note: "median of 20"})
+	return nil
+}
+
+// statusAtScale times status again once the scale section has filled the
+// cluster with Services, which status lists too.
+func (b *bench) statusAtScale(ctx context.Context) error {
+	n := b.o.scales[len(b.o.scales)-1]
+	return b.status(ctx, fmt.Sprintf("%d nodes and %d Services", b.o.nodes, n), false)
+}
+
+func (b *bench) kubectl(ctx context.Context, args ...string) func() *exec.Cmd {
+	return func() *exec.Cmd {
+		c := b.env.Kubectl(ctx, args...)
+		c.Stdout = nil
+		return c
+	}
+}
+
+// status times `kubectl porter status` beside `kubectl get nodes`, and
+// counts its API requests; target holds it to the 2 s limit.
+func (b *bench) status(ctx context.Context, size string, target bool) error {
+	base, _, err := timed(5, b.kubectl(ctx, "get", "nodes"))
+	if err != nil {
+		return fmt.Errorf("kubectl get nodes: %w", err)
+	}
+	status, _, err := timed(5, b.kubectl(ctx, "porter", "status"))
+	if err != nil {
+		return fmt.Errorf("kubectl porter status: %w", err)
+	}
+	f := Figure{Section: "plugin", Name: "status wall time, " + size, Value: ms(status), Unit: "ms",
+		Baseline: ms(base), BaselineName: "kubectl get nodes", Note: "median of 5"}
+	if target {
+		f.Target, f.Met = "< 2s", met(status < 2*time.Second)
+	}
+	b.res.add(f)
+	_, stderr, err := timed(1, b.kubectl(ctx, "porter", "status", "-v=6"))
+	if err != nil {
+		return fmt.Errorf("kubectl porter status -v=6: %w", err)
+	}
+	calls := len(apiRequest.FindAllIndex(stderr, -1))
+	_, baseErr, err := timed(1, b.kubectl(ctx, "get", "nodes", "-v=6"))
+	if err != nil {
+		return fmt.Errorf("kubectl get nodes -v=6: %w", err)
+	}
+	if calls == 0 {
+		b.res.problem("status -v=6 logged no API request; its count is unknown")
+		return nil
+	}
+	b.res.add(Figure{Section: "plugin", Name: "status API requests, " + size, Value: float64(calls), Unit: "requests",
+		Baseline: float64(len(apiRequest.FindAllIndex(baseErr, -1))), BaselineName: "kubectl get nodes"})
 	return nil
 }
 

@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
@@ -164,7 +165,13 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		return fmt.Errorf("load client configuration: %w", err)
 	}
 	cfg.QPS, cfg.Burst = 50, 100
-	cs, err := kubernetes.NewForConfig(cfg)
+	// Built-in kinds as protobuf: at thousands of Services, decoding JSON
+	// was a large part of the speaker's work. Custom resources have no
+	// protobuf form, so the dynamic client below keeps JSON.
+	pcfg := rest.CopyConfig(cfg)
+	pcfg.ContentType = runtime.ContentTypeProtobuf
+	pcfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	cs, err := kubernetes.NewForConfig(pcfg)
 	if err != nil {
 		return fmt.Errorf("create Kubernetes client: %w", err)
 	}
