@@ -397,7 +397,20 @@ func (d *demo) status(ctx context.Context) error {
 		"--field-selector", "spec.nodeName="+d.served); err != nil {
 		return err
 	}
-	return d.kubectl(ctx, "porter", "status", "--wait", "--timeout", "90s")
+	// `status --wait` stops at the first run without a failed check; the
+	// new speaker's first report may still carry a warning, so wait for a
+	// clean one.
+	d.say("waiting until every speaker sees every other")
+	err := poll(ctx, 90*time.Second, func() (bool, error) {
+		out, _ = d.env.Kubectl(ctx, "porter", "status").CombinedOutput()
+		return strings.Contains(string(out), "Porter is healthy\n"), nil
+	})
+	fmt.Fprintf(d.out, "\n$ kubectl porter status\n")
+	_, _ = d.out.Write(out)
+	if err != nil {
+		return fmt.Errorf("status not healthy within 90s: %w", err)
+	}
+	return nil
 }
 
 // showLogs prints what explains a failed stage: the speakers' logs and
