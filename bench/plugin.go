@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"sync"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -95,35 +94,15 @@ func (b *bench) growTo(ctx context.Context, n int) error {
 	have := len(b.env.Net.Nodes)
 	fmt.Fprintf(os.Stderr, "adding %d kwok nodes\n", n-have)
 	start := time.Now()
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				// Node addresses from the benchmarking range, off the
-				// lab's LANs and the scale pool.
-				ip := fmt.Sprintf("198.18.%d.%d", 128+i/250, i%250+1)
-				if _, err := b.env.Cluster.CreateNode(ctx, lab.Node{Name: fmt.Sprintf("kwok-%04d", i), InternalIP: netip.MustParseAddr(ip)}); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := have; i < n; i++ {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	if firstErr != nil {
-		return fmt.Errorf("add nodes: %w", firstErr)
+	err := parallel(have, n, 16, func(i int) error {
+		// Node addresses from the benchmarking range, off the lab's LANs
+		// and the scale pool.
+		ip := fmt.Sprintf("198.18.%d.%d", 128+i/250, i%250+1)
+		_, err := b.env.Cluster.CreateNode(ctx, lab.Node{Name: fmt.Sprintf("kwok-%04d", i), InternalIP: netip.MustParseAddr(ip)})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("add nodes: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "added in %s\n", time.Since(start).Round(time.Millisecond))
 	return nil

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -98,30 +97,11 @@ func (b *bench) scaleTo(ctx context.Context, kube kubernetes.Interface, node str
 	label := fmt.Sprintf("%d addresses", n)
 	fmt.Fprintf(os.Stderr, "creating Services %d to %d\n", have+1, n)
 	start := time.Now()
-	var created time.Duration
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var createErr error
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				if _, err := kube.CoreV1().Services("default").Create(ctx, lbService(fmt.Sprintf("scale-%05d", i), "scale"), metav1.CreateOptions{}); err != nil {
-					mu.Lock()
-					createErr = err
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := have; i < n; i++ {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	created = time.Since(start)
+	createErr := parallel(have, n, 32, func(i int) error {
+		_, err := kube.CoreV1().Services("default").Create(ctx, lbService(fmt.Sprintf("scale-%05d", i), "scale"), metav1.CreateOptions{})
+		return err
+	})
+	created := time.Since(start)
 	if createErr != nil {
 		return fmt.Errorf("create Services: %w", createErr)
 	}

@@ -25,7 +25,6 @@ import (
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/porterlb/porter/pkg/kubeproxy"
@@ -254,18 +253,25 @@ func (d *demo) refuse(ctx context.Context) error {
 }
 
 func (d *demo) service(ctx context.Context) error {
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: serviceName, Namespace: "default", Annotations: map[string]string{
-			lbservice.LBAnnotation:   "porter",
-			lbservice.PoolAnnotation: "demo",
-		}},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer,
-			Selector: map[string]string{"app": "demo"},
-			Ports:    []corev1.ServicePort{{Name: "http", Port: backend.Port, Protocol: corev1.ProtocolTCP}}},
-	}
-	fmt.Fprintf(d.out, "\n$ kubectl create service loadbalancer %s --tcp=%d  # annotated %s: porter, %s: demo\n",
-		serviceName, backend.Port, lbservice.LBAnnotation, lbservice.PoolAnnotation)
-	if _, err := d.env.Cluster.Client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+	manifest := fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata:
+  name: %s
+  namespace: default
+  annotations:
+    %s: porter
+    %s: demo
+spec:
+  type: LoadBalancer
+  selector: {app: demo}
+  ports:
+  - {name: http, port: %d, protocol: TCP}
+`, serviceName, lbservice.LBAnnotation, lbservice.PoolAnnotation, backend.Port)
+	fmt.Fprintf(d.out, "\n$ kubectl apply -f - <<EOF\n%sEOF\n", manifest)
+	cmd := d.env.Kubectl(ctx, "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(manifest)
+	cmd.Stdout, cmd.Stderr = d.out, d.out
+	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("create Service %s: %w", serviceName, err)
 	}
 	err := poll(ctx, 30*time.Second, func() (bool, error) {
