@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -59,8 +60,9 @@ func writeCompletion(root *cobra.Command, shell string, w io.Writer) error {
 	return fmt.Errorf("unknown shell %q: choose bash, zsh, fish or powershell", shell)
 }
 
-// completeNodeNames completes node names from the cluster.
-func completeNodeNames(kube *genericclioptions.ConfigFlags) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+// completeFromCluster completes a command's first argument with what
+// names lists from the cluster.
+func completeFromCluster(kube *genericclioptions.ConfigFlags, names func(context.Context, *clients) ([]string, error)) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
@@ -69,14 +71,25 @@ func completeNodeNames(kube *genericclioptions.ConfigFlags) func(*cobra.Command,
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}
-		list, err := c.kube.CoreV1().Nodes().List(cmd.Context(), metav1.ListOptions{})
+		out, err := names(cmd.Context(), c)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// completeNodeNames completes node names from the cluster.
+func completeNodeNames(kube *genericclioptions.ConfigFlags) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return completeFromCluster(kube, func(ctx context.Context, c *clients) ([]string, error) {
+		list, err := c.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
 		}
 		names := make([]string, 0, len(list.Items))
 		for _, n := range list.Items {
 			names = append(names, n.Name)
 		}
-		return names, cobra.ShellCompDirectiveNoFileComp
-	}
+		return names, nil
+	})
 }

@@ -449,22 +449,15 @@ func servicesHolding(ctx context.Context, c *clients, eip *v1alpha2.Eip) ([]stri
 }
 
 func completeEipNames(kube *genericclioptions.ConfigFlags) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-		if len(args) > 0 {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		c, err := newClients(kube)
+	return completeFromCluster(kube, func(ctx context.Context, c *clients) ([]string, error) {
+		list, err := c.eips.List(ctx)
 		if err != nil {
-			return nil, cobra.ShellCompDirectiveError
-		}
-		list, err := c.eips.List(cmd.Context())
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveError
+			return nil, err
 		}
 		names := make([]string, 0, len(list.Items))
 		for _, e := range list.Items {
 			names = append(names, e.Name+"\t"+e.Spec.Address)
 		}
-		return names, cobra.ShellCompDirectiveNoFileComp
-	}
+		return names, nil
+	})
 }
