@@ -75,6 +75,18 @@ integration: deps lab ## Tests against the lab cluster and the network lab (root
 	$(GO) test $(TEST_FLAGS) -timeout 20m $(INTEGRATION_PKGS)
 	hack/check-leftovers.sh
 
+REPEAT ?= 3
+
+.PHONY: test-repeat
+test-repeat: deps lab ## Run the integration packages REPEAT times (default 3) on this machine, stopping at the first failure (root)
+	for i in $$(seq 1 $(REPEAT)); do \
+	  echo "=== test-repeat: run $$i of $(REPEAT)"; \
+	  start=$$(date +%s); \
+	  $(GO) test $(TEST_FLAGS) -timeout 20m $(INTEGRATION_PKGS) || { echo "=== test-repeat: run $$i of $(REPEAT) FAILED"; exit 1; }; \
+	  hack/check-leftovers.sh || { echo "=== test-repeat: run $$i of $(REPEAT) left things behind"; exit 1; }; \
+	  echo "=== test-repeat: run $$i of $(REPEAT) passed in $$(( $$(date +%s) - start )) s"; \
+	done
+
 .PHONY: test
 test: fmt-check vet lint unit fuzz image-test integration krew-test ## Everything CI runs
 

@@ -397,19 +397,41 @@ func pidsUnder(dir string) []int {
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, needle) {
-			continue
+		if liveUnder(pid, needle) {
+			pids = append(pids, pid)
 		}
-		// A zombie is already dead; its parent reaps it.
-		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
-			if i := bytes.LastIndexByte(st, ')'); i >= 0 && bytes.HasPrefix(st[i+1:], []byte(" Z")) {
-				continue
-			}
-		}
-		pids = append(pids, pid)
 	}
 	return pids
+}
+
+// liveUnder reports whether some thread of pid still runs a command line
+// naming needle. Threads are looked at one by one because a process is not
+// gone when its leader is: in a multi-threaded process killed by a signal
+// the leader often turns zombie first, and its cmdline then reads empty,
+// while the other threads, which share the file table, are still tearing
+// down and its listening sockets are still open. Once every thread is a
+// zombie, nothing of the process is left but the entry its parent reaps.
+func liveUnder(pid int, needle []byte) bool {
+	taskDir := filepath.Join("/proc", strconv.Itoa(pid), "task")
+	tasks, err := os.ReadDir(taskDir)
+	if err != nil {
+		return false // gone since /proc was listed
+	}
+	for _, t := range tasks {
+		st, err := os.ReadFile(filepath.Join(taskDir, t.Name(), "stat"))
+		if err != nil {
+			continue // this thread finished between the two reads
+		}
+		// Z: zombie; X: dead, being released.
+		if i := bytes.LastIndexByte(st, ')'); i >= 0 && len(st) > i+2 && (st[i+2] == 'Z' || st[i+2] == 'X') {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join(taskDir, t.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, needle) {
+			return true
+		}
+	}
+	return false
 }
 
 // PauseAPIServer freezes kube-apiserver with SIGSTOP, as when the control

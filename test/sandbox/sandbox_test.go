@@ -130,11 +130,16 @@ func TestWatchdogSweepsAfterOwnerDies(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 			assertGone(t, dir, ns)
+			// SIGKILL is delivered at once but a process takes a moment
+			// to exit; only one still running after that is a leak.
+			deadline = time.Now().Add(5 * time.Second)
 			for _, pid := range f[2:] {
-				if _, err := os.Stat("/proc/" + pid); err == nil {
-					if st, _ := os.ReadFile("/proc/" + pid + "/stat"); !strings.Contains(string(st), ") Z ") {
+				for !exited(pid) {
+					if time.Now().After(deadline) {
 						t.Errorf("process %s outlived its sandbox", pid)
+						break
 					}
+					time.Sleep(50 * time.Millisecond)
 				}
 			}
 		})
@@ -186,6 +191,22 @@ func TestStartTimeParsesOwnProcess(t *testing.T) {
 	if _, err := startTime(999999999); err == nil {
 		t.Fatal("start time of a nonexistent process: want an error")
 	}
+}
+
+// exited reports whether every thread of pid has exited: the process is
+// gone, or a zombie waiting to be reaped.
+func exited(pid string) bool {
+	tasks, err := os.ReadDir("/proc/" + pid + "/task")
+	if err != nil {
+		return true
+	}
+	for _, tk := range tasks {
+		st, err := os.ReadFile("/proc/" + pid + "/task/" + tk.Name() + "/stat")
+		if err == nil && !strings.Contains(string(st), ") Z ") && !strings.Contains(string(st), ") X ") {
+			return false
+		}
+	}
+	return true
 }
 
 func assertGone(t *testing.T, dir, ns string) {
