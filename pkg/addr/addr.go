@@ -57,6 +57,7 @@ func Parse(s string) (Range, error) {
 		if p.Addr().Zone() != "" {
 			return Range{}, fmt.Errorf("CIDR %q: zones are not allowed", s)
 		}
+		p = UnmapPrefix(p)
 		r = PrefixRange(p.Masked())
 		if m := p.Masked(); m != p {
 			return Range{}, fmt.Errorf("CIDR %q has host bits set: did you mean %s?", s, m)
@@ -94,6 +95,16 @@ func cleanErr(err error) error {
 		msg = msg[i+2:]
 	}
 	return errors.New(msg)
+}
+
+// UnmapPrefix turns an IPv4-mapped IPv6 prefix such as ::ffff:192.0.2.0/120
+// into the IPv4 prefix it stands for, so that it is compared with IPv4
+// addresses as what it is. Other prefixes are returned as they are.
+func UnmapPrefix(p netip.Prefix) netip.Prefix {
+	if !p.Addr().Is4In6() || p.Bits() < 96 {
+		return p
+	}
+	return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 }
 
 // PrefixRange is the range a prefix covers.

@@ -33,12 +33,31 @@ type NodeNICsStatus struct {
 	// Primary is the name of the NIC holding the node's InternalIP.
 	// +optional
 	Primary string `json:"primary,omitempty"`
+	// Gateways are the next hops of the node's default routes. Porter
+	// never hands out or answers for them.
+	// +optional
+	Gateways []string `json:"gateways,omitempty"`
+	// Conflicts are addresses this node's speaker stopped answering for
+	// because another host answered for them on the wire.
+	// +optional
+	Conflicts []AddressConflict `json:"conflicts,omitempty"`
 	// UpdatedAt is when the speaker last read the interfaces.
 	// +optional
 	UpdatedAt metav1.Time `json:"updatedAt,omitempty"`
 	// Speaker is what the node's speaker reports about itself.
 	// +optional
 	Speaker *SpeakerStatus `json:"speaker,omitempty"`
+}
+
+// AddressConflict is an address another host answers for.
+type AddressConflict struct {
+	// Address is the conflicting address.
+	Address string `json:"address"`
+	// MAC is the hardware address of the host that answered.
+	MAC string `json:"mac"`
+	// Since is when the speaker first saw the other host answer.
+	// +optional
+	Since metav1.Time `json:"since,omitempty"`
 }
 
 // SpeakerStatus is the speaker's own view: where its peers reach it, which

@@ -1,0 +1,266 @@
+package addrpolicy
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/porterlb/porter/pkg/addr"
+	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+)
+
+// Pool is an Eip as every component reads it.
+type Pool struct {
+	Name    string
+	Created time.Time
+	// Range is the pool's addresses; invalid when Err is set.
+	Range addr.Range
+	// Err says why spec.address could not be read. Such a pool holds
+	// nothing.
+	Err error
+	// Protocol is spec.protocol as written; empty means bgp, as in
+	// OpenELB.
+	Protocol      string
+	Interface     string
+	Disabled      bool
+	Default       bool
+	UsingKnownIPs bool
+	Priority      int
+	// Namespaces and Selector limit the pool to some namespaces; both
+	// empty means any namespace.
+	Namespaces []string
+	Selector   labels.Selector
+}
+
+// PoolFromEip decodes an Eip.
+func PoolFromEip(e *v1alpha2.Eip) Pool {
+	p := Pool{
+		Name:          e.Name,
+		Created:       e.CreationTimestamp.Time,
+		Protocol:      e.Spec.Protocol,
+		Interface:     e.Spec.Interface,
+		Disabled:      e.Spec.Disable,
+		Default:       e.IsDefault(),
+		UsingKnownIPs: e.Spec.UsingKnownIPs,
+		Priority:      e.Spec.Priority,
+		Namespaces:    e.Spec.Namespaces,
+	}
+	p.Range, p.Err = addr.Parse(e.Spec.Address)
+	if len(e.Spec.NamespaceSelector) > 0 {
+		p.Selector = labels.SelectorFromSet(e.Spec.NamespaceSelector)
+	}
+	return p
+}
+
+// Layer2 reports whether Porter serves the pool: a layer2 pool whose
+// address could be read.
+func (p *Pool) Layer2() bool { return p.Err == nil && p.Protocol == v1alpha2.ProtocolLayer2 }
+
+// Announced reports whether the pool's addresses are answered for. A
+// disabled pool keeps the addresses it gave but goes silent: disabling is
+// how the lockout guard takes a pool off the wire.
+func (p *Pool) Announced() bool { return p.Layer2() && !p.Disabled }
+
+// Restricted reports whether the pool serves only some namespaces.
+func (p *Pool) Restricted() bool {
+	return len(p.Namespaces) > 0 || p.Selector != nil && !p.Selector.Empty()
+}
+
+// Admits reports whether a Service in namespace ns, whose labels are
+// nsLabels, may draw from the pool.
+func (p *Pool) Admits(ns string, nsLabels labels.Set) bool {
+	if !p.Restricted() {
+		return true
+	}
+	for _, n := range p.Namespaces {
+		if n == ns {
+			return true
+		}
+	}
+	return p.Selector != nil && !p.Selector.Empty() && p.Selector.Matches(nsLabels)
+}
+
+// Node is what a Node object says about where the node is on the network.
+type Node struct {
+	Name string
+	// InternalIP is the node's first InternalIP.
+	InternalIP netip.Addr
+	// Layer2 is the address the layer2 annotation names, in either
+	// spelling; Porter's wins over OpenELB's.
+	Layer2 netip.Addr
+	// Addresses are every address the Node object names, each with where.
+	Addresses []Reserved
+	PodCIDRs  []netip.Prefix
+}
+
+// NodeFromObject decodes a Node. Addresses are normalised: an IPv4-mapped
+// IPv6 address is its IPv4 address.
+func NodeFromObject(n *corev1.Node) Node {
+	out := Node{Name: n.Name}
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
+			continue
+		}
+		ip, err := netip.ParseAddr(strings.TrimSpace(a.Address))
+		if err != nil {
+			continue
+		}
+		ip = ip.Unmap()
+		if a.Type == corev1.NodeInternalIP && !out.InternalIP.IsValid() {
+			out.InternalIP = ip
+		}
+		out.Addresses = append(out.Addresses, Reserved{
+			Range:  addr.Range{First: ip, Last: ip},
+			Reason: Reason{Class: ClassNode, Text: fmt.Sprintf("%s of node %s", a.Type, n.Name)},
+		})
+	}
+	for _, k := range []string{v1alpha2.Layer2Annotation, v1alpha2.Layer2AnnotationOpenELB} {
+		v, ok := n.Annotations[k]
+		if !ok {
+			continue
+		}
+		ip, err := netip.ParseAddr(strings.TrimSpace(v))
+		if err != nil {
+			continue
+		}
+		ip = ip.Unmap()
+		if !out.Layer2.IsValid() {
+			out.Layer2 = ip
+		}
+		out.Addresses = append(out.Addresses, Reserved{
+			Range:  addr.Range{First: ip, Last: ip},
+			Reason: Reason{Class: ClassNode, Text: fmt.Sprintf("layer2 address of node %s (annotation %s)", n.Name, k)},
+		})
+	}
+	for _, c := range n.Spec.PodCIDRs {
+		if p, err := netip.ParsePrefix(strings.TrimSpace(c)); err == nil {
+			out.PodCIDRs = append(out.PodCIDRs, addr.UnmapPrefix(p).Masked())
+		}
+	}
+	if len(out.PodCIDRs) == 0 && n.Spec.PodCIDR != "" {
+		if p, err := netip.ParsePrefix(strings.TrimSpace(n.Spec.PodCIDR)); err == nil {
+			out.PodCIDRs = append(out.PodCIDRs, addr.UnmapPrefix(p).Masked())
+		}
+	}
+	return out
+}
+
+// Primary is the address the node's speaker announces from unless a pool
+// names a NIC: the layer2 annotation's, else the InternalIP.
+func (n *Node) Primary() netip.Addr {
+	if n.Layer2.IsValid() {
+		return n.Layer2
+	}
+	return n.InternalIP
+}
+
+// NIC is one interface of a node, as its speaker reports it.
+type NIC struct {
+	Name    string
+	MAC     string
+	Up      bool
+	Carrier bool
+	// Prefixes are the interface's addresses with their subnet lengths.
+	Prefixes []netip.Prefix
+}
+
+// Holds reports whether ip is one of the NIC's addresses.
+func (n *NIC) Holds(ip netip.Addr) bool {
+	for _, p := range n.Prefixes {
+		if p.Addr() == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// Report is a speaker's account of its node: NICs, default gateways and
+// what it found on the wire. Only Porter's speakers write it.
+type Report struct {
+	Node string
+	NICs []NIC
+	// Gateways are the next hops of the node's default routes.
+	Gateways []netip.Addr
+	// Conflicts are announced addresses another host answered for.
+	Conflicts []WireConflict
+	// Published is true once the speaker has written a full report; an
+	// object without one is only a placeholder.
+	Published bool
+}
+
+// WireConflict is an address a speaker found answered by another host.
+type WireConflict struct {
+	IP   netip.Addr
+	MAC  string
+	Node string // the reporting node
+}
+
+// ReportFromNodeNICs decodes a NodeNICs inventory.
+func ReportFromNodeNICs(inv *v1alpha1.NodeNICs) Report {
+	r := Report{Node: inv.Name, Published: !inv.Status.UpdatedAt.IsZero()}
+	for _, n := range inv.Status.NICs {
+		nic := NIC{Name: n.Name, MAC: n.MAC, Up: n.Up, Carrier: n.Carrier}
+		for _, a := range n.Addresses {
+			if p, err := netip.ParsePrefix(strings.TrimSpace(a)); err == nil {
+				nic.Prefixes = append(nic.Prefixes, netip.PrefixFrom(p.Addr().Unmap(), addr.UnmapPrefix(p).Bits()))
+			}
+		}
+		r.NICs = append(r.NICs, nic)
+	}
+	for _, g := range inv.Status.Gateways {
+		if ip, err := netip.ParseAddr(strings.TrimSpace(g)); err == nil {
+			r.Gateways = append(r.Gateways, ip.Unmap())
+		}
+	}
+	for _, c := range inv.Status.Conflicts {
+		if ip, err := netip.ParseAddr(strings.TrimSpace(c.Address)); err == nil {
+			r.Conflicts = append(r.Conflicts, WireConflict{IP: ip.Unmap(), MAC: c.MAC, Node: inv.Name})
+		}
+	}
+	return r
+}
+
+// NICFor is the NIC of the report that a pool naming iface is announced
+// on: the named NIC, the one whose subnet holds a can_reach address, or,
+// for an empty iface, the one holding primary. ok is false when there is
+// none.
+func (r *Report) NICFor(iface string, primary netip.Addr) (NIC, bool) {
+	if ipText, found := strings.CutPrefix(iface, v1alpha2.CanReachPrefix); found {
+		ip, err := netip.ParseAddr(ipText)
+		if err != nil {
+			return NIC{}, false
+		}
+		ip = ip.Unmap()
+		for _, n := range r.NICs {
+			for _, p := range n.Prefixes {
+				if p.Masked().Contains(ip) {
+					return n, true
+				}
+			}
+		}
+		return NIC{}, false
+	}
+	for _, n := range r.NICs {
+		if iface != "" && n.Name == iface || iface == "" && primary.IsValid() && n.Holds(primary) {
+			return n, true
+		}
+	}
+	return NIC{}, false
+}
+
+// sortPools orders pools by precedence: the older pool holds an address
+// two pools share, and the name breaks a tie.
+func sortPools(pools []Pool) {
+	sort.SliceStable(pools, func(i, j int) bool {
+		if !pools[i].Created.Equal(pools[j].Created) {
+			return pools[i].Created.Before(pools[j].Created)
+		}
+		return pools[i].Name < pools[j].Name
+	})
+}

@@ -1,0 +1,273 @@
+package addrpolicy
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/porterlb/porter/pkg/addr"
+	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func eip(name, address string, age int, mut ...func(*v1alpha2.Eip)) Pool {
+	e := &v1alpha2.Eip{
+		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(t0.Add(time.Duration(age) * time.Minute))},
+		Spec:       v1alpha2.EipSpec{Address: address, Protocol: v1alpha2.ProtocolLayer2},
+	}
+	for _, m := range mut {
+		m(e)
+	}
+	return PoolFromEip(e)
+}
+
+func node(name string, internal string, mut ...func(*corev1.Node)) Node {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{}}}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: internal}, {Type: corev1.NodeHostName, Address: name}}
+	for _, m := range mut {
+		m(n)
+	}
+	return NodeFromObject(n)
+}
+
+func report(nodeName string, gateways []string, nics ...v1alpha1.NIC) Report {
+	return ReportFromNodeNICs(&v1alpha1.NodeNICs{
+		ObjectMeta: metav1.ObjectMeta{Name: nodeName},
+		Status:     v1alpha1.NodeNICsStatus{NICs: nics, Gateways: gateways, UpdatedAt: metav1.NewTime(t0)},
+	})
+}
+
+func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// lab is a cluster like the network lab: three nodes on 198.18.0.0/24, one
+// with a secondary address and a second NIC, a gateway, and an API server
+// reached through a VIP.
+func lab() Snapshot {
+	return Snapshot{
+		Pools: []Pool{
+			eip("main", "198.18.0.0/24", 0),
+			eip("edge", "198.18.0.250-198.18.0.255", 1, func(e *v1alpha2.Eip) { e.Spec.UsingKnownIPs = true }),
+			eip("bgp", "203.0.113.0/28", 2, func(e *v1alpha2.Eip) { e.Spec.Protocol = v1alpha2.ProtocolBGP }),
+			eip("broken", "198.18.1.9-198.18.1.1", 3),
+			eip("mapped", "::ffff:198.51.100.0/124", 4),
+		},
+		Nodes: []Node{
+			node("node1", "198.18.0.11"),
+			node("node2", "198.18.0.12", func(n *corev1.Node) {
+				n.Annotations[v1alpha2.Layer2AnnotationOpenELB] = "198.18.0.42"
+				n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "::ffff:198.18.0.43"})
+				n.Spec.PodCIDRs = []string{"198.18.0.64/30"}
+			}),
+		},
+		Reports: []Report{
+			report("node1", []string{"198.18.0.1"},
+				v1alpha1.NIC{Name: "eth0", Addresses: []string{"198.18.0.11/24", "198.18.0.30/24"}}),
+			report("node3", nil,
+				v1alpha1.NIC{Name: "eth1", Addresses: []string{"198.51.100.7/28"}}),
+		},
+		APIServer:    []netip.Addr{ip("198.18.0.5")},
+		ControlPlane: []ControlPlane{{IP: ip("198.18.0.6"), Source: "test"}},
+		ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("198.18.0.128/30")},
+		PodCIDRs:     []netip.Prefix{netip.MustParsePrefix("198.18.0.96/30")},
+	}
+}
+
+func TestCheck(t *testing.T) {
+	p := New(lab())
+	for _, c := range []struct {
+		ip, named string
+		pool      string // the pool that holds it, "" for none
+		class     Class  // set: refused for this class
+		refused   string // else, when set: refused with this text
+	}{
+		{"198.18.0.100", "", "main", "", ""},
+		{"198.18.0.100", "main", "main", "", ""},
+		{"::ffff:198.18.0.100", "", "main", "", ""},
+		{"198.18.0.11", "", "main", ClassNode, ""},             // InternalIP
+		{"::ffff:198.18.0.11", "", "main", ClassNode, ""},      // the same, mapped
+		{"198.18.0.42", "", "main", ClassNode, ""},             // OpenELB layer2 annotation
+		{"198.18.0.43", "", "main", ClassNode, ""},             // mapped ExternalIP
+		{"198.18.0.30", "", "main", ClassNIC, ""},              // secondary address no Node names
+		{"198.18.0.1", "", "main", ClassGateway, ""},           // default gateway
+		{"198.18.0.5", "", "main", ClassAPIServer, ""},         // endpoint
+		{"198.18.0.6", "", "main", ClassAPIServer, ""},         // kubeconfig server
+		{"198.18.0.129", "", "main", ClassServiceCIDR, ""},     // ClusterIP range
+		{"198.18.0.65", "", "main", ClassPodCIDR, ""},          // node's pod CIDR
+		{"198.18.0.97", "", "main", ClassPodCIDR, ""},          // cluster pod CIDR
+		{"198.18.0.0", "", "main", ClassSubnet, ""},            // network address
+		{"198.18.0.255", "", "main", ClassSubnet, ""},          // broadcast, and main is older than edge
+		{"198.18.0.251", "edge", "main", ClassPool, ""},        // overlap: main is older
+		{"198.18.0.251", "", "main", "", ""},                   // ...and main gives it
+		{"203.0.113.3", "", "bgp", "", "not a layer2 pool"},    // bgp pool holds it
+		{"198.18.1.5", "", "", "", "in no pool"},               // the reversed range holds nothing
+		{"198.51.100.3", "", "mapped", "", ""},                 // a mapped CIDR is IPv4
+		{"198.51.100.0", "", "mapped", ClassSubnet, ""},        // network address of node3's eth1
+		{"198.51.100.7", "", "mapped", ClassNIC, ""},           // node3's eth1, reported only
+		{"198.18.0.100", "other", "main", "", "not in Eip other"},
+		{"192.0.2.1", "", "", "", "in no pool"},
+	} {
+		v := p.Check(ip(c.ip), c.named)
+		got := ""
+		if v.Pool != nil {
+			got = v.Pool.Name
+		}
+		if got != c.pool {
+			t.Errorf("Check(%s, %q): pool %q, want %q", c.ip, c.named, got, c.pool)
+		}
+		switch {
+		case c.class != "":
+			if !v.Refused || v.Reason.Class != c.class {
+				t.Errorf("Check(%s, %q) = %+v, want refused as %s", c.ip, c.named, v, c.class)
+			}
+		case c.refused != "":
+			if !v.Refused || !strings.Contains(v.Reason.Text, c.refused) {
+				t.Errorf("Check(%s, %q) = %+v, want refused with %q", c.ip, c.named, v, c.refused)
+			}
+		case v.Refused:
+			t.Errorf("Check(%s, %q) refused: %s", c.ip, c.named, v.Reason)
+		}
+	}
+}
+
+func TestUsingKnownIPsWaivesSubnetEdgesOnly(t *testing.T) {
+	s := lab()
+	s.Pools = []Pool{eip("edge", "198.18.0.250-198.18.0.255", 0, func(e *v1alpha2.Eip) { e.Spec.UsingKnownIPs = true })}
+	p := New(s)
+	if v := p.Check(ip("198.18.0.255"), ""); v.Refused {
+		t.Errorf("broadcast in a usingKnownIPs pool refused: %s", v.Reason)
+	}
+	s.Reports[0].Gateways = []netip.Addr{ip("198.18.0.254")}
+	p = New(s)
+	if v := p.Check(ip("198.18.0.254"), ""); !v.Refused || v.Reason.Class != ClassGateway {
+		t.Errorf("a gateway in a usingKnownIPs pool: %+v, want refused", v)
+	}
+}
+
+func TestDisabledNewerPoolDoesNotTakeTheOlderPoolsAddresses(t *testing.T) {
+	s := Snapshot{Pools: []Pool{
+		eip("a-new", "198.18.0.100-198.18.0.120", 5, func(e *v1alpha2.Eip) { e.Spec.Disable = true }),
+		eip("z-old", "198.18.0.100-198.18.0.109", 0),
+	}}
+	p := New(s)
+	v := p.Check(ip("198.18.0.105"), "")
+	if v.Refused || v.Pool.Name != "z-old" || !v.Pool.Announced() {
+		t.Fatalf("Check = %+v, want held and announced by the older z-old", v)
+	}
+	if v := p.Check(ip("198.18.0.115"), ""); v.Refused || v.Pool.Name != "a-new" || v.Pool.Announced() {
+		t.Fatalf("Check = %+v, want a-new's own address, not announced while disabled", v)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	p := New(lab())
+	main, _ := p.Pool("main")
+	var got []string
+	for _, r := range p.Refusals(main) {
+		got = append(got, r.Range.String()+" "+string(r.Reason.Class))
+	}
+	want := []string{
+		"198.18.0.0 subnet", "198.18.0.1 gateway", "198.18.0.5 apiserver", "198.18.0.6 apiserver",
+		"198.18.0.11 node", "198.18.0.12 node", "198.18.0.30 nic", "198.18.0.42 node", "198.18.0.43 node",
+		"198.18.0.64-198.18.0.67 pod-cidr", "198.18.0.96-198.18.0.99 pod-cidr",
+		"198.18.0.128-198.18.0.131 service-cidr", "198.18.0.255 subnet",
+	}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("Refusals(main):\n got %v\nwant %v", got, want)
+	}
+
+	edge, _ := p.Pool("edge")
+	rs := p.Refusals(edge)
+	if len(rs) != 1 || rs[0].Range.String() != "198.18.0.250-198.18.0.255" || rs[0].Reason.Class != ClassPool {
+		t.Errorf("Refusals(edge) = %v, want the whole range held by main", rs)
+	}
+
+	// A pool about to be created is younger than all.
+	cand := eip("new", "198.18.0.8-198.18.0.12", 99)
+	rs = p.Refusals(&cand)
+	var texts []string
+	for _, r := range rs {
+		texts = append(texts, r.Range.String()+" "+r.Reason.Text)
+	}
+	joined := strings.Join(texts, "; ")
+	for _, w := range []string{"198.18.0.11 InternalIP of node node1", "198.18.0.8-198.18.0.12 also in Eip main"} {
+		if !strings.Contains(joined, w) {
+			t.Errorf("Refusals(new) = %s, want %q", joined, w)
+		}
+	}
+}
+
+func TestControlPlaneSources(t *testing.T) {
+	ci := ControlPlaneFromClusterInfo(map[string]string{"kubeconfig": `apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: AAAA
+    server: https://198.18.0.6:6443
+  name: ""
+- cluster:
+    server: https://api.example:6443
+`})
+	if len(ci) != 1 || ci[0].IP != ip("198.18.0.6") {
+		t.Errorf("cluster-info: %v", ci)
+	}
+	kf := FromKubeadmConfig(map[string]string{"ClusterConfiguration": `apiVersion: kubeadm.k8s.io/v1beta4
+controlPlaneEndpoint: "[2001:db8::6]:6443"
+networking:
+  serviceSubnet: 198.18.128.0/20,2001:db8:1::/112
+  podSubnet: 198.19.0.0/16
+`})
+	if len(kf.ControlPlane) != 1 || kf.ControlPlane[0].IP != ip("2001:db8::6") || len(kf.ServiceCIDRs) != 2 || len(kf.PodCIDRs) != 1 {
+		t.Errorf("kubeadm-config: %+v", kf)
+	}
+	if got := FromKubeadmConfig(map[string]string{"ClusterConfiguration": "controlPlaneEndpoint: 198.18.0.7"}); len(got.ControlPlane) != 1 || got.ControlPlane[0].IP != ip("198.18.0.7") {
+		t.Errorf("endpoint without a port: %+v", got)
+	}
+	if got := FromKubeadmConfig(map[string]string{"ClusterConfiguration": ": not yaml ["}); len(got.ControlPlane) != 0 {
+		t.Errorf("bad YAML: %+v", got)
+	}
+}
+
+func TestNICFor(t *testing.T) {
+	r := report("node3", nil,
+		v1alpha1.NIC{Name: "eth0", Addresses: []string{"198.18.0.13/24"}},
+		v1alpha1.NIC{Name: "eth1", Addresses: []string{"198.51.100.7/28"}})
+	for _, c := range []struct {
+		iface, primary, want string
+	}{
+		{"", "198.18.0.13", "eth0"},
+		{"eth1", "198.18.0.13", "eth1"},
+		{"can_reach:198.51.100.1", "", "eth1"},
+		{"can_reach:192.0.2.1", "", ""},
+		{"can_reach:nonsense", "", ""},
+		{"eth9", "", ""},
+		{"", "192.0.2.1", ""},
+	} {
+		var primary netip.Addr
+		if c.primary != "" {
+			primary = ip(c.primary)
+		}
+		n, ok := r.NICFor(c.iface, primary)
+		if got := map[bool]string{true: n.Name, false: ""}[ok]; got != c.want {
+			t.Errorf("NICFor(%q, %s) = %q, want %q", c.iface, c.primary, got, c.want)
+		}
+	}
+}
+
+func TestFold(t *testing.T) {
+	a := Reason{ClassPool, "a"}
+	b := Reason{ClassNode, "b"}
+	r := func(f, l string) addr.Range { return addr.Range{First: ip(f), Last: ip(l)} }
+	got := fold([]Reserved{{r("192.0.2.5", "192.0.2.5"), a}, {r("192.0.2.1", "192.0.2.4"), a}, {r("192.0.2.3", "192.0.2.3"), b}, {r("192.0.2.9", "192.0.2.9"), a}})
+	var s []string
+	for _, x := range got {
+		s = append(s, x.Range.String()+" "+x.Reason.Text)
+	}
+	if w := "192.0.2.1-192.0.2.5 a, 192.0.2.3 b, 192.0.2.9 a"; strings.Join(s, ", ") != w {
+		t.Errorf("fold = %v, want %s", s, w)
+	}
+}
