@@ -14,6 +14,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/porterlb/porter/manifests"
 	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/plugin/setup"
 	"github.com/porterlb/porter/plugin/steps"
@@ -189,7 +190,7 @@ func portersServices(ctx context.Context, cs kubernetes.Interface) ([]string, er
 // run again right away.
 func waitGone(ctx context.Context, cs kubernetes.Interface, timeout time.Duration) error {
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		_, err := cs.CoreV1().Namespaces().Get(ctx, "porter-system", metav1.GetOptions{})
+		_, err := cs.CoreV1().Namespaces().Get(ctx, manifests.Namespace, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return true, nil
 		}

@@ -31,13 +31,18 @@ type inventory struct {
 	// own state. kick asks for an early look.
 	node    func() (*corev1.Node, error)
 	speaker func() *v1alpha1.SpeakerStatus
-	kick    chan struct{}
+	// conflicts are the addresses the announcer found answered by
+	// another host.
+	conflicts func() []v1alpha1.AddressConflict
+	kick      chan struct{}
 	// exists reports whether the published object is still there, as a
 	// cache sees it: after an uninstall and a new install it is not.
 	exists func() bool
 
-	last        []v1alpha1.NIC
-	lastSpeaker *v1alpha1.SpeakerStatus
+	last          []v1alpha1.NIC
+	lastGateways  []string
+	lastConflicts []v1alpha1.AddressConflict
+	lastSpeaker   *v1alpha1.SpeakerStatus
 }
 
 // run publishes at start and then whenever the interfaces or the speaker's
@@ -65,25 +70,35 @@ func (i *inventory) publishIfChanged(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	gateways, err := nics.Gateways()
+	if err != nil {
+		return err
+	}
 	var sp *v1alpha1.SpeakerStatus
 	if i.speaker != nil {
 		sp = i.speaker()
 	}
+	var conflicts []v1alpha1.AddressConflict
+	if i.conflicts != nil {
+		conflicts = i.conflicts()
+	}
 	gone := i.exists != nil && !i.exists()
-	if !gone && i.last != nil && reflect.DeepEqual(list, i.last) && reflect.DeepEqual(sp, i.lastSpeaker) {
+	if !gone && i.last != nil && reflect.DeepEqual(list, i.last) && reflect.DeepEqual(sp, i.lastSpeaker) &&
+		reflect.DeepEqual(gateways, i.lastGateways) && reflect.DeepEqual(conflicts, i.lastConflicts) {
 		return nil
 	}
-	if err := i.publish(ctx, node, list, primary, sp); err != nil {
+	st := v1alpha1.NodeNICsStatus{NICs: list, Primary: primary, Gateways: gateways, Conflicts: conflicts, Speaker: sp}
+	if err := i.publish(ctx, node, st); err != nil {
 		return err
 	}
-	if !reflect.DeepEqual(list, i.last) {
-		i.log.Info("published NIC inventory", "nics", len(list), "primary", primary)
+	if !reflect.DeepEqual(list, i.last) || !reflect.DeepEqual(gateways, i.lastGateways) {
+		i.log.Info("published NIC inventory", "nics", len(list), "primary", primary, "gateways", gateways)
 	}
-	i.last, i.lastSpeaker = list, sp
+	i.last, i.lastSpeaker, i.lastGateways, i.lastConflicts = list, sp, gateways, conflicts
 	return nil
 }
 
-func (i *inventory) publish(ctx context.Context, node *corev1.Node, list []v1alpha1.NIC, primary string, sp *v1alpha1.SpeakerStatus) error {
+func (i *inventory) publish(ctx context.Context, node *corev1.Node, st v1alpha1.NodeNICsStatus) error {
 	obj := &v1alpha1.NodeNICs{
 		TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeNICs"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -103,7 +118,8 @@ func (i *inventory) publish(ctx context.Context, node *corev1.Node, list []v1alp
 		return fmt.Errorf("apply NodeNICs %s: %w", node.Name, err)
 	}
 	obj.OwnerReferences = nil
-	obj.Status = v1alpha1.NodeNICsStatus{NICs: list, Primary: primary, UpdatedAt: metav1.Now(), Speaker: sp}
+	st.UpdatedAt = metav1.Now()
+	obj.Status = st
 	if u, err = toUnstructured(obj); err != nil {
 		return err
 	}

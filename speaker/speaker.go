@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"os"
 	"sort"
 	"strings"
@@ -18,10 +17,8 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -36,11 +33,14 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/porterlb/porter/manifests"
+	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/version"
 	"github.com/porterlb/porter/speaker/allocator"
 	"github.com/porterlb/porter/speaker/announcer"
+	"github.com/porterlb/porter/speaker/facts"
 	"github.com/porterlb/porter/speaker/members"
 	"github.com/porterlb/porter/speaker/metrics"
 	"github.com/porterlb/porter/speaker/responder"
@@ -134,7 +134,7 @@ on the porter-allocator Lease, also gives pool addresses to Services.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster service account")
 	f.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node this speaker runs on (default $NODE_NAME, set from the downward API)")
-	f.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", "porter-system"), "Namespace of the allocator Lease (default $POD_NAMESPACE, else porter-system)")
+	f.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", manifests.Namespace), "Namespace of the allocator Lease (default $POD_NAMESPACE, else porter-system)")
 	f.DurationVar(&opts.InventoryInterval, "inventory-interval", 10*time.Second, "How often to re-read the node's NICs and republish them when changed")
 	f.StringVar(&opts.BindAddress, "bind-address", os.Getenv("POD_IP"), "Address other speakers reach this one at (default $POD_IP, else the node's InternalIP)")
 	f.IntVar(&opts.MemberPort, "member-port", 7947, "UDP and TCP port of the speakers' failure detector")
@@ -189,39 +189,68 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	// it hands over.
 	infCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopInformers()
+	var factories []informers.SharedInformerFactory
 	kf := informers.NewSharedInformerFactory(cs, 0)
 	df := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
-	inf := allocator.Informers{
-		Services:       kf.Core().V1().Services().Informer(),
-		Nodes:          kf.Core().V1().Nodes().Informer(),
-		Namespaces:     kf.Core().V1().Namespaces().Informer(),
-		EndpointSlices: kf.Discovery().V1().EndpointSlices().Informer(),
-		Eips:           df.ForResource(v1alpha2.EipResource).Informer(),
+	// The two ConfigMaps that name the API server's address, each alone:
+	// the speaker may read no other.
+	oneConfigMap := func(ns, name string) cache.SharedIndexInformer {
+		f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + name }))
+		factories = append(factories, f)
+		return f.Core().V1().ConfigMaps().Informer()
 	}
-	if err := inf.EndpointSlices.AddIndexers(announcer.EndpointSliceIndexers()); err != nil {
+	fi := facts.Informers{
+		Eips:           df.ForResource(v1alpha2.EipResource).Informer(),
+		Nodes:          kf.Core().V1().Nodes().Informer(),
+		NodeNICs:       df.ForResource(v1alpha1.NodeNICsResource).Informer(),
+		EndpointSlices: kf.Discovery().V1().EndpointSlices().Informer(),
+		ClusterInfo:    oneConfigMap(addrpolicy.ClusterInfoNamespace, addrpolicy.ClusterInfoName),
+		KubeadmConfig:  oneConfigMap(addrpolicy.KubeadmConfigNamespace, addrpolicy.KubeadmConfigName),
+	}
+	if serves(cs, networkingv1.SchemeGroupVersion.String(), "servicecidrs") {
+		fi.ServiceCIDRs = kf.Networking().V1().ServiceCIDRs().Informer()
+	} else {
+		log.Info("the API server has no ServiceCIDR API; the Service range is taken from kubeadm-config where there is one")
+	}
+	inf := allocator.Informers{
+		Services:   kf.Core().V1().Services().Informer(),
+		Namespaces: kf.Core().V1().Namespaces().Informer(),
+	}
+	if err := fi.EndpointSlices.AddIndexers(announcer.EndpointSliceIndexers()); err != nil {
 		return fmt.Errorf("index EndpointSlices: %w", err)
 	}
-	nicsInf := df.ForResource(v1alpha1.NodeNICsResource).Informer()
-	for _, i := range []cache.SharedIndexInformer{inf.Services, inf.Nodes, inf.Namespaces, inf.EndpointSlices, inf.Eips, nicsInf} {
-		if err := i.SetTransform(trimForCache); err != nil {
+	nicsInf := fi.NodeNICs
+	for _, i := range []cache.SharedIndexInformer{inf.Services, inf.Namespaces, fi.Nodes, fi.EndpointSlices, fi.Eips, fi.NodeNICs, fi.ClusterInfo, fi.KubeadmConfig} {
+		if err := i.SetTransform(facts.Transform); err != nil {
 			return fmt.Errorf("set informer transform: %w", err)
 		}
 	}
+	fa, err := facts.New(fi)
+	if err != nil {
+		return fmt.Errorf("watch the address policy's caches: %w", err)
+	}
 	kf.Start(infCtx.Done())
 	df.Start(infCtx.Done())
+	for _, f := range factories {
+		f.Start(infCtx.Done())
+	}
 	defer func() {
 		stopInformers()
 		kf.Shutdown()
 		df.Shutdown()
+		for _, f := range factories {
+			f.Shutdown()
+		}
 	}()
-	if !cache.WaitForCacheSync(ctx.Done(), inf.Nodes.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), fi.Nodes.HasSynced) {
 		log.Info("speaker stopping before it read the nodes", "reason", context.Cause(ctx))
 		return nil
 	}
 	// A DaemonSet pod's node exists; a speaker started by hand may come
 	// before its node registers.
 	for i := 0; ; i++ {
-		if _, err := nodeFrom(inf.Nodes, opts.NodeName); err == nil {
+		if _, err := nodeFrom(fi.Nodes, opts.NodeName); err == nil {
 			break
 		}
 		if i%100 == 0 {
@@ -237,7 +266,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 
 	bind := opts.BindAddress
 	if bind == "" {
-		n, err := nodeFrom(inf.Nodes, opts.NodeName)
+		n, err := nodeFrom(fi.Nodes, opts.NodeName)
 		if err != nil {
 			return err
 		}
@@ -268,10 +297,18 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	rec := bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "porter-speaker", Host: opts.NodeName})
 
 	m := metrics.New()
+	invKick := make(chan struct{}, 1)
+	kickInventory := func() {
+		select {
+		case invKick <- struct{}{}:
+		default:
+		}
+	}
 	an := announcer.New(announcer.Config{
 		Node: opts.NodeName, Kube: cs,
-		Services: inf.Services, Eips: inf.Eips, Nodes: inf.Nodes, EndpointSlices: inf.EndpointSlices, NodeNICs: nicsInf,
-		Members: mem, Metrics: m, Recorder: rec, Log: log,
+		Services: inf.Services, EndpointSlices: fi.EndpointSlices, Facts: fa,
+		ConflictsChanged: kickInventory,
+		Members:          mem, Metrics: m, Recorder: rec, Log: log,
 		Probe: opts.ARPProbe, Reprobe: opts.Reprobe,
 	})
 
@@ -282,7 +319,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 
 	inv := &inventory{
 		dyn: dyn, nodeName: opts.NodeName, log: log, every: opts.InventoryInterval,
-		node: func() (*corev1.Node, error) { return nodeFrom(inf.Nodes, opts.NodeName) },
+		node: func() (*corev1.Node, error) { return nodeFrom(fi.Nodes, opts.NodeName) },
 		speaker: func() *v1alpha1.SpeakerStatus {
 			names := make([]string, 0)
 			for n := range mem.Live() {
@@ -291,7 +328,8 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 			sort.Strings(names)
 			return &v1alpha1.SpeakerStatus{MemberAddress: mem.Address(), Members: names, Announcing: an.Announcing(), Version: version.Get().Version}
 		},
-		kick: make(chan struct{}, 1),
+		conflicts: an.Conflicts,
+		kick:      invKick,
 		exists: func() bool {
 			_, ok, _ := nicsInf.GetStore().GetByKey(opts.NodeName)
 			return ok || !nicsInf.HasSynced()
@@ -309,8 +347,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	}
 
 	alloc := &allocator.Controller{
-		Kube: cs, Dyn: dyn, Inf: inf, Recorder: rec, Log: log, Workers: opts.AllocatorWorkers,
-		APIServerAddrs: func() []netip.Addr { return apiServerAddrs(inf.EndpointSlices) },
+		Kube: cs, Dyn: dyn, Inf: inf, Facts: fa, Recorder: rec, Log: log, Workers: opts.AllocatorWorkers,
 	}
 	go func() { done <- elect(runCtx, cs, opts, alloc, log) }()
 
@@ -452,55 +489,24 @@ func nodeFrom(inf cache.SharedIndexInformer, name string) (*corev1.Node, error) 
 	return o.(*corev1.Node), nil
 }
 
-// apiServerAddrs are the API server's endpoint addresses, from the
-// EndpointSlices of default/kubernetes.
-func apiServerAddrs(inf cache.SharedIndexInformer) []netip.Addr {
-	objs, err := inf.GetIndexer().ByIndex(announcer.ServiceIndex, "default/kubernetes")
-	if err != nil {
-		return nil
-	}
-	var out []netip.Addr
-	for _, o := range objs {
-		s, ok := o.(*discoveryv1.EndpointSlice)
-		if !ok {
-			continue
-		}
-		for _, ep := range s.Endpoints {
-			for _, a := range ep.Addresses {
-				if ip, err := netip.ParseAddr(a); err == nil {
-					out = append(out, ip.Unmap())
-				}
-			}
-		}
-	}
-	return out
-}
-
 func decodeNodeNICs(o any) (*v1alpha1.NodeNICs, error) {
-	u, ok := o.(*unstructured.Unstructured)
+	n, ok := o.(*v1alpha1.NodeNICs)
 	if !ok {
 		return nil, fmt.Errorf("unexpected %T in NodeNICs cache", o)
 	}
-	var n v1alpha1.NodeNICs
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &n); err != nil {
-		return nil, fmt.Errorf("decode NodeNICs %s: %w", u.GetName(), err)
-	}
-	return &n, nil
+	return n, nil
 }
 
-// trimForCache drops what the speaker never reads before an object enters
-// a cache: managed fields are often the largest part of a Service, and a
-// node's image list is larger still. At 10,000 Services this is most of
-// the speaker's memory.
-func trimForCache(obj any) (any, error) {
-	if m, err := meta.Accessor(obj); err == nil {
-		m.SetManagedFields(nil)
-		if a := m.GetAnnotations(); a[corev1.LastAppliedConfigAnnotation] != "" {
-			delete(a, corev1.LastAppliedConfigAnnotation)
+// serves reports whether the API server serves resource in groupVersion.
+func serves(cs kubernetes.Interface, groupVersion, resource string) bool {
+	rl, err := cs.Discovery().ServerResourcesForGroupVersion(groupVersion)
+	if err != nil {
+		return false
+	}
+	for _, r := range rl.APIResources {
+		if r.Name == resource {
+			return true
 		}
 	}
-	if n, ok := obj.(*corev1.Node); ok {
-		n.Status.Images = nil
-	}
-	return obj, nil
+	return false
 }

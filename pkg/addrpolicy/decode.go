@@ -117,7 +117,7 @@ func NodeFromObject(n *corev1.Node) Node {
 		}
 		out.Addresses = append(out.Addresses, Reserved{
 			Range:  addr.Range{First: ip, Last: ip},
-			Reason: Reason{Class: ClassNode, Text: fmt.Sprintf("%s of node %s", a.Type, n.Name)},
+			Reason: Reason{Class: ClassNode, Text: fmt.Sprintf("is the %s of node %s", a.Type, n.Name)},
 		})
 	}
 	for _, k := range []string{v1alpha2.Layer2Annotation, v1alpha2.Layer2AnnotationOpenELB} {
@@ -135,7 +135,7 @@ func NodeFromObject(n *corev1.Node) Node {
 		}
 		out.Addresses = append(out.Addresses, Reserved{
 			Range:  addr.Range{First: ip, Last: ip},
-			Reason: Reason{Class: ClassNode, Text: fmt.Sprintf("layer2 address of node %s (annotation %s)", n.Name, k)},
+			Reason: Reason{Class: ClassNode, Text: fmt.Sprintf("is the layer2 NIC address of node %s (annotation %s)", n.Name, k)},
 		})
 	}
 	for _, c := range n.Spec.PodCIDRs {

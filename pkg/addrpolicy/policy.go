@@ -46,7 +46,9 @@ const (
 	ClassPool Class = "pool"
 )
 
-// Reason says why an address is refused, naming what holds it.
+// Reason says why an address is refused, naming what holds it. Text is a
+// predicate that follows the address: "198.18.0.11 " + Text reads as a
+// sentence.
 type Reason struct {
 	Class Class
 	Text  string
@@ -129,39 +131,39 @@ func New(s Snapshot) *Policy {
 			put(a.Range.First, a.Reason)
 		}
 		for _, c := range n.PodCIDRs {
-			p.ranges = append(p.ranges, Reserved{Range: addr.PrefixRange(c), Reason: Reason{ClassPodCIDR, fmt.Sprintf("in pod CIDR %s of node %s", c, n.Name)}})
+			p.ranges = append(p.ranges, Reserved{Range: addr.PrefixRange(c), Reason: Reason{ClassPodCIDR, fmt.Sprintf("overlaps pod CIDR %s of node %s", c, n.Name)}})
 		}
 	}
 	for _, ip := range s.APIServer {
-		put(ip, Reason{ClassAPIServer, "address of the API server (endpoints of Service default/kubernetes)"})
+		put(ip, Reason{ClassAPIServer, "is an address of the API server (endpoints of service default/kubernetes)"})
 	}
 	for _, c := range s.ControlPlane {
-		put(c.IP, Reason{ClassAPIServer, "address of the API server (" + c.Source + ")"})
+		put(c.IP, Reason{ClassAPIServer, "is an address of the API server (" + c.Source + ")"})
 	}
 	for _, r := range s.Reports {
 		for _, nic := range r.NICs {
 			for _, pf := range nic.Prefixes {
-				put(pf.Addr(), Reason{ClassNIC, fmt.Sprintf("address of NIC %s on node %s", nic.Name, r.Node)})
+				put(pf.Addr(), Reason{ClassNIC, fmt.Sprintf("is an address of NIC %s on node %s", nic.Name, r.Node)})
 				if pf.Addr().Is4() && pf.Bits() < 31 {
 					sub := addr.PrefixRange(pf)
 					if _, ok := p.edges[sub.First]; !ok {
-						p.edges[sub.First] = Reason{ClassSubnet, fmt.Sprintf("network address of %s, the subnet of NIC %s on node %s (set usingKnownIPs if it really is free)", pf.Masked(), nic.Name, r.Node)}
+						p.edges[sub.First] = Reason{ClassSubnet, fmt.Sprintf("is the network address of %s, the subnet of NIC %s on node %s (set usingKnownIPs if it really is free)", pf.Masked(), nic.Name, r.Node)}
 					}
 					if _, ok := p.edges[sub.Last]; !ok {
-						p.edges[sub.Last] = Reason{ClassSubnet, fmt.Sprintf("broadcast address of %s, the subnet of NIC %s on node %s (set usingKnownIPs if it really is free)", pf.Masked(), nic.Name, r.Node)}
+						p.edges[sub.Last] = Reason{ClassSubnet, fmt.Sprintf("is the broadcast address of %s, the subnet of NIC %s on node %s (set usingKnownIPs if it really is free)", pf.Masked(), nic.Name, r.Node)}
 					}
 				}
 			}
 		}
 		for _, g := range r.Gateways {
-			put(g, Reason{ClassGateway, "default gateway of node " + r.Node})
+			put(g, Reason{ClassGateway, "is the default gateway of node " + r.Node})
 		}
 	}
 	for _, c := range s.ServiceCIDRs {
-		p.ranges = append(p.ranges, Reserved{Range: addr.PrefixRange(addr.UnmapPrefix(c)), Reason: Reason{ClassServiceCIDR, fmt.Sprintf("in the Service ClusterIP range %s", c.Masked())}})
+		p.ranges = append(p.ranges, Reserved{Range: addr.PrefixRange(addr.UnmapPrefix(c)), Reason: Reason{ClassServiceCIDR, fmt.Sprintf("overlaps the Service ClusterIP range %s", c.Masked())}})
 	}
 	for _, c := range s.PodCIDRs {
-		p.ranges = append(p.ranges, Reserved{Range: addr.PrefixRange(addr.UnmapPrefix(c)), Reason: Reason{ClassPodCIDR, fmt.Sprintf("in the cluster's pod CIDR %s", c.Masked())}})
+		p.ranges = append(p.ranges, Reserved{Range: addr.PrefixRange(addr.UnmapPrefix(c)), Reason: Reason{ClassPodCIDR, fmt.Sprintf("overlaps the cluster's pod CIDR %s", c.Masked())}})
 	}
 	return p
 }
@@ -238,16 +240,16 @@ func (p *Policy) Check(ip netip.Addr, named string) Verdict {
 	}
 	pool, ok := p.PoolOf(ip)
 	if !ok {
-		return Verdict{Refused: true, Reason: Reason{Text: ip.String() + " is in no pool"}}
+		return Verdict{Refused: true, Reason: Reason{Text: "is in no pool"}}
 	}
 	if named != "" && pool.Name != named {
 		if n, ok := p.Pool(named); ok && n.Err == nil && n.Range.Contains(ip) {
-			return Verdict{Pool: pool, Refused: true, Reason: Reason{ClassPool, fmt.Sprintf("held by Eip %s, which is older than Eip %s", pool.Name, named)}}
+			return Verdict{Pool: pool, Refused: true, Reason: Reason{ClassPool, fmt.Sprintf("is held by Eip %s, which is older than Eip %s", pool.Name, named)}}
 		}
-		return Verdict{Pool: pool, Refused: true, Reason: Reason{Text: fmt.Sprintf("not in Eip %s, which the Service names", named)}}
+		return Verdict{Pool: pool, Refused: true, Reason: Reason{Text: fmt.Sprintf("is not in Eip %s, which the Service names", named)}}
 	}
 	if !pool.Layer2() {
-		return Verdict{Pool: pool, Refused: true, Reason: Reason{Text: fmt.Sprintf("in Eip %s, which is not a layer2 pool", pool.Name)}}
+		return Verdict{Pool: pool, Refused: true, Reason: Reason{Text: fmt.Sprintf("is in Eip %s, which is not a layer2 pool", pool.Name)}}
 	}
 	return Verdict{Pool: pool}
 }
@@ -290,7 +292,7 @@ func (p *Policy) Refusals(pool *Pool) []Reserved {
 			continue
 		}
 		if in, ok := r.Intersect(o.Range); ok {
-			out = append(out, Reserved{in, Reason{ClassPool, fmt.Sprintf("also in Eip %s (%s), which is older", o.Name, o.Range)}})
+			out = append(out, Reserved{in, Reason{ClassPool, fmt.Sprintf("overlaps Eip %s (%s), which is older", o.Name, o.Range)}})
 		}
 	}
 	return fold(out)

@@ -89,26 +89,26 @@ func TestCheck(t *testing.T) {
 		{"198.18.0.100", "", "main", "", ""},
 		{"198.18.0.100", "main", "main", "", ""},
 		{"::ffff:198.18.0.100", "", "main", "", ""},
-		{"198.18.0.11", "", "main", ClassNode, ""},             // InternalIP
-		{"::ffff:198.18.0.11", "", "main", ClassNode, ""},      // the same, mapped
-		{"198.18.0.42", "", "main", ClassNode, ""},             // OpenELB layer2 annotation
-		{"198.18.0.43", "", "main", ClassNode, ""},             // mapped ExternalIP
-		{"198.18.0.30", "", "main", ClassNIC, ""},              // secondary address no Node names
-		{"198.18.0.1", "", "main", ClassGateway, ""},           // default gateway
-		{"198.18.0.5", "", "main", ClassAPIServer, ""},         // endpoint
-		{"198.18.0.6", "", "main", ClassAPIServer, ""},         // kubeconfig server
-		{"198.18.0.129", "", "main", ClassServiceCIDR, ""},     // ClusterIP range
-		{"198.18.0.65", "", "main", ClassPodCIDR, ""},          // node's pod CIDR
-		{"198.18.0.97", "", "main", ClassPodCIDR, ""},          // cluster pod CIDR
-		{"198.18.0.0", "", "main", ClassSubnet, ""},            // network address
-		{"198.18.0.255", "", "main", ClassSubnet, ""},          // broadcast, and main is older than edge
-		{"198.18.0.251", "edge", "main", ClassPool, ""},        // overlap: main is older
-		{"198.18.0.251", "", "main", "", ""},                   // ...and main gives it
-		{"203.0.113.3", "", "bgp", "", "not a layer2 pool"},    // bgp pool holds it
-		{"198.18.1.5", "", "", "", "in no pool"},               // the reversed range holds nothing
-		{"198.51.100.3", "", "mapped", "", ""},                 // a mapped CIDR is IPv4
-		{"198.51.100.0", "", "mapped", ClassSubnet, ""},        // network address of node3's eth1
-		{"198.51.100.7", "", "mapped", ClassNIC, ""},           // node3's eth1, reported only
+		{"198.18.0.11", "", "main", ClassNode, ""},          // InternalIP
+		{"::ffff:198.18.0.11", "", "main", ClassNode, ""},   // the same, mapped
+		{"198.18.0.42", "", "main", ClassNode, ""},          // OpenELB layer2 annotation
+		{"198.18.0.43", "", "main", ClassNode, ""},          // mapped ExternalIP
+		{"198.18.0.30", "", "main", ClassNIC, ""},           // secondary address no Node names
+		{"198.18.0.1", "", "main", ClassGateway, ""},        // default gateway
+		{"198.18.0.5", "", "main", ClassAPIServer, ""},      // endpoint
+		{"198.18.0.6", "", "main", ClassAPIServer, ""},      // kubeconfig server
+		{"198.18.0.129", "", "main", ClassServiceCIDR, ""},  // ClusterIP range
+		{"198.18.0.65", "", "main", ClassPodCIDR, ""},       // node's pod CIDR
+		{"198.18.0.97", "", "main", ClassPodCIDR, ""},       // cluster pod CIDR
+		{"198.18.0.0", "", "main", ClassSubnet, ""},         // network address
+		{"198.18.0.255", "", "main", ClassSubnet, ""},       // broadcast, and main is older than edge
+		{"198.18.0.251", "edge", "main", ClassPool, ""},     // overlap: main is older
+		{"198.18.0.251", "", "main", "", ""},                // ...and main gives it
+		{"203.0.113.3", "", "bgp", "", "not a layer2 pool"}, // bgp pool holds it
+		{"198.18.1.5", "", "", "", "in no pool"},            // the reversed range holds nothing
+		{"198.51.100.3", "", "mapped", "", ""},              // a mapped CIDR is IPv4
+		{"198.51.100.0", "", "mapped", ClassSubnet, ""},     // network address of node3's eth1
+		{"198.51.100.7", "", "mapped", ClassNIC, ""},        // node3's eth1, reported only
 		{"198.18.0.100", "other", "main", "", "not in Eip other"},
 		{"192.0.2.1", "", "", "", "in no pool"},
 	} {
@@ -195,7 +195,7 @@ func TestRefusals(t *testing.T) {
 		texts = append(texts, r.Range.String()+" "+r.Reason.Text)
 	}
 	joined := strings.Join(texts, "; ")
-	for _, w := range []string{"198.18.0.11 InternalIP of node node1", "198.18.0.8-198.18.0.12 also in Eip main"} {
+	for _, w := range []string{"198.18.0.11 is the InternalIP of node node1", "198.18.0.8-198.18.0.12 overlaps Eip main"} {
 		if !strings.Contains(joined, w) {
 			t.Errorf("Refusals(new) = %s, want %q", joined, w)
 		}

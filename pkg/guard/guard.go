@@ -20,13 +20,15 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/porterlb/porter/manifests"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/kubeproxy"
 )
 
 // Where the guard lives.
 const (
-	Namespace = "porter-system"
+	// Namespace is Porter's own.
+	Namespace = manifests.Namespace
 	Name      = "porter-guard"
 	planKey   = "plan.json"
 )

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/porterlb/porter/manifests"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/eips"
@@ -109,7 +110,7 @@ func (r *Report) Worst() State {
 	return worst
 }
 
-const speakerNamespace = "porter-system"
+const speakerNamespace = manifests.Namespace
 
 // Gather reads the cluster and judges it. Errors are returned only when
 // the API cannot be read at all; anything missing is a failed check.

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/porterlb/porter/manifests"
 	"github.com/porterlb/porter/pkg/addr"
 	"github.com/porterlb/porter/plugin/steps"
 )
@@ -185,7 +186,7 @@ func (p *Preflight) otherLoadBalancers(ctx context.Context) ([]string, error) {
 	for _, n := range names {
 		ns, name, _ := strings.Cut(n, "/")
 		switch {
-		case ns == "porter-system":
+		case ns == manifests.Namespace:
 			// Porter's own speaker.
 		case strings.Contains(name, "openelb") || strings.Contains(name, "porter-manager") || strings.Contains(name, "porter-speaker"):
 			found = append(found, "OpenELB ("+n+")")

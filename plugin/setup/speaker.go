@@ -191,7 +191,7 @@ func (s *Speaker) Check(ctx context.Context) (steps.State, error) {
 	if len(todo) > 0 {
 		return steps.State{Summary: fmt.Sprintf("%d object(s) to apply", len(todo))}, nil
 	}
-	ds, err := s.Client.AppsV1().DaemonSets("porter-system").Get(ctx, SpeakerDaemonSet, metav1.GetOptions{})
+	ds, err := s.Client.AppsV1().DaemonSets(manifests.Namespace).Get(ctx, SpeakerDaemonSet, metav1.GetOptions{})
 	if err != nil {
 		return steps.State{}, fmt.Errorf("read speaker DaemonSet: %w", err)
 	}
@@ -254,7 +254,7 @@ func (s *Speaker) Verify(ctx context.Context) error {
 				pending = append(pending, "CRD "+name)
 			}
 		}
-		ds, err := s.Client.AppsV1().DaemonSets("porter-system").Get(ctx, SpeakerDaemonSet, metav1.GetOptions{})
+		ds, err := s.Client.AppsV1().DaemonSets(manifests.Namespace).Get(ctx, SpeakerDaemonSet, metav1.GetOptions{})
 		if err != nil {
 			return fmt.Errorf("read speaker DaemonSet: %w", err)
 		}

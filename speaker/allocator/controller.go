@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"reflect"
 	"sort"
@@ -13,12 +12,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -31,33 +27,31 @@ import (
 	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/guard"
 	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/speaker/facts"
 )
 
-// Informers are the caches the controller reads. They are shared with the
-// rest of the speaker and started by it.
+// Informers are the caches the controller reads besides Facts. They are
+// shared with the rest of the speaker and started by it.
 type Informers struct {
 	Services   cache.SharedIndexInformer
-	Eips       cache.SharedIndexInformer
-	Nodes      cache.SharedIndexInformer
 	Namespaces cache.SharedIndexInformer
-	// APIServer lists the EndpointSlices of default/kubernetes.
-	EndpointSlices cache.SharedIndexInformer
 }
 
 // Controller allocates while its speaker holds the allocator lease. One
 // Controller serves one term of leadership: its table is rebuilt from the
 // API at start, so nothing a previous leader did is lost or repeated.
 type Controller struct {
-	Kube     kubernetes.Interface
-	Dyn      dynamic.Interface
-	Inf      Informers
+	Kube kubernetes.Interface
+	Dyn  dynamic.Interface
+	Inf  Informers
+	// Facts gives the address policy: the pools, and the addresses no
+	// Service may get.
+	Facts    *facts.Facts
 	Recorder record.EventRecorder
 	Log      *slog.Logger
 	// Workers write Service status in parallel; the table itself is
 	// guarded by mu.
 	Workers int
-	// APIServerAddrs returns the API server's endpoint addresses.
-	APIServerAddrs func() []netip.Addr
 
 	mu      sync.Mutex
 	table   *Table
@@ -97,30 +91,22 @@ func (c *Controller) Run(ctx context.Context) error {
 			r()
 		}
 	}()
-	svcUpdate := func(o, n any) {
-		enqueueSvc(n)
-		// A speaker found (or cleared) a conflict on the wire: pool status
-		// lists those.
-		os, ok1 := o.(*corev1.Service)
-		ns, ok2 := n.(*corev1.Service)
-		if ok1 && ok2 && os.Annotations[lbservice.ConflictAnnotation] != ns.Annotations[lbservice.ConflictAnnotation] {
-			c.queue.Add(poolsKey)
-		}
-	}
-	if err := add(c.Inf.Services, cache.ResourceEventHandlerFuncs{AddFunc: enqueueSvc, UpdateFunc: svcUpdate, DeleteFunc: enqueueSvc}); err != nil {
+	if err := add(c.Inf.Services, cache.ResourceEventHandlerFuncs{AddFunc: enqueueSvc, UpdateFunc: func(_, n any) { enqueueSvc(n) }, DeleteFunc: enqueueSvc}); err != nil {
 		return err
 	}
-	poolsUpdate := func(o, n any) {
-		if ChangesPools(o, n) {
+	if err := add(c.Inf.Namespaces, cache.ResourceEventHandlerFuncs{AddFunc: enqueuePools, UpdateFunc: func(o, n any) {
+		if facts.Changes(o, n) {
 			enqueuePools(n)
 		}
+	}, DeleteFunc: enqueuePools}); err != nil {
+		return err
 	}
-	for _, inf := range []cache.SharedIndexInformer{c.Inf.Eips, c.Inf.Nodes, c.Inf.Namespaces, c.Inf.EndpointSlices} {
-		if err := add(inf, cache.ResourceEventHandlerFuncs{AddFunc: enqueuePools, UpdateFunc: poolsUpdate, DeleteFunc: enqueuePools}); err != nil {
-			return err
-		}
+	remove, err := c.Facts.OnChange(func() { c.queue.Add(poolsKey) })
+	if err != nil {
+		return err
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), c.Inf.Services.HasSynced, c.Inf.Eips.HasSynced, c.Inf.Nodes.HasSynced, c.Inf.Namespaces.HasSynced, c.Inf.EndpointSlices.HasSynced) {
+	regs = append(regs, remove)
+	if !cache.WaitForCacheSync(ctx.Done(), c.Inf.Services.HasSynced, c.Inf.Namespaces.HasSynced, c.Facts.HasSynced) {
 		return ctx.Err()
 	}
 	c.rebuild()
@@ -375,101 +361,41 @@ func (c *Controller) writeIngress(ctx context.Context, svc *corev1.Service, ip n
 	return nil
 }
 
-// pools builds the allocator's view of every layer2 Eip, with the
-// addresses no Service may get: those of nodes, of the API server, and of
-// ranges another pool already covers.
+// pools builds the allocator's view of every layer2 pool from the address
+// policy: what each may not give (reserved addresses, and those an older
+// pool holds), and what speakers found answered on the wire.
 func (c *Controller) pools() []Pool {
-	reserved := map[netip.Addr]string{}
-	for _, o := range c.Inf.Nodes.GetStore().List() {
-		n := o.(*corev1.Node)
-		for a, why := range NodeAddresses(n) {
-			reserved[a] = why
-		}
-	}
-	if c.APIServerAddrs != nil {
-		for _, a := range c.APIServerAddrs() {
-			reserved[a] = "address of the API server"
-		}
-	}
+	policy := c.Facts.Policy()
 	wire := map[netip.Addr]string{}
-	for _, s := range c.services() {
-		if cf, ok := lbservice.ParseConflict(s); ok {
+	for _, r := range c.Facts.Reports() {
+		for _, cf := range r.Conflicts {
 			wire[cf.IP] = cf.MAC
 		}
 	}
-
-	var eipList []*v1alpha2.Eip
-	for _, o := range c.Inf.Eips.GetStore().List() {
-		e, err := eips.Decode(o.(runtime.Object))
-		if err != nil || e.Spec.Protocol != v1alpha2.ProtocolLayer2 {
-			continue
-		}
-		eipList = append(eipList, e)
-	}
-	// The older pool keeps an overlapping range.
-	sort.Slice(eipList, func(i, j int) bool {
-		if !eipList[i].CreationTimestamp.Equal(&eipList[j].CreationTimestamp) {
-			return eipList[i].CreationTimestamp.Before(&eipList[j].CreationTimestamp)
-		}
-		return eipList[i].Name < eipList[j].Name
-	})
 	var out []Pool
-	var prev []Pool
-	for _, e := range eipList {
-		r, err := addr.Parse(e.Spec.Address)
-		if err != nil || !r.Is4() {
+	for _, ap := range policy.Pools() {
+		if !ap.Layer2() || !ap.Range.Is4() {
 			continue
 		}
 		p := Pool{
-			Name: e.Name, Range: r, Default: e.IsDefault(), Disabled: e.Spec.Disable,
-			Priority: e.Spec.Priority, Namespaces: e.Spec.Namespaces,
+			Name: ap.Name, Range: ap.Range, Default: ap.Default, Disabled: ap.Disabled,
+			Priority: ap.Priority, Namespaces: ap.Namespaces, Selector: ap.Selector,
 			Excluded: map[netip.Addr]string{}, Conflicts: map[netip.Addr]string{},
 		}
-		if len(e.Spec.NamespaceSelector) > 0 {
-			p.Selector = labels.SelectorFromSet(e.Spec.NamespaceSelector)
-		}
-		for a, why := range reserved {
-			if r.Contains(a) {
-				p.Excluded[a] = why
-			}
-		}
-		for a, mac := range wire {
-			if r.Contains(a) {
-				p.Conflicts[a] = mac
-			}
-		}
-		for _, o := range prev {
-			if in, ok := r.Intersect(o.Range); ok {
-				for a := in.First; ; a = a.Next() {
-					p.Excluded[a] = "also in Eip " + o.Name
-					if a == in.Last {
-						break
-					}
+		for _, r := range policy.Refusals(&ap) {
+			for a := r.Range.First; ; a = a.Next() {
+				p.Excluded[a] = r.Reason.Text
+				if a == r.Range.Last {
+					break
 				}
 			}
 		}
-		prev = append(prev, p)
+		for a, mac := range wire {
+			if ap.Range.Contains(a) {
+				p.Conflicts[a] = mac
+			}
+		}
 		out = append(out, p)
-	}
-	return out
-}
-
-// NodeAddresses are the addresses a node is known by, each with where it
-// was found. Porter never hands out or answers for any of them.
-func NodeAddresses(n *corev1.Node) map[netip.Addr]string {
-	out := map[netip.Addr]string{}
-	for _, a := range n.Status.Addresses {
-		if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
-			continue
-		}
-		if ip, err := netip.ParseAddr(a.Address); err == nil {
-			out[ip.Unmap()] = fmt.Sprintf("%s of node %s", a.Type, n.Name)
-		}
-	}
-	for _, k := range []string{v1alpha2.Layer2Annotation, v1alpha2.Layer2AnnotationOpenELB} {
-		if ip, err := netip.ParseAddr(n.Annotations[k]); err == nil {
-			out[ip.Unmap()] = fmt.Sprintf("layer2 address of node %s", n.Name)
-		}
 	}
 	return out
 }
@@ -552,32 +478,46 @@ func conflicts(p *Pool) []v1alpha2.EipConflict {
 	}
 	sort.Slice(wire, func(i, j int) bool { return wire[i].Less(wire[j]) })
 	for _, a := range wire {
-		out = append(out, v1alpha2.EipConflict{Address: a.String(), Reason: "answered on the wire by another host", MAC: p.Conflicts[a]})
+		out = append(out, v1alpha2.EipConflict{Address: a.String(), Reason: "is answered on the wire by another host", MAC: p.Conflicts[a]})
 	}
 	return out
 }
 
 func (c *Controller) applyStatus(ctx context.Context, name string, st v1alpha2.EipStatus) error {
-	res := c.Dyn.Resource(v1alpha2.EipResource)
-	o, ok, err := c.Inf.Eips.GetStore().GetByKey(name)
+	o, ok, err := c.Facts.Eips().GetStore().GetByKey(name)
 	if err != nil || !ok {
 		return err
 	}
-	cur, err := eips.Decode(o.(runtime.Object))
-	if err != nil {
-		return err
+	cached, ok := o.(*v1alpha2.Eip)
+	if !ok {
+		return fmt.Errorf("unexpected %T in the Eip cache", o)
 	}
-	if reflect.DeepEqual(normal(cur.Status), normal(st)) {
+	if reflect.DeepEqual(normal(cached.Status), normal(st)) {
 		return nil
+	}
+	cur := cached.DeepCopy()
+	old := map[v1alpha2.EipConflict]bool{}
+	for _, cf := range cur.Status.Conflicts {
+		old[cf] = true
 	}
 	cur.Status = st
 	u, err := eips.ToUnstructured(cur)
 	if err != nil {
 		return err
 	}
-	u.SetResourceVersion(o.(*unstructured.Unstructured).GetResourceVersion())
-	if _, err := res.UpdateStatus(ctx, u, metav1.UpdateOptions{FieldManager: "porter-allocator"}); err != nil {
+	if _, err := c.Dyn.Resource(v1alpha2.EipResource).UpdateStatus(ctx, u, metav1.UpdateOptions{FieldManager: "porter-allocator"}); err != nil {
 		return fmt.Errorf("update status of Eip %s: %w", name, err)
+	}
+	// Each refusal is told once, when it first shows in the status.
+	for _, cf := range st.Conflicts {
+		if old[cf] {
+			continue
+		}
+		if cf.MAC != "" {
+			c.Recorder.Eventf(cur, corev1.EventTypeWarning, "AddressConflict", "%s is answered on the wire by %s, a host outside the cluster; Porter does not hand it out or announce it", cf.Address, cf.MAC)
+		} else {
+			c.Recorder.Eventf(cur, corev1.EventTypeWarning, "AddressReserved", "%s is never handed out or announced: %s", cf.Address, cf.Reason)
+		}
 	}
 	return nil
 }
@@ -614,27 +554,4 @@ func (c *Controller) enforceGuard(ctx context.Context) {
 		return
 	}
 	c.Log.Info("rolled back unconfirmed change", "change", p.Change)
-}
-
-// ChangesPools reports whether an update of a node, namespace, Eip or
-// EndpointSlice can change what the pools hand out. Node heartbeats, pool
-// status writes and the endpoints of ordinary Services cannot, and at
-// thousands of Services and nodes they are most of the events.
-func ChangesPools(o, n any) bool {
-	switch nv := n.(type) {
-	case *corev1.Node:
-		ov, ok := o.(*corev1.Node)
-		return !ok || !maps.Equal(NodeAddresses(ov), NodeAddresses(nv))
-	case *corev1.Namespace:
-		ov, ok := o.(*corev1.Namespace)
-		return !ok || !maps.Equal(ov.Labels, nv.Labels)
-	case *discoveryv1.EndpointSlice:
-		// Only the API server's own addresses are reserved.
-		return nv.Namespace == metav1.NamespaceDefault && nv.Labels[discoveryv1.LabelServiceName] == "kubernetes"
-	case *unstructured.Unstructured:
-		ov, ok := o.(*unstructured.Unstructured)
-		return !ok || !reflect.DeepEqual(ov.Object["spec"], nv.Object["spec"]) ||
-			!maps.Equal(ov.GetAnnotations(), nv.GetAnnotations()) || !maps.Equal(ov.GetLabels(), nv.GetLabels())
-	}
-	return true
 }

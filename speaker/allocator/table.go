@@ -29,7 +29,7 @@ type Pool struct {
 	Namespaces []string
 	Selector   labels.Selector
 	// Excluded are addresses of the range that must never be handed out,
-	// each with the reason, e.g. "InternalIP of node orion".
+	// each with the reason, e.g. "is the InternalIP of node orion".
 	Excluded map[netip.Addr]string
 	// Conflicts are addresses found answered on the wire by another host.
 	Conflicts map[netip.Addr]string
@@ -283,7 +283,7 @@ func (t *Table) assignRequested(r Request, pools []*Pool) (netip.Addr, *Pool, er
 			continue
 		}
 		if why, bad := p.Excluded[ip]; bad {
-			return netip.Addr{}, p, fmt.Errorf("%w: %s is the %s", ErrRefused, ip, why)
+			return netip.Addr{}, p, fmt.Errorf("%w: %s %s", ErrRefused, ip, why)
 		}
 		if h := t.holder[ip]; h != "" && h != r.Key {
 			return netip.Addr{}, p, fmt.Errorf("%w: %s is held by Service %s", ErrInUse, ip, h)

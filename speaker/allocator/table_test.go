@@ -25,7 +25,7 @@ func TestAssignDefaultAndExhaustion(t *testing.T) {
 	tb := NewTable()
 	p := pool(t, "demo", "198.18.0.200-198.18.0.202")
 	p.Default = true
-	p.Excluded = map[netip.Addr]string{ip("198.18.0.201"): "InternalIP of node a"}
+	p.Excluded = map[netip.Addr]string{ip("198.18.0.201"): "is the InternalIP of node a"}
 	tb.SetPools([]Pool{p})
 
 	got1, _, err := tb.Assign(Request{Key: "ns/a", Namespace: "ns"})
@@ -60,7 +60,7 @@ func TestAssignRequested(t *testing.T) {
 	tb := NewTable()
 	p := pool(t, "demo", "198.18.0.0/24")
 	p.Default = true
-	p.Excluded = map[netip.Addr]string{ip("198.18.0.11"): "InternalIP of node a"}
+	p.Excluded = map[netip.Addr]string{ip("198.18.0.11"): "is the InternalIP of node a"}
 	tb.SetPools([]Pool{p})
 
 	if got, _, err := tb.Assign(Request{Key: "ns/a", Namespace: "ns", RequestedIP: ip("198.18.0.100")}); err != nil || got != ip("198.18.0.100") {
@@ -156,7 +156,7 @@ func TestUnassignLetsARetryGetTheSameAddress(t *testing.T) {
 func TestSameSeesOnlyChangesThatAllocate(t *testing.T) {
 	base := func() []Pool {
 		a, b := pool(t, "a", "198.51.100.0-198.51.100.9"), pool(t, "b", "203.0.113.0-203.0.113.9")
-		a.Excluded = map[netip.Addr]string{netip.MustParseAddr("198.51.100.1"): "InternalIP of node n1"}
+		a.Excluded = map[netip.Addr]string{netip.MustParseAddr("198.51.100.1"): "is the InternalIP of node n1"}
 		b.Priority = 1
 		return []Pool{a, b}
 	}

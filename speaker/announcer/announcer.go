@@ -3,6 +3,10 @@
 // the live members (from the failure detector) and the Services and pools
 // (from informer caches) are enough, so announcing goes on unchanged while
 // the API server is unreachable.
+//
+// The decision itself is Decide, a pure function; this file gathers its
+// input, applies its output to the responders, and defends what it
+// announces on the wire.
 package announcer
 
 import (
@@ -18,20 +22,16 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/runtime"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/porterlb/porter/pkg/addr"
-	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
-	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/lbservice"
-	"github.com/porterlb/porter/speaker/allocator"
+	"github.com/porterlb/porter/speaker/facts"
 	"github.com/porterlb/porter/speaker/members"
 	"github.com/porterlb/porter/speaker/metrics"
-	"github.com/porterlb/porter/speaker/owner"
 	"github.com/porterlb/porter/speaker/responder"
 )
 
@@ -58,18 +58,22 @@ type Config struct {
 	Node           string
 	Kube           kubernetes.Interface
 	Services       cache.SharedIndexInformer
-	Eips           cache.SharedIndexInformer
-	Nodes          cache.SharedIndexInformer
 	EndpointSlices cache.SharedIndexInformer
-	NodeNICs       cache.SharedIndexInformer
-	Members        *members.Members
-	Metrics        *metrics.Metrics
-	Recorder       record.EventRecorder
-	Log            *slog.Logger
-	Probe          responder.ProbeConfig
-	// Reprobe is how long a conflicting address waits before it is probed
-	// again.
-	Reprobe time.Duration
+	// Facts gives the pools, the reserved addresses and the speakers' NIC
+	// reports.
+	Facts *facts.Facts
+	// ConflictsChanged is called when the addresses this speaker found
+	// answered by another host change, so that its report is published.
+	ConflictsChanged func()
+	Members          *members.Members
+	Metrics          *metrics.Metrics
+	Recorder         record.EventRecorder
+	Log              *slog.Logger
+	Probe            responder.ProbeConfig
+	// Reprobe is how long a conflicting address first waits before it is
+	// probed again; each further conflict doubles it, up to MaxReprobe.
+	Reprobe    time.Duration
+	MaxReprobe time.Duration
 }
 
 // Announcer runs the data path of one node.
@@ -84,19 +88,33 @@ type Announcer struct {
 	responders map[string]*responder.Responder
 	owned      map[netip.Addr]ownership
 	probing    map[netip.Addr]bool
+	// lastOwners is the previous decision's owner of each address, and
+	// decided is set once a decision was made: the probe before first use
+	// is decided from these, this speaker's own memory, and never from
+	// anything a user can write.
+	lastOwners map[netip.Addr]string
+	decided    bool
+	// suspect are the previous decision's suspect addresses.
+	suspect map[netip.Addr]bool
 	// probeSlots bounds the probes in flight: a pool of thousands filling
 	// at once would otherwise put three broadcasts per address on the LAN
 	// in one burst, and hold a goroutine for each.
 	probeSlots chan struct{}
 	cleared    map[netip.Addr]bool
-	conflicts  map[netip.Addr]conflict
-	refused    map[string]bool
-	results    chan probeResult
-	links      *links
+	// conflicts are guarded by mu: the responders' claim callbacks add
+	// to them from their read loops.
+	conflicts map[netip.Addr]conflict
+	refused   map[string]bool
+	results   chan probeResult
+	claims    chan claimed
+	links     *links
+	// liveMACs are the MACs of live members' NICs, for the responders'
+	// claim callbacks; replaced whole on each reconcile.
+	liveMACs atomic.Pointer[map[string]string]
 
 	writer *writer
 	ready  atomic.Bool
-	mu     sync.Mutex // guards health
+	mu     sync.Mutex // guards health and conflicts
 	health map[string]error
 	count  atomic.Int64
 }
@@ -106,18 +124,29 @@ type ownership struct {
 	svc   string
 }
 
+// conflict is an address another host answers for. It is probed again at
+// retry; tries doubles the wait each time.
 type conflict struct {
-	mac string
-	at  time.Time
-	svc string
+	mac   string
+	since time.Time
+	retry time.Time
+	tries int
+	svc   string
 }
 
 type probeResult struct {
 	ip    netip.Addr
-	svc   *corev1.Service
+	svc   string
 	iface string
 	mac   net.HardwareAddr
 	err   error
+}
+
+// claimed is another host found answering for an announced address.
+type claimed struct {
+	ip    netip.Addr
+	mac   net.HardwareAddr
+	iface string
 }
 
 // New creates an Announcer; Run starts it.
@@ -133,6 +162,9 @@ func New(cfg Config) *Announcer {
 	if cfg.Reprobe <= 0 {
 		cfg.Reprobe = 30 * time.Second
 	}
+	if cfg.MaxReprobe < cfg.Reprobe {
+		cfg.MaxReprobe = max(cfg.Reprobe, 10*time.Minute)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Announcer{
 		cfg:        cfg,
@@ -142,11 +174,13 @@ func New(cfg Config) *Announcer {
 		responders: map[string]*responder.Responder{},
 		owned:      map[netip.Addr]ownership{},
 		probing:    map[netip.Addr]bool{},
+		lastOwners: map[netip.Addr]string{},
 		probeSlots: make(chan struct{}, maxProbes),
 		cleared:    map[netip.Addr]bool{},
 		conflicts:  map[netip.Addr]conflict{},
 		refused:    map[string]bool{},
 		results:    make(chan probeResult, 16),
+		claims:     make(chan claimed, 64),
 		writer:     newWriter(cfg.Kube, cfg.Log),
 		health:     map[string]error{},
 	}
@@ -185,32 +219,26 @@ func (a *Announcer) Run(ctx context.Context) error {
 		UpdateFunc: func(any, any) { a.poke() },
 		DeleteFunc: func(any) { a.poke() },
 	}
-	// Nodes and Eips matter here for their addresses and specs only, not
-	// for heartbeats and status writes.
-	filtered := cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { a.poke() },
-		UpdateFunc: func(o, n any) {
-			if allocator.ChangesPools(o, n) {
-				a.poke()
-			}
-		},
-		DeleteFunc: func(any) { a.poke() },
-	}
-	for _, inf := range []cache.SharedIndexInformer{a.cfg.Services, a.cfg.EndpointSlices, a.cfg.NodeNICs} {
+	for _, inf := range []cache.SharedIndexInformer{a.cfg.Services, a.cfg.EndpointSlices} {
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return fmt.Errorf("watch: %w", err)
 		}
 	}
-	for _, inf := range []cache.SharedIndexInformer{a.cfg.Eips, a.cfg.Nodes} {
-		if _, err := inf.AddEventHandler(filtered); err != nil {
-			return fmt.Errorf("watch: %w", err)
-		}
+	// Pools, nodes and reports matter here for what can change the
+	// policy only, not for heartbeats and status writes.
+	if _, err := a.cfg.Facts.OnChange(a.poke); err != nil {
+		return err
+	}
+	// A NIC report's MACs say which claims on the wire come from a
+	// member: any report change may matter.
+	if _, err := a.cfg.Facts.NodeNICs().AddEventHandler(h); err != nil {
+		return fmt.Errorf("watch: %w", err)
 	}
 	if err := watchLinks(ctx, a.poke); err != nil {
 		return err
 	}
 	go a.writer.run(ctx)
-	if !cache.WaitForCacheSync(ctx.Done(), a.cfg.Services.HasSynced, a.cfg.Eips.HasSynced, a.cfg.Nodes.HasSynced, a.cfg.EndpointSlices.HasSynced, a.cfg.NodeNICs.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), a.cfg.Services.HasSynced, a.cfg.EndpointSlices.HasSynced, a.cfg.Facts.HasSynced) {
 		return ctx.Err()
 	}
 	changed := a.cfg.Members.Subscribe()
@@ -236,6 +264,8 @@ func (a *Announcer) Run(ctx context.Context) error {
 				}
 			}
 		case <-changed:
+		case c := <-a.claims:
+			a.claimedBy(c)
 		case r := <-a.results:
 			a.probed(r)
 			// Thousands of probes finish together when a large pool
@@ -265,18 +295,6 @@ func (a *Announcer) Close() {
 	}
 }
 
-type pool struct {
-	name     string
-	rng      addr.Range
-	iface    string
-	disabled bool
-}
-
-type want struct {
-	svc   *corev1.Service
-	iface string
-}
-
 func (a *Announcer) reconcile(ctx context.Context) {
 	log := a.cfg.Log
 	a.expireConflicts()
@@ -288,22 +306,24 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	if a.links == nil {
 		return
 	}
-	me := a.node(a.cfg.Node)
+	policy := a.cfg.Facts.Policy()
 	var layer2, internal netip.Addr
-	if me != nil {
-		layer2, internal = nodeIPs(me)
+	if me, ok := policy.Node(a.cfg.Node); ok {
+		layer2, internal = me.Layer2, me.InternalIP
 	}
 
-	pools := a.pools()
-	nicOf := map[string]*link{}
+	nicOf := map[string]string{}
 	var unservable []string
-	for _, p := range pools {
-		lk, err := a.links.choose(p.iface, layer2, internal)
-		if err != nil || !lk.up || len(lk.mac) == 0 {
-			unservable = append(unservable, p.name)
+	for _, p := range policy.Pools() {
+		if !p.Announced() {
 			continue
 		}
-		nicOf[p.name] = lk
+		lk, err := a.links.choose(p.Interface, layer2, internal)
+		if err != nil || !lk.up || len(lk.mac) == 0 {
+			unservable = append(unservable, p.Name)
+			continue
+		}
+		nicOf[p.Name] = lk.name
 	}
 	sort.Strings(unservable)
 	a.publishMeta(unservable)
@@ -312,58 +332,90 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	a.cfg.Metrics.Members.Set(float64(len(live)))
 	candidates := map[string][]string{}
 	for name, raw := range live {
-		for _, p := range pools {
-			if metaServes(raw, poolHash(p.name)) {
-				candidates[p.name] = append(candidates[p.name], name)
+		for _, p := range policy.Pools() {
+			if p.Announced() && metaServes(raw, poolHash(p.Name)) {
+				candidates[p.Name] = append(candidates[p.Name], name)
 			}
 		}
 	}
 
-	forbidden := map[netip.Addr]string{}
-	for _, o := range a.cfg.Nodes.GetStore().List() {
-		for ip, why := range allocator.NodeAddresses(o.(*corev1.Node)) {
-			forbidden[ip] = why
+	in := Input{
+		Node: a.cfg.Node, Policy: policy, Candidates: candidates, NICs: nicOf,
+		Local: a.links.local, Held: map[netip.Addr]bool{}, Suspect: map[netip.Addr]bool{},
+	}
+	macs := map[string]string{}
+	for _, r := range a.cfg.Facts.Reports() {
+		if _, ok := live[r.Node]; ok {
+			for _, n := range r.NICs {
+				if n.MAC != "" {
+					macs[n.MAC] = r.Node
+				}
+			}
+		}
+		// Another live speaker's conflict holds here too: the address
+		// must not move to this node unprobed only to be found in use.
+		if _, ok := live[r.Node]; ok && r.Node != a.cfg.Node {
+			for _, c := range r.Conflicts {
+				in.Suspect[c.IP] = true
+			}
 		}
 	}
-	for ip, why := range a.links.local {
-		forbidden[ip] = why
+	for _, lk := range a.links.byName {
+		macs[lk.mac.String()] = a.cfg.Node
+	}
+	a.liveMACs.Store(&macs)
+	a.mu.Lock()
+	for ip, c := range a.conflicts {
+		if time.Now().Before(c.retry) && !a.probing[ip] {
+			in.Held[ip] = true
+		} else {
+			in.Suspect[ip] = true
+		}
+	}
+	a.mu.Unlock()
+	for ip := range in.Suspect {
+		if !a.suspect[ip] {
+			delete(a.cleared, ip) // a probe from before the conflict counts no more
+		}
+	}
+	a.suspect = in.Suspect
+	for _, o := range a.cfg.Services.GetStore().List() {
+		s, ok := ServiceFrom(o.(*corev1.Service))
+		if !ok {
+			continue
+		}
+		if s.Local {
+			s.Endpoints = a.readyNodes(s.Key)
+		}
+		in.Services = append(in.Services, s)
 	}
 
-	desired := map[netip.Addr]want{}
-	for _, o := range a.cfg.Services.GetStore().List() {
-		svc := o.(*corev1.Service)
-		if !lbservice.IsPorter(svc) {
-			continue
-		}
-		ip := lbservice.IngressIP(svc)
-		if !ip.Is4() {
-			continue
-		}
-		p := poolOf(pools, ip, lbservice.Pool(svc))
-		if p == nil || p.disabled {
-			continue
-		}
-		if why, bad := forbidden[ip]; bad {
-			a.refuse(svc, ip, why)
-			continue
-		}
-		cands := candidates[p.name]
-		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
-			cands = a.withLocalEndpoints(svc, cands)
-		}
-		if owner.Pick(ip, cands) != a.cfg.Node {
-			continue
-		}
-		lk := nicOf[p.name]
-		if lk == nil {
-			continue
-		}
-		if _, waiting := a.conflicts[ip]; waiting {
-			continue
-		}
-		desired[ip] = want{svc: svc, iface: lk.name}
+	d := Decide(in)
+	for _, r := range d.Refused {
+		a.refuse(r)
 	}
-	a.apply(ctx, desired)
+	a.dropConflictsOwnedElsewhere(d)
+	a.apply(ctx, d)
+}
+
+// dropConflictsOwnedElsewhere forgets this speaker's conflicts, once their
+// wait is over, for addresses another member now owns: that member probes
+// them itself before it answers, and records the conflict if it is still
+// there. Kept, they would stand in its way forever, as only the owner
+// probes.
+func (a *Announcer) dropConflictsOwnedElsewhere(d Decision) {
+	a.mu.Lock()
+	dropped := false
+	for ip, c := range a.conflicts {
+		if o, ok := d.Owners[ip]; (!ok || o != a.cfg.Node) && !time.Now().Before(c.retry) && !a.probing[ip] {
+			delete(a.conflicts, ip)
+			dropped = true
+		}
+	}
+	a.mu.Unlock()
+	if dropped {
+		a.conflictsChanged()
+	}
 }
 
 func (a *Announcer) publishMeta(unservable []string) {
@@ -372,11 +424,21 @@ func (a *Announcer) publishMeta(unservable []string) {
 	}
 }
 
-// apply makes the responders answer for exactly desired.
-func (a *Announcer) apply(ctx context.Context, desired map[netip.Addr]want) {
+// apply makes the responders answer for exactly what d announces.
+func (a *Announcer) apply(ctx context.Context, d Decision) {
+	desired := d.Announce
+	if !a.decided {
+		// What was allocated before this speaker started was probed when
+		// first used, by whichever member answered for it then.
+		a.decided = true
+		for ip := range d.Owners {
+			a.lastOwners[ip] = startedWith
+		}
+	}
 	lost := map[string][]netip.Addr{}
 	for ip, o := range a.owned {
-		if d, ok := desired[ip]; ok && d.iface == o.iface && a.responders[o.iface] != nil && a.responders[o.iface].Healthy() == nil {
+		r := a.responders[o.iface]
+		if t, ok := desired[ip]; ok && t.Iface == o.iface && r != nil && r.Healthy() == nil && r.Owns(ip) {
 			continue
 		}
 		lost[o.iface] = append(lost[o.iface], ip)
@@ -392,23 +454,30 @@ func (a *Announcer) apply(ctx context.Context, desired map[netip.Addr]want) {
 
 	gained := map[string][]netip.Addr{}
 	var events []func()
-	for ip, d := range desired {
+	for ip, t := range desired {
 		if _, ok := a.owned[ip]; ok {
 			continue
 		}
-		if !a.cleared[ip] && !announcedBefore(d.svc, ip) {
-			a.startProbe(ctx, ip, d)
+		if !a.cleared[ip] && (t.Probe || !a.handedOver(ip)) {
+			a.startProbe(ctx, ip, t)
 			continue
 		}
-		if _, err := a.responder(d.iface); err != nil {
-			a.cfg.Log.Warn("open ARP responder", "interface", d.iface, "err", err)
+		if _, err := a.responder(t.Iface); err != nil {
+			a.cfg.Log.Warn("open ARP responder", "interface", t.Iface, "err", err)
 			continue
 		}
-		gained[d.iface] = append(gained[d.iface], ip)
-		a.owned[ip] = ownership{iface: d.iface, svc: lbservice.Key(d.svc)}
-		svc, ipc, iface := d.svc, ip, d.iface
+		gained[t.Iface] = append(gained[t.Iface], ip)
+		a.owned[ip] = ownership{iface: t.Iface, svc: t.Service}
+		// Having answered for it, this node need not probe it again.
+		a.cleared[ip] = true
+		key, ipc, iface := t.Service, ip, t.Iface
 		events = append(events, func() {
+			svc := a.service(key)
+			if svc == nil {
+				return
+			}
 			a.cfg.Recorder.Eventf(svc, corev1.EventTypeNormal, "Announcing", "announcing %s from %s on %s", ipc, a.cfg.Node, iface)
+			// For people only: no component reads it back.
 			a.writer.set(svc, lbservice.AnnouncerAnnotation, lbservice.Announcer{IP: ipc, Node: a.cfg.Node, Interface: iface}.String())
 		})
 	}
@@ -419,6 +488,13 @@ func (a *Announcer) apply(ctx context.Context, desired map[netip.Addr]want) {
 	}
 	a.cfg.Metrics.OwnedIPs.Set(float64(len(a.owned)))
 	a.count.Store(int64(len(a.owned)))
+	// A suspect address is never handed over unprobed.
+	a.lastOwners = make(map[netip.Addr]string, len(d.Owners))
+	for ip, o := range d.Owners {
+		if !a.suspect[ip] {
+			a.lastOwners[ip] = o
+		}
+	}
 	// Events and annotations come after the data path has changed, never
 	// before it.
 	for _, e := range events {
@@ -426,9 +502,27 @@ func (a *Announcer) apply(ctx context.Context, desired map[netip.Addr]want) {
 	}
 }
 
-func announcedBefore(svc *corev1.Service, ip netip.Addr) bool {
-	an, ok := lbservice.ParseAnnouncer(svc)
-	return ok && an.IP == ip
+// startedWith is the owner recorded for addresses that were allocated
+// before this speaker's first decision.
+const startedWith = "\x00before start"
+
+// handedOver reports whether ip comes to this node from another member,
+// as this speaker's own earlier decisions show: that member answered for it
+// until now, so it was probed when first used and is not probed again.
+// Addresses allocated before this speaker started count too. An address
+// this speaker never saw held, or saw only in conflict, is probed.
+func (a *Announcer) handedOver(ip netip.Addr) bool {
+	prev, ok := a.lastOwners[ip]
+	return ok && prev != a.cfg.Node
+}
+
+func (a *Announcer) service(key string) *corev1.Service {
+	o, ok, _ := a.cfg.Services.GetStore().GetByKey(key)
+	if !ok {
+		return nil
+	}
+	svc, _ := o.(*corev1.Service)
+	return svc
 }
 
 func (a *Announcer) responder(iface string) (*responder.Responder, error) {
@@ -440,7 +534,7 @@ func (a *Announcer) responder(iface string) (*responder.Responder, error) {
 		_ = r.Close()
 		delete(a.responders, iface)
 	}
-	r, err := responder.Open(iface, a.cfg.Metrics, a.cfg.Log)
+	r, err := responder.Open(iface, a.cfg.Metrics, a.cfg.Log, a.claim(iface))
 	if err != nil {
 		return nil, err
 	}
@@ -461,13 +555,13 @@ func (a *Announcer) responder(iface string) (*responder.Responder, error) {
 	return r, nil
 }
 
-func (a *Announcer) startProbe(ctx context.Context, ip netip.Addr, d want) {
+func (a *Announcer) startProbe(ctx context.Context, ip netip.Addr, t Target) {
 	if a.probing[ip] {
 		return
 	}
-	r, err := a.responder(d.iface)
+	r, err := a.responder(t.Iface)
 	if err != nil {
-		a.cfg.Log.Warn("open ARP responder", "interface", d.iface, "err", err)
+		a.cfg.Log.Warn("open ARP responder", "interface", t.Iface, "err", err)
 		return
 	}
 	select {
@@ -476,15 +570,21 @@ func (a *Announcer) startProbe(ctx context.Context, ip netip.Addr, d want) {
 		return // every slot is busy; a later reconcile starts this one
 	}
 	a.probing[ip] = true
-	ours := a.clusterMACs()
+	members := a.liveMACs.Load()
 	pc := a.cfg.Probe
 	go func() {
-		mac, err := r.Probe(ctx, ip, pc, func(m net.HardwareAddr) bool { return ours[m.String()] })
+		// A live member's answer is a handoff in progress, not a
+		// conflict; any other host's is, a node without a speaker
+		// included.
+		mac, err := r.Probe(ctx, ip, pc, func(m net.HardwareAddr) bool {
+			_, member := (*members)[m.String()]
+			return member
+		})
 		// Free the slot before the result wakes the reconcile that
 		// starts the next probe.
 		<-a.probeSlots
 		select {
-		case a.results <- probeResult{ip: ip, svc: d.svc, iface: d.iface, mac: mac, err: err}:
+		case a.results <- probeResult{ip: ip, svc: t.Service, iface: t.Iface, mac: mac, err: err}:
 		case <-ctx.Done():
 		}
 	}()
@@ -496,155 +596,147 @@ func (a *Announcer) probed(r probeResult) {
 	case r.err != nil:
 		a.cfg.Log.Warn("probe address", "ip", r.ip, "err", r.err)
 	case r.mac != nil:
-		first := a.conflicts[r.ip].mac == ""
-		a.conflicts[r.ip] = conflict{mac: r.mac.String(), at: time.Now(), svc: lbservice.Key(r.svc)}
-		a.cfg.Metrics.Conflicts.Inc()
-		if first {
-			a.cfg.Log.Warn("address in use by another host; not announcing it", "ip", r.ip, "mac", r.mac.String(), "interface", r.iface)
-			a.cfg.Recorder.Eventf(r.svc, corev1.EventTypeWarning, "AddressConflict", "%s is already answered on %s by %s, a host outside the cluster; Porter does not announce it and probes again every %s", r.ip, r.iface, r.mac, a.cfg.Reprobe)
-			a.writer.set(r.svc, lbservice.ConflictAnnotation, r.ip.String()+" "+r.mac.String())
-		}
+		a.conflict(r.ip, r.mac, r.iface, r.svc, "probe")
 	default:
 		a.cleared[r.ip] = true
-		if lbservice.ParseConflictIP(r.svc) == r.ip {
+		a.mu.Lock()
+		_, was := a.conflicts[r.ip]
+		delete(a.conflicts, r.ip)
+		a.mu.Unlock()
+		if was {
 			a.cfg.Log.Info("address free again", "ip", r.ip)
-			a.writer.unset(r.svc, lbservice.ConflictAnnotation)
+			a.conflictsChanged()
 		}
 	}
 }
 
-// clusterMACs are the MACs of every node's NICs; a probe answered by one
-// of them is a handoff in progress, not a conflict.
-func (a *Announcer) clusterMACs() map[string]bool {
-	out := map[string]bool{}
-	for _, o := range a.cfg.NodeNICs.GetStore().List() {
-		n, err := decodeNICs(o)
-		if err != nil {
-			continue
-		}
-		for _, nic := range n.Status.NICs {
-			if nic.MAC != "" {
-				out[nic.MAC] = true
+// claim is the responders' Claim: another host said it has an address
+// this node answers for. A live member's claim is a handoff the next
+// decision settles; anyone else's is a conflict.
+func (a *Announcer) claim(iface string) responder.Claim {
+	return func(ip netip.Addr, mac net.HardwareAddr) bool {
+		if m := a.liveMACs.Load(); m != nil {
+			if _, member := (*m)[mac.String()]; member {
+				a.poke()
+				return false
 			}
 		}
-	}
-	if a.links != nil {
-		for _, lk := range a.links.byName {
-			out[lk.mac.String()] = true
+		select {
+		case a.claims <- claimed{ip: ip, mac: mac, iface: iface}:
+		default:
+			// A flood of claims: the address is withdrawn all the same,
+			// and the next claim records it.
 		}
+		return true
 	}
+}
+
+// claimedBy records a conflict found while announcing: the responder has
+// already stopped answering.
+func (a *Announcer) claimedBy(c claimed) {
+	o, ok := a.owned[c.ip]
+	if !ok {
+		return
+	}
+	delete(a.owned, c.ip)
+	a.count.Store(int64(len(a.owned)))
+	a.cfg.Metrics.OwnedIPs.Set(float64(len(a.owned)))
+	a.cfg.Metrics.OwnershipChanges.WithLabelValues("lost").Inc()
+	a.conflict(c.ip, c.mac, c.iface, o.svc, "announce")
+}
+
+// conflict records that mac answers for ip: this node stops announcing it
+// and probes it again after a backoff, and the conflict is told through an
+// Event, a metric and this node's report, from which the allocator writes
+// it to the pool's status.
+func (a *Announcer) conflict(ip netip.Addr, mac net.HardwareAddr, iface, svcKey, during string) {
+	delete(a.cleared, ip)
+	a.mu.Lock()
+	c, seen := a.conflicts[ip]
+	if !seen || c.mac != mac.String() {
+		c = conflict{mac: mac.String(), since: time.Now(), svc: svcKey}
+	}
+	wait := a.cfg.Reprobe << min(c.tries, 16)
+	if wait > a.cfg.MaxReprobe || wait <= 0 {
+		wait = a.cfg.MaxReprobe
+	}
+	c.tries++
+	c.retry = time.Now().Add(wait)
+	a.conflicts[ip] = c
+	a.mu.Unlock()
+	a.cfg.Metrics.Conflicts.Inc()
+	if seen {
+		return
+	}
+	what := "is already answered"
+	if during == "announce" {
+		what = "was claimed while announced"
+	}
+	a.cfg.Log.Warn("address in use by another host; not announcing it", "ip", ip, "mac", mac.String(), "interface", iface, "found", during)
+	if svc := a.service(svcKey); svc != nil {
+		a.cfg.Recorder.Eventf(svc, corev1.EventTypeWarning, "AddressConflict", "%s %s on %s by %s, a host outside the cluster; Porter stopped announcing it and probes again in %s", ip, what, iface, mac, wait)
+	}
+	a.conflictsChanged()
+}
+
+func (a *Announcer) conflictsChanged() {
+	if a.cfg.ConflictsChanged != nil {
+		a.cfg.ConflictsChanged()
+	}
+}
+
+// Conflicts are the addresses this speaker found answered by another host,
+// for its report.
+func (a *Announcer) Conflicts() []v1alpha1.AddressConflict {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]v1alpha1.AddressConflict, 0, len(a.conflicts))
+	for ip, c := range a.conflicts {
+		out = append(out, v1alpha1.AddressConflict{Address: ip.String(), MAC: c.mac, Since: metav1.NewTime(c.since.Truncate(time.Second))})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
 	return out
 }
 
-func decodeNICs(o any) (*v1alpha1.NodeNICs, error) {
-	if n, ok := o.(*v1alpha1.NodeNICs); ok {
-		return n, nil
-	}
-	u, ok := o.(runtime.Unstructured)
-	if !ok {
-		return nil, fmt.Errorf("unexpected %T", o)
-	}
-	var n v1alpha1.NodeNICs
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.UnstructuredContent(), &n); err != nil {
-		return nil, fmt.Errorf("decode NodeNICs: %w", err)
-	}
-	return &n, nil
-}
-
-// expireConflicts lets conflicting addresses be probed again.
+// expireConflicts lets conflicting addresses whose backoff has passed be
+// probed again. The conflict itself stays on record until a probe finds
+// the address free.
 func (a *Announcer) expireConflicts() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	for ip, c := range a.conflicts {
-		if time.Since(c.at) >= a.cfg.Reprobe {
-			delete(a.conflicts, ip)
+		if !time.Now().Before(c.retry) {
 			delete(a.cleared, ip)
 		}
 	}
 }
 
-func (a *Announcer) refuse(svc *corev1.Service, ip netip.Addr, why string) {
-	k := lbservice.Key(svc) + " " + ip.String()
+func (a *Announcer) refuse(r Refusal) {
+	k := r.Service + " " + r.IP.String()
 	if a.refused[k] {
 		return
 	}
 	a.refused[k] = true
-	a.cfg.Log.Warn("refusing to announce a node's address", "service", lbservice.Key(svc), "ip", ip, "reason", why)
-	a.cfg.Recorder.Eventf(svc, corev1.EventTypeWarning, "AddressRefused", "%s is the %s; Porter never answers ARP for a node's address", ip, why)
+	a.cfg.Log.Warn("refusing to announce an address", "service", r.Service, "ip", r.IP, "reason", r.Reason)
+	if svc := a.service(r.Service); svc != nil {
+		a.cfg.Recorder.Eventf(svc, corev1.EventTypeWarning, "AddressRefused", "%s is never announced: %s", r.IP, r.Reason)
+	}
 }
 
-func (a *Announcer) node(name string) *corev1.Node {
-	o, ok, _ := a.cfg.Nodes.GetStore().GetByKey(name)
-	if !ok {
-		return nil
-	}
-	return o.(*corev1.Node)
-}
-
-func (a *Announcer) pools() []pool {
-	var out []pool
-	for _, o := range a.cfg.Eips.GetStore().List() {
-		e, err := eips.Decode(o.(runtime.Object))
-		if err != nil || e.Spec.Protocol != v1alpha2.ProtocolLayer2 {
-			continue
-		}
-		r, err := addr.Parse(e.Spec.Address)
-		if err != nil || !r.Is4() {
-			continue
-		}
-		out = append(out, pool{name: e.Name, rng: r, iface: e.Spec.Interface, disabled: e.Spec.Disable})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out
-}
-
-func poolOf(pools []pool, ip netip.Addr, named string) *pool {
-	for i := range pools {
-		if pools[i].name == named && pools[i].rng.Contains(ip) {
-			return &pools[i]
-		}
-	}
-	for i := range pools {
-		if pools[i].rng.Contains(ip) {
-			return &pools[i]
-		}
-	}
-	return nil
-}
-
-// withLocalEndpoints keeps the candidates that run a ready endpoint of
-// svc: with externalTrafficPolicy Local, only they can serve it.
-func (a *Announcer) withLocalEndpoints(svc *corev1.Service, cands []string) []string {
-	objs, err := a.cfg.EndpointSlices.GetIndexer().ByIndex(ServiceIndex, lbservice.Key(svc))
+// readyNodes are the nodes with a ready endpoint of the Service key: with
+// externalTrafficPolicy Local, only they can serve it.
+func (a *Announcer) readyNodes(key string) []string {
+	objs, err := a.cfg.EndpointSlices.GetIndexer().ByIndex(ServiceIndex, key)
 	if err != nil {
 		return nil
 	}
-	ready := map[string]bool{}
+	var out []string
 	for _, o := range objs {
 		for _, ep := range o.(*discoveryv1.EndpointSlice).Endpoints {
 			if ep.NodeName != nil && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
-				ready[*ep.NodeName] = true
+				out = append(out, *ep.NodeName)
 			}
 		}
 	}
-	var out []string
-	for _, c := range cands {
-		if ready[c] {
-			out = append(out, c)
-		}
-	}
 	return out
-}
-
-// nodeIPs are the node's layer2 annotation address and its InternalIP.
-func nodeIPs(n *corev1.Node) (layer2, internal netip.Addr) {
-	for _, k := range []string{v1alpha2.Layer2Annotation, v1alpha2.Layer2AnnotationOpenELB} {
-		if ip, err := netip.ParseAddr(n.Annotations[k]); err == nil && !layer2.IsValid() {
-			layer2 = ip.Unmap()
-		}
-	}
-	for _, a := range n.Status.Addresses {
-		if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP && !internal.IsValid() {
-			internal = ip.Unmap()
-		}
-	}
-	return layer2, internal
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 )
@@ -70,4 +71,40 @@ func Read(internalIP netip.Addr) (list []v1alpha1.NIC, primary string, err error
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	return list, primary, nil
+}
+
+// Gateways lists the next hops of the default routes of the calling
+// thread's network namespace, IPv4 and IPv6, each once, in order.
+func Gateways() ([]string, error) {
+	var out []string
+	seen := map[netip.Addr]bool{}
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := netlink.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return nil, fmt.Errorf("list routes: %w", err)
+		}
+		for _, r := range routes {
+			if r.Dst != nil {
+				if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+					continue // not a default route
+				}
+			}
+			hops := []net.IP{r.Gw}
+			for _, nh := range r.MultiPath {
+				hops = append(hops, nh.Gw)
+			}
+			for _, h := range hops {
+				ip, ok := netip.AddrFromSlice(h)
+				if !ok || !ip.IsValid() || ip.IsUnspecified() {
+					continue
+				}
+				ip = ip.Unmap()
+				if !seen[ip] {
+					seen[ip] = true
+					out = append(out, ip.String())
+				}
+			}
+		}
+	}
+	return out, nil
 }

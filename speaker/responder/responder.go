@@ -26,12 +26,20 @@ import (
 // or were still in their ARP lock time.
 var GratuitousSchedule = []time.Duration{0, 250 * time.Millisecond, 1 * time.Second, 3 * time.Second}
 
+// Claim is called when another host says, in any ARP packet, that it has
+// an address this responder answers for. It returns whether that is a
+// conflict; the responder then stops answering for the address at once,
+// before the call returns, so no client is told two MACs any longer than
+// one packet takes.
+type Claim func(ip netip.Addr, mac net.HardwareAddr) (conflict bool)
+
 // Responder answers ARP on one interface.
 type Responder struct {
-	ifi *net.Interface
-	c   *arp.Client
-	log *slog.Logger
-	m   *metrics.Metrics
+	ifi   *net.Interface
+	c     *arp.Client
+	log   *slog.Logger
+	m     *metrics.Metrics
+	claim Claim
 
 	mu     sync.RWMutex
 	owned  map[netip.Addr]struct{}
@@ -42,8 +50,9 @@ type Responder struct {
 	closed atomic.Bool
 }
 
-// Open listens for ARP on the interface named name.
-func Open(name string, m *metrics.Metrics, log *slog.Logger) (*Responder, error) {
+// Open listens for ARP on the interface named name. claim, when set, is
+// told of every other host that claims an owned address.
+func Open(name string, m *metrics.Metrics, log *slog.Logger, claim Claim) (*Responder, error) {
 	ifi, err := net.InterfaceByName(name)
 	if err != nil {
 		return nil, fmt.Errorf("find interface %s: %w", name, err)
@@ -53,7 +62,7 @@ func Open(name string, m *metrics.Metrics, log *slog.Logger) (*Responder, error)
 		return nil, fmt.Errorf("open ARP socket on %s: %w", name, err)
 	}
 	return &Responder{
-		ifi: ifi, c: c, m: m, log: log.With("interface", name),
+		ifi: ifi, c: c, m: m, log: log.With("interface", name), claim: claim,
 		owned:  map[netip.Addr]struct{}{},
 		probes: map[netip.Addr]chan net.HardwareAddr{},
 		done:   make(chan struct{}),
@@ -111,18 +120,23 @@ func (r *Responder) Serve() error {
 	}
 }
 
-// watch hands a packet to the probe waiting on its sender address: any
-// host that says it has the address, in a reply, a request or an
-// announcement, is a conflict (RFC 5227 section 2.1.1).
+// watch hands a packet to the probe waiting on its sender address, and
+// defends owned addresses: any host that says it has the address, in a
+// reply, a request or an announcement, claims it (RFC 5227 sections 2.1.1
+// and 2.4).
 func (r *Responder) watch(p *arp.Packet) {
 	r.mu.RLock()
 	ch := r.probes[p.SenderIP]
+	_, owned := r.owned[p.SenderIP]
 	r.mu.RUnlock()
 	if ch != nil {
 		select {
 		case ch <- slices.Clone(p.SenderHardwareAddr):
 		default:
 		}
+	}
+	if owned && r.claim != nil && r.claim(p.SenderIP, slices.Clone(p.SenderHardwareAddr)) {
+		r.Withdraw([]netip.Addr{p.SenderIP})
 	}
 }
 

@@ -1,0 +1,163 @@
+package announcer
+
+import (
+	"net/netip"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/porterlb/porter/pkg/addrpolicy"
+	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/speaker/owner"
+)
+
+// Service is a Porter Service as the decision reads it.
+type Service struct {
+	Key string
+	// IP is the address the allocator wrote to the Service's status.
+	IP netip.Addr
+	// Pool is the Eip the Service names, or "".
+	Pool string
+	// Local is externalTrafficPolicy: Local; Endpoints then lists the
+	// nodes with a ready endpoint.
+	Local     bool
+	Endpoints []string
+}
+
+// ServiceFrom reads a Service; ok is false when it is not Porter's or has
+// no address yet.
+func ServiceFrom(svc *corev1.Service) (Service, bool) {
+	if !lbservice.IsPorter(svc) {
+		return Service{}, false
+	}
+	ip := lbservice.IngressIP(svc)
+	if !ip.IsValid() {
+		return Service{}, false
+	}
+	return Service{
+		Key:   lbservice.Key(svc),
+		IP:    ip,
+		Pool:  lbservice.Pool(svc),
+		Local: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+	}, true
+}
+
+// Input is everything one decision is made from.
+type Input struct {
+	// Node is this speaker's node.
+	Node   string
+	Policy *addrpolicy.Policy
+	// Candidates are, for each pool, the live members that can serve it,
+	// this node included when it can.
+	Candidates map[string][]string
+	Services   []Service
+	// NICs are, for each pool, the NIC of this node to announce it on;
+	// a pool this node cannot serve (no such NIC, or it is down) is
+	// absent.
+	NICs map[string]string
+	// Local are the addresses of this node's own interfaces, with where.
+	Local map[netip.Addr]string
+	// Held are addresses this speaker found answered by another host and
+	// waits out a backoff for: nobody answers for them meanwhile.
+	Held map[netip.Addr]bool
+	// Suspect are addresses some speaker found answered by another host
+	// whose wait is over: their owner probes them before it answers.
+	Suspect map[netip.Addr]bool
+}
+
+// Target is an address this node answers for.
+type Target struct {
+	Service string
+	Iface   string
+	// Probe is set for a suspect address: it is probed first, whoever
+	// held it before.
+	Probe bool
+}
+
+// Refusal is a Service address no node may answer for.
+type Refusal struct {
+	Service string
+	IP      netip.Addr
+	Reason  string
+}
+
+// Decision is what this node does.
+type Decision struct {
+	// Announce are the addresses to answer for, and on which NIC.
+	Announce map[netip.Addr]Target
+	// Owners are, for every address some member should answer for, that
+	// member: this node's view of who announces what.
+	Owners map[netip.Addr]string
+	// Refused are the addresses nobody answers for, in Service order.
+	Refused []Refusal
+}
+
+// Decide computes which addresses this node answers for. It is a pure
+// function: every speaker given the same input agrees on the owner of
+// every address.
+func Decide(in Input) Decision {
+	d := Decision{Announce: map[netip.Addr]Target{}, Owners: map[netip.Addr]string{}}
+	// Two Services that claim one address (a status written by hand)
+	// would make two owners flap between them; the first by key wins.
+	svcs := append([]Service(nil), in.Services...)
+	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Key < svcs[j].Key })
+	taken := map[netip.Addr]string{}
+	for _, s := range svcs {
+		ip := s.IP.Unmap()
+		if !ip.Is4() {
+			continue // NDP is not served yet
+		}
+		if other, dup := taken[ip]; dup {
+			d.Refused = append(d.Refused, Refusal{s.Key, ip, "also claimed by Service " + other})
+			continue
+		}
+		taken[ip] = s.Key
+		v := in.Policy.Check(ip, s.Pool)
+		if v.Refused {
+			d.Refused = append(d.Refused, Refusal{s.Key, ip, v.Reason.Text})
+			continue
+		}
+		if why, mine := in.Local[ip]; mine {
+			d.Refused = append(d.Refused, Refusal{s.Key, ip, why})
+			continue
+		}
+		if !v.Pool.Announced() {
+			continue // a disabled pool is silent
+		}
+		if in.Held[ip] {
+			continue
+		}
+		cands := in.Candidates[v.Pool.Name]
+		if s.Local {
+			cands = intersect(cands, s.Endpoints)
+		}
+		o := owner.Pick(ip, cands)
+		if o == "" {
+			continue
+		}
+		d.Owners[ip] = o
+		if o != in.Node {
+			continue
+		}
+		iface, ok := in.NICs[v.Pool.Name]
+		if !ok {
+			continue
+		}
+		d.Announce[ip] = Target{Service: s.Key, Iface: iface, Probe: in.Suspect[ip]}
+	}
+	return d
+}
+
+func intersect(cands, nodes []string) []string {
+	ok := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		ok[n] = true
+	}
+	var out []string
+	for _, c := range cands {
+		if ok[c] {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -1,0 +1,354 @@
+// Package facts keeps, inside a speaker, the address policy of the cluster
+// as its informer caches show it. The allocator and the announcer read the
+// same Policy, built by pkg/addrpolicy, so they cannot disagree about which
+// pool holds an address or which addresses are reserved.
+//
+// Each object is decoded once per version, and the policy is rebuilt only
+// after a change that can alter it: at thousands of nodes, heartbeats and
+// status writes are most of the events and alter nothing.
+package facts
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"reflect"
+	"slices"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/porterlb/porter/pkg/addrpolicy"
+	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+)
+
+// Informers are the caches the policy is decided from. Eips and NodeNICs
+// hold typed objects (see Typed). ServiceCIDRs, ClusterInfo and
+// KubeadmConfig may be nil where they cannot be read.
+type Informers struct {
+	Eips           cache.SharedIndexInformer
+	Nodes          cache.SharedIndexInformer
+	NodeNICs       cache.SharedIndexInformer
+	EndpointSlices cache.SharedIndexInformer
+	ServiceCIDRs   cache.SharedIndexInformer
+	ClusterInfo    cache.SharedIndexInformer
+	KubeadmConfig  cache.SharedIndexInformer
+}
+
+// Facts builds the policy from the caches.
+type Facts struct {
+	inf Informers
+
+	mu      sync.Mutex
+	gen     uint64 // bumped by every change that can alter the policy
+	builtAt uint64
+	policy  *addrpolicy.Policy
+	pools   map[types.UID]memo[addrpolicy.Pool]
+	nodes   map[types.UID]memo[addrpolicy.Node]
+	reports map[types.UID]memo[addrpolicy.Report]
+}
+
+type memo[T any] struct {
+	rv string
+	v  T
+}
+
+// New watches the informers for changes; it must be called before they
+// start, so that no change goes unseen.
+func New(inf Informers) (*Facts, error) {
+	f := &Facts{inf: inf, builtAt: ^uint64(0)}
+	bump := cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { f.bump() },
+		UpdateFunc: func(o, n any) {
+			if Changes(o, n) {
+				f.bump()
+			}
+		},
+		DeleteFunc: func(any) { f.bump() },
+	}
+	for _, i := range f.all() {
+		if _, err := i.AddEventHandler(bump); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+func (f *Facts) all() []cache.SharedIndexInformer {
+	var out []cache.SharedIndexInformer
+	for _, i := range []cache.SharedIndexInformer{f.inf.Eips, f.inf.Nodes, f.inf.NodeNICs, f.inf.EndpointSlices, f.inf.ServiceCIDRs, f.inf.ClusterInfo, f.inf.KubeadmConfig} {
+		if i != nil {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// HasSynced reports whether every cache has synced.
+func (f *Facts) HasSynced() bool {
+	for _, i := range f.all() {
+		if !i.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *Facts) bump() {
+	f.mu.Lock()
+	f.gen++
+	f.mu.Unlock()
+}
+
+// Policy is the policy of the caches as they are now.
+func (f *Facts) Policy() *addrpolicy.Policy {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.policy != nil && f.builtAt == f.gen {
+		return f.policy
+	}
+	gen := f.gen
+	f.policy = addrpolicy.New(f.snapshot())
+	f.builtAt = gen
+	return f.policy
+}
+
+// snapshot reads the caches, decoding only objects not seen at this
+// version before. It is called with mu held.
+func (f *Facts) snapshot() addrpolicy.Snapshot {
+	var s addrpolicy.Snapshot
+	pools := make(map[types.UID]memo[addrpolicy.Pool], len(f.pools))
+	for _, o := range f.inf.Eips.GetStore().List() {
+		e, ok := o.(*v1alpha2.Eip)
+		if !ok {
+			continue
+		}
+		m, ok := f.pools[e.UID]
+		if !ok || m.rv != e.ResourceVersion {
+			m = memo[addrpolicy.Pool]{e.ResourceVersion, addrpolicy.PoolFromEip(e)}
+		}
+		pools[e.UID] = m
+		s.Pools = append(s.Pools, m.v)
+	}
+	f.pools = pools
+
+	nodes := make(map[types.UID]memo[addrpolicy.Node], len(f.nodes))
+	for _, o := range f.inf.Nodes.GetStore().List() {
+		n, ok := o.(*corev1.Node)
+		if !ok {
+			continue
+		}
+		m, ok := f.nodes[n.UID]
+		if !ok || m.rv != n.ResourceVersion {
+			m = memo[addrpolicy.Node]{n.ResourceVersion, addrpolicy.NodeFromObject(n)}
+		}
+		nodes[n.UID] = m
+		s.Nodes = append(s.Nodes, m.v)
+	}
+	f.nodes = nodes
+
+	reports := make(map[types.UID]memo[addrpolicy.Report], len(f.reports))
+	for _, o := range f.inf.NodeNICs.GetStore().List() {
+		n, ok := o.(*v1alpha1.NodeNICs)
+		if !ok {
+			continue
+		}
+		m, ok := f.reports[n.UID]
+		if !ok || m.rv != n.ResourceVersion {
+			m = memo[addrpolicy.Report]{n.ResourceVersion, addrpolicy.ReportFromNodeNICs(n)}
+		}
+		reports[n.UID] = m
+		s.Reports = append(s.Reports, m.v)
+	}
+	f.reports = reports
+
+	s.APIServer = APIServerAddrs(f.inf.EndpointSlices)
+	if f.inf.ServiceCIDRs != nil {
+		for _, o := range f.inf.ServiceCIDRs.GetStore().List() {
+			if c, ok := o.(*networkingv1.ServiceCIDR); ok {
+				for _, t := range c.Spec.CIDRs {
+					if p, err := netip.ParsePrefix(t); err == nil {
+						s.ServiceCIDRs = append(s.ServiceCIDRs, p)
+					}
+				}
+			}
+		}
+	}
+	if f.inf.ClusterInfo != nil {
+		for _, o := range f.inf.ClusterInfo.GetStore().List() {
+			if cm, ok := o.(*corev1.ConfigMap); ok && cm.Name == addrpolicy.ClusterInfoName {
+				s.ControlPlane = append(s.ControlPlane, addrpolicy.ControlPlaneFromClusterInfo(cm.Data)...)
+			}
+		}
+	}
+	if f.inf.KubeadmConfig != nil {
+		for _, o := range f.inf.KubeadmConfig.GetStore().List() {
+			if cm, ok := o.(*corev1.ConfigMap); ok && cm.Name == addrpolicy.KubeadmConfigName {
+				k := addrpolicy.FromKubeadmConfig(cm.Data)
+				s.ControlPlane = append(s.ControlPlane, k.ControlPlane...)
+				s.PodCIDRs = append(s.PodCIDRs, k.PodCIDRs...)
+				// The ServiceCIDR objects, where the API has them, are
+				// the truth; kubeadm's copy is a fallback and the same.
+				s.ServiceCIDRs = append(s.ServiceCIDRs, k.ServiceCIDRs...)
+			}
+		}
+	}
+	return s
+}
+
+// Reports are the speakers' NIC reports, decoded.
+func (f *Facts) Reports() []addrpolicy.Report {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]addrpolicy.Report, 0, len(f.reports))
+	for _, o := range f.inf.NodeNICs.GetStore().List() {
+		n, ok := o.(*v1alpha1.NodeNICs)
+		if !ok {
+			continue
+		}
+		if m, ok := f.reports[n.UID]; ok && m.rv == n.ResourceVersion {
+			out = append(out, m.v)
+			continue
+		}
+		out = append(out, addrpolicy.ReportFromNodeNICs(n))
+	}
+	return out
+}
+
+// APIServerAddrs are the API server's endpoint addresses, from the
+// EndpointSlices of default/kubernetes.
+func APIServerAddrs(inf cache.SharedIndexInformer) []netip.Addr {
+	var out []netip.Addr
+	for _, o := range inf.GetStore().List() {
+		s, ok := o.(*discoveryv1.EndpointSlice)
+		if !ok || !isAPIServerSlice(s) {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			for _, a := range ep.Addresses {
+				if ip, err := netip.ParseAddr(a); err == nil {
+					out = append(out, ip.Unmap())
+				}
+			}
+		}
+	}
+	return out
+}
+
+func isAPIServerSlice(s *discoveryv1.EndpointSlice) bool {
+	return s.Namespace == metav1.NamespaceDefault && s.Labels[discoveryv1.LabelServiceName] == "kubernetes"
+}
+
+// Changes reports whether an update can change the policy, or which
+// namespaces a pool admits. Node heartbeats, pool status writes, speaker
+// status in NodeNICs and the endpoints of ordinary Services cannot, and at
+// thousands of Services and nodes they are most of the events.
+func Changes(o, n any) bool {
+	switch nv := n.(type) {
+	case *corev1.Node:
+		ov, ok := o.(*corev1.Node)
+		return !ok || !reflect.DeepEqual(addrpolicy.NodeFromObject(ov), addrpolicy.NodeFromObject(nv))
+	case *corev1.Namespace:
+		ov, ok := o.(*corev1.Namespace)
+		return !ok || !maps.Equal(ov.Labels, nv.Labels)
+	case *discoveryv1.EndpointSlice:
+		ov, ok := o.(*discoveryv1.EndpointSlice)
+		return isAPIServerSlice(nv) && (!ok || !reflect.DeepEqual(ov.Endpoints, nv.Endpoints))
+	case *v1alpha2.Eip:
+		ov, ok := o.(*v1alpha2.Eip)
+		return !ok || !reflect.DeepEqual(ov.Spec, nv.Spec) ||
+			!maps.Equal(ov.Annotations, nv.Annotations) || !maps.Equal(ov.Labels, nv.Labels)
+	case *v1alpha1.NodeNICs:
+		ov, ok := o.(*v1alpha1.NodeNICs)
+		return !ok || !reflect.DeepEqual(ov.Status.NICs, nv.Status.NICs) ||
+			!slices.Equal(ov.Status.Gateways, nv.Status.Gateways) ||
+			!reflect.DeepEqual(ov.Status.Conflicts, nv.Status.Conflicts) ||
+			ov.Status.UpdatedAt.IsZero() != nv.Status.UpdatedAt.IsZero()
+	case *corev1.ConfigMap:
+		ov, ok := o.(*corev1.ConfigMap)
+		return !ok || !maps.Equal(ov.Data, nv.Data)
+	}
+	return true
+}
+
+// Transform is every speaker informer's transform. It drops what the
+// speaker never reads before an object enters a cache: managed fields are
+// often the largest part of a Service, and a node's image list is larger
+// still; at 10,000 Services this is most of the speaker's memory. And it
+// decodes Porter's own kinds into their types, once, as they enter: a
+// reconcile then reads them as they are.
+func Transform(obj any) (any, error) {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		var typed runtime.Object
+		switch u.GetKind() {
+		case "Eip":
+			typed = &v1alpha2.Eip{}
+		case "NodeNICs":
+			typed = &v1alpha1.NodeNICs{}
+		}
+		if typed != nil {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, typed); err != nil {
+				return nil, fmt.Errorf("decode %s %s: %w", u.GetKind(), u.GetName(), err)
+			}
+			obj = typed
+		}
+	}
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+		if a := m.GetAnnotations(); a[corev1.LastAppliedConfigAnnotation] != "" {
+			delete(a, corev1.LastAppliedConfigAnnotation)
+		}
+	}
+	if n, ok := obj.(*corev1.Node); ok {
+		n.Status.Images = nil
+	}
+	return obj, nil
+}
+
+// OnChange calls fn after every change that can alter the policy. remove
+// ends the calls.
+func (f *Facts) OnChange(fn func()) (remove func(), err error) {
+	h := cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { fn() },
+		UpdateFunc: func(o, n any) {
+			if Changes(o, n) {
+				fn()
+			}
+		},
+		DeleteFunc: func(any) { fn() },
+	}
+	var regs []func()
+	remove = func() {
+		for _, r := range regs {
+			r()
+		}
+	}
+	for _, i := range f.all() {
+		r, err := i.AddEventHandler(h)
+		if err != nil {
+			remove()
+			return nil, fmt.Errorf("watch: %w", err)
+		}
+		regs = append(regs, func() { _ = i.RemoveEventHandler(r) })
+	}
+	return remove, nil
+}
+
+// Eips is the pool cache, whose objects are *v1alpha2.Eip.
+func (f *Facts) Eips() cache.SharedIndexInformer { return f.inf.Eips }
+
+// Nodes is the node cache.
+func (f *Facts) Nodes() cache.SharedIndexInformer { return f.inf.Nodes }
+
+// NodeNICs is the cache of NIC reports, whose objects are
+// *v1alpha1.NodeNICs.
+func (f *Facts) NodeNICs() cache.SharedIndexInformer { return f.inf.NodeNICs }
