@@ -202,6 +202,9 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
+	// Taken before anything stops: a process that is exiting can no
+	// longer be found by its command line.
+	procs := procsUnder(c.kwokDir)
 	if _, err := os.Stat(filepath.Join(c.kwokDir, "clusters", c.Name)); err == nil {
 		if out, err := c.kwokctl(ctx, "delete", "cluster", "--name", c.Name); err != nil {
 			errs = append(errs, fmt.Errorf("delete lab cluster %s: %w\n%s", c.Name, err, out))
@@ -209,6 +212,11 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	}
 	// kwokctl stops what it started; kill whatever did not stop with it.
 	if err := killUnder(c.kwokDir); err != nil {
+		errs = append(errs, err)
+	}
+	// A killed process has not let go of its ports until its last thread
+	// has exited; Stop promises they are free.
+	if err := waitExited(procs, 10*time.Second); err != nil {
 		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(c.kwokDir); err != nil {
@@ -404,13 +412,88 @@ func pidsUnder(dir string) []int {
 	return pids
 }
 
+// proc names one process across PID reuse: its start time, in clock
+// ticks since boot, tells it from a later process with the same PID.
+type proc struct {
+	pid   int
+	start string
+}
+
+// procsUnder lists the processes whose command line names a path under dir.
+func procsUnder(dir string) []proc {
+	var out []proc
+	for _, pid := range pidsUnder(dir) {
+		if st, ok := statFields(strconv.Itoa(pid)); ok && len(st) > 19 {
+			out = append(out, proc{pid: pid, start: st[19]})
+		}
+	}
+	return out
+}
+
+// statFields are the fields of /proc/<pid>/stat after the command name,
+// the state first.
+func statFields(pid string) ([]string, bool) {
+	st, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+	if err != nil {
+		return nil, false
+	}
+	i := bytes.LastIndexByte(st, ')')
+	if i < 0 {
+		return nil, false
+	}
+	return strings.Fields(string(st[i+1:])), true
+}
+
+// waitExited waits until every thread of each process has exited. A
+// process is not gone when its leader is: in a multi-threaded process
+// killed by a signal the leader often turns zombie first, while other
+// threads, which share the file table, are still tearing down, and its
+// listening sockets are still open. Such threads have already dropped
+// their memory, so their command line reads empty: the processes must be
+// known from before they were stopped.
+func waitExited(procs []proc, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		var left []int
+		for _, p := range procs {
+			if !exited(p) {
+				left = append(left, p.pid)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes %v still exiting after %s", left, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// exited reports whether p is gone, or nothing of it is left but the
+// zombie its parent reaps.
+func exited(p proc) bool {
+	pid := strconv.Itoa(p.pid)
+	st, ok := statFields(pid)
+	if !ok || len(st) <= 19 || st[19] != p.start {
+		return true // gone, or the PID belongs to another process now
+	}
+	tasks, err := os.ReadDir(filepath.Join("/proc", pid, "task"))
+	if err != nil {
+		return true
+	}
+	for _, t := range tasks {
+		ts, ok := statFields(filepath.Join(pid, "task", t.Name()))
+		if ok && len(ts) > 0 && ts[0] != "Z" && ts[0] != "X" {
+			return false
+		}
+	}
+	return true
+}
+
 // liveUnder reports whether some thread of pid still runs a command line
-// naming needle. Threads are looked at one by one because a process is not
-// gone when its leader is: in a multi-threaded process killed by a signal
-// the leader often turns zombie first, and its cmdline then reads empty,
-// while the other threads, which share the file table, are still tearing
-// down and its listening sockets are still open. Once every thread is a
-// zombie, nothing of the process is left but the entry its parent reaps.
+// naming needle. Threads are looked at one by one because the leader of
+// a process may be a zombie while other threads still run.
 func liveUnder(pid int, needle []byte) bool {
 	taskDir := filepath.Join("/proc", strconv.Itoa(pid), "task")
 	tasks, err := os.ReadDir(taskDir)
