@@ -120,7 +120,7 @@ func NodeFromObject(n *corev1.Node) Node {
 			Reason: Reason{Class: ClassNode, Text: fmt.Sprintf("is the %s of node %s", a.Type, n.Name)},
 		})
 	}
-	for _, k := range []string{v1alpha2.Layer2Annotation, v1alpha2.Layer2AnnotationOpenELB} {
+	for _, k := range layer2Keys {
 		v, ok := n.Annotations[k]
 		if !ok {
 			continue
@@ -149,6 +149,20 @@ func NodeFromObject(n *corev1.Node) Node {
 		}
 	}
 	return out
+}
+
+// layer2Keys are the layer2 annotation's spellings, Porter's first.
+var layer2Keys = []string{v1alpha2.Layer2Annotation, v1alpha2.Layer2AnnotationOpenELB}
+
+// Layer2Value is the node's layer2 annotation as written, in whichever
+// spelling it carries, Porter's first; "" when it has none.
+func Layer2Value(annotations map[string]string) string {
+	for _, k := range layer2Keys {
+		if v := strings.TrimSpace(annotations[k]); v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // Primary is the address the node's speaker announces from unless a pool

@@ -28,11 +28,10 @@ const (
 	IPAnnotationOpenELB = "eip.openelb.kubesphere.io/v1alpha1"
 
 	// AnnouncerAnnotation is written by the speaker that answers ARP for
-	// the Service's address: "<ip> <node> <interface>".
+	// the Service's address: "<ip> <node> <interface>". It is for people:
+	// a tenant can write it too, so no component reads it back to decide
+	// anything.
 	AnnouncerAnnotation = "porter.kubesphere.io/announcer"
-	// ConflictAnnotation is written by the speaker that found the address
-	// already answered on the wire: "<ip> <mac>".
-	ConflictAnnotation = "porter.kubesphere.io/address-conflict"
 )
 
 // IsPorter reports whether svc is a LoadBalancer Service Porter serves.
@@ -115,30 +114,4 @@ func ParseAnnouncer(svc *corev1.Service) (a Announcer, ok bool) {
 		return Announcer{}, false
 	}
 	return Announcer{IP: ip, Node: f[1], Interface: f[2]}, true
-}
-
-// Conflict is a parsed ConflictAnnotation.
-type Conflict struct {
-	IP  netip.Addr
-	MAC string
-}
-
-// ParseConflict reads svc's ConflictAnnotation.
-func ParseConflict(svc *corev1.Service) (c Conflict, ok bool) {
-	f := strings.Fields(svc.Annotations[ConflictAnnotation])
-	if len(f) != 2 {
-		return Conflict{}, false
-	}
-	ip, err := netip.ParseAddr(f[0])
-	if err != nil {
-		return Conflict{}, false
-	}
-	return Conflict{IP: ip, MAC: f[1]}, true
-}
-
-// ParseConflictIP is the address in svc's ConflictAnnotation, or the zero
-// Addr.
-func ParseConflictIP(svc *corev1.Service) netip.Addr {
-	c, _ := ParseConflict(svc)
-	return c.IP
 }

@@ -12,11 +12,9 @@ import (
 	"sort"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/porterlb/porter/pkg/addr"
+	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
-	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 )
 
 // Severity grades a finding.
@@ -63,29 +61,15 @@ func (f Finding) String() string {
 	return f.Message
 }
 
-// NIC is one network interface of one node, from the NIC inventory.
-type NIC struct {
-	Node    string
-	Name    string
-	Address netip.Prefix
-}
-
 // Facts are what the cluster says about the addresses already in use.
 type Facts struct {
-	Nodes []corev1.Node
-	// APIServer are the addresses of the default/kubernetes endpoints.
-	APIServer []netip.Addr
-	// ServiceCIDRs are the Service ClusterIP ranges. When they cannot be
-	// read, ServiceCIDRsUnknown is set and ClusterIPs of existing Services
-	// are checked instead.
-	ServiceCIDRs        []netip.Prefix
+	// Snapshot is what the address policy is decided from: pools, nodes,
+	// the speakers' NIC reports, the API server and the address plans.
+	Snapshot addrpolicy.Snapshot
+	// ServiceCIDRsUnknown is set when the Service ClusterIP range could
+	// not be read; ClusterIPs of existing Services are checked instead.
 	ServiceCIDRsUnknown bool
 	ClusterIPs          map[netip.Addr]string
-	// Eips are the existing pools.
-	Eips []v1alpha2.Eip
-	// NICs is the NIC inventory the speakers publish; empty when none is
-	// known yet.
-	NICs []NIC
 }
 
 // Result is the verdict on one pool.
@@ -105,8 +89,9 @@ func (r Result) Refused(force bool) bool {
 	return false
 }
 
-// Check examines the pool eip against facts. The Eip named like eip in
-// facts is ignored, so an existing pool can be re-checked.
+// Check examines the pool eip against facts. The address policy decides
+// which of its addresses are refused, as the speakers will; an existing
+// Eip of the same name is the pool itself, so it can be re-checked.
 func Check(eip *v1alpha2.Eip, facts Facts) Result {
 	var res Result
 	add := func(sev Severity, address, risk, format string, args ...any) {
@@ -115,11 +100,12 @@ func Check(eip *v1alpha2.Eip, facts Facts) Result {
 			Message: fmt.Sprintf(format, args...),
 		})
 	}
-	r, err := addr.Parse(eip.Spec.Address)
-	if err != nil {
-		add(Refused, "", "", "%v", err)
+	cand := addrpolicy.PoolFromEip(eip)
+	if cand.Err != nil {
+		add(Refused, "", "", "%v", cand.Err)
 		return res
 	}
+	r := cand.Range
 	res.Range = r
 
 	if p := eip.Spec.Protocol; p != "" && p != v1alpha2.ProtocolLayer2 {
@@ -128,42 +114,11 @@ func Check(eip *v1alpha2.Eip, facts Facts) Result {
 		add(Warning, "", "", "no protocol: as in OpenELB this is a bgp pool, which Porter does not announce; set protocol: layer2")
 	}
 
-	for _, n := range facts.Nodes {
-		for _, a := range n.Status.Addresses {
-			if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
-				continue
-			}
-			if ip, err := netip.ParseAddr(a.Address); err == nil && r.Contains(ip) {
-				add(Refused, ip.String(), "", "%s is the %s of node %s", ip, a.Type, n.Name)
-			}
-		}
-		for _, key := range []string{v1alpha2.Layer2Annotation, v1alpha2.Layer2AnnotationOpenELB} {
-			if v, ok := n.Annotations[key]; ok {
-				if ip, err := netip.ParseAddr(strings.TrimSpace(v)); err == nil && r.Contains(ip) {
-					add(Refused, ip.String(), "", "%s is the layer2 NIC address of node %s (annotation %s)", ip, n.Name, key)
-				}
-			}
-		}
-		for _, c := range n.Spec.PodCIDRs {
-			if p, err := netip.ParsePrefix(c); err == nil {
-				if in, ok := r.Intersect(addr.PrefixRange(p)); ok {
-					add(Refused, in.String(), "", "%s overlaps pod CIDR %s of node %s", in, p, n.Name)
-				}
-			}
-		}
+	policy := addrpolicy.New(facts.Snapshot)
+	for _, ref := range policy.Refusals(&cand) {
+		add(Refused, ref.Range.String(), "", "%s %s", ref.Range, ref.Reason.Text)
 	}
 
-	for _, ip := range facts.APIServer {
-		if r.Contains(ip) {
-			add(Refused, ip.String(), "", "%s is an address of the API server (endpoints of service default/kubernetes)", ip)
-		}
-	}
-
-	for _, p := range facts.ServiceCIDRs {
-		if in, ok := r.Intersect(addr.PrefixRange(p)); ok {
-			add(Refused, in.String(), "", "%s overlaps the Service ClusterIP range %s", in, p)
-		}
-	}
 	if facts.ServiceCIDRsUnknown {
 		add(Warning, "", "", "the Service ClusterIP range could not be read; only the ClusterIPs in use were checked")
 		ips := make([]netip.Addr, 0, len(facts.ClusterIPs))
@@ -178,115 +133,56 @@ func Check(eip *v1alpha2.Eip, facts Facts) Result {
 		}
 	}
 
-	for _, other := range facts.Eips {
-		if other.Name == eip.Name {
-			continue
-		}
-		or, err := addr.Parse(other.Spec.Address)
-		if err != nil {
-			continue
-		}
-		if in, ok := r.Intersect(or); ok {
-			add(Refused, in.String(), "", "%s overlaps Eip %s (%s)", in, other.Name, other.Spec.Address)
-		}
-		if eip.IsDefault() && other.IsDefault() {
-			add(Refused, "", "", "Eip %s is already the default pool; only one pool can be the default", other.Name)
+	if cand.Default {
+		for _, other := range policy.Pools() {
+			if other.Name != cand.Name && other.Default {
+				add(Refused, "", "", "Eip %s is already the default pool; only one pool can be the default", other.Name)
+			}
 		}
 	}
 
-	checkSubnet(eip, r, facts.Nodes, facts.NICs, add)
+	checkSubnet(&cand, facts.Snapshot, add)
 	return res
 }
 
-// checkSubnet checks the pool against the subnet of the NICs it would be
-// announced on, as the NIC inventory records them.
-func checkSubnet(eip *v1alpha2.Eip, r addr.Range, nodes []corev1.Node, nics []NIC, add func(Severity, string, string, string, ...any)) {
-	target, desc := nicFilter(eip.Spec.Interface, primaryIPs(nodes))
-	var matched []NIC
-	for _, n := range nics {
-		if n.Address.Addr().Is4() == r.Is4() && target(n) {
-			matched = append(matched, n)
-		}
+// checkSubnet checks the pool against the subnet of the NIC each node
+// would announce it on, as the speakers' reports record them.
+func checkSubnet(pool *addrpolicy.Pool, s addrpolicy.Snapshot, add func(Severity, string, string, string, ...any)) {
+	primary := map[string]netip.Addr{}
+	for _, n := range s.Nodes {
+		primary[n.Name] = n.Primary()
 	}
-	if len(matched) == 0 {
-		add(Warning, "", "", "cannot check that the pool lies in the subnet of %s: no node reports it in its NIC inventory (kubectl porter nics)", desc)
-		return
+	desc := "each node's primary NIC"
+	switch {
+	case strings.HasPrefix(pool.Interface, v1alpha2.CanReachPrefix):
+		desc = "the NIC that reaches " + strings.TrimPrefix(pool.Interface, v1alpha2.CanReachPrefix)
+	case pool.Interface != "":
+		desc = "NIC " + pool.Interface
 	}
+	r := pool.Range
+	matched := 0
 	seen := map[netip.Prefix]bool{}
-	for _, n := range matched {
-		p := n.Address.Masked()
-		if seen[p] {
+	for _, rep := range s.Reports {
+		nic, ok := rep.NICFor(pool.Interface, primary[rep.Node])
+		if !ok {
 			continue
 		}
-		seen[p] = true
-		subnet := addr.PrefixRange(p)
-		if in, ok := r.Intersect(subnet); !ok || in != r {
-			add(Forceable, r.String(), "if forced, LAN clients may never ARP for these addresses and the Services stay unreachable",
-				"the pool %s is not inside %s, the subnet of %s on node %s", r, p, n.Name, n.Node)
-			continue
-		}
-		if eip.Spec.UsingKnownIPs || !p.Addr().Is4() || p.Bits() >= 31 {
-			continue
-		}
-		if r.Contains(subnet.First) {
-			add(Refused, subnet.First.String(), "", "%s is the network address of %s (set usingKnownIPs if it really is free)", subnet.First, p)
-		}
-		if r.Contains(subnet.Last) {
-			add(Refused, subnet.Last.String(), "", "%s is the broadcast address of %s (set usingKnownIPs if it really is free)", subnet.Last, p)
-		}
-	}
-}
-
-// primaryIPs maps each node to the address its speaker announces from by
-// default: the layer2 annotation's, else the InternalIP.
-func primaryIPs(nodes []corev1.Node) map[string]netip.Addr {
-	out := map[string]netip.Addr{}
-	for _, n := range nodes {
-		for _, key := range []string{v1alpha2.Layer2Annotation, v1alpha2.Layer2AnnotationOpenELB} {
-			if ip, err := netip.ParseAddr(strings.TrimSpace(n.Annotations[key])); err == nil {
-				out[n.Name] = ip
-				break
+		for _, p := range nic.Prefixes {
+			if p.Addr().Is4() != r.Is4() {
+				continue
 			}
-		}
-		if _, ok := out[n.Name]; ok {
-			continue
-		}
-		for _, a := range n.Status.Addresses {
-			if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP {
-				out[n.Name] = ip
-				break
+			matched++
+			if seen[p.Masked()] {
+				continue
+			}
+			seen[p.Masked()] = true
+			if in, ok := r.Intersect(addr.PrefixRange(p)); !ok || in != r {
+				add(Forceable, r.String(), "if forced, LAN clients may never ARP for these addresses and the Services stay unreachable",
+					"the pool %s is not inside %s, the subnet of %s on node %s", r, p.Masked(), nic.Name, rep.Node)
 			}
 		}
 	}
-	return out
-}
-
-// nicFilter turns spec.interface into a NIC predicate and a description.
-func nicFilter(iface string, primary map[string]netip.Addr) (func(NIC) bool, string) {
-	if ipText, ok := strings.CutPrefix(iface, v1alpha2.CanReachPrefix); ok {
-		ip, err := netip.ParseAddr(ipText)
-		if err != nil {
-			return func(NIC) bool { return false }, "interface " + iface
-		}
-		return func(n NIC) bool { return n.Address.Masked().Contains(ip) }, "the NIC that reaches " + ip.String()
+	if matched == 0 {
+		add(Warning, "", "", "cannot check that the pool lies in the subnet of %s: no node reports it in its NIC inventory (kubectl porter nics)", desc)
 	}
-	if iface == "" {
-		return func(n NIC) bool { return n.Address.Addr() == primary[n.Node] }, "each node's primary NIC"
-	}
-	return func(n NIC) bool { return n.Name == iface }, "NIC " + iface
-}
-
-// NICsOf flattens NodeNICs inventories.
-func NICsOf(inventories []v1alpha1.NodeNICs) []NIC {
-	var out []NIC
-	for _, inv := range inventories {
-		for _, nic := range inv.Status.NICs {
-			for _, a := range nic.Addresses {
-				if p, err := netip.ParsePrefix(a); err == nil {
-					out = append(out, NIC{Node: inv.Name, Name: nic.Name, Address: p})
-				}
-			}
-		}
-	}
-	return out
 }

@@ -1,6 +1,7 @@
 package poolcheck
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -8,11 +9,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 )
 
-func node(name, internal string, mods ...func(*corev1.Node)) corev1.Node {
+func node(name, internal string, mods ...func(*corev1.Node)) addrpolicy.Node {
 	n := corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{}}}
 	n.Status.Addresses = []corev1.NodeAddress{
 		{Type: corev1.NodeInternalIP, Address: internal},
@@ -21,23 +23,23 @@ func node(name, internal string, mods ...func(*corev1.Node)) corev1.Node {
 	for _, m := range mods {
 		m(&n)
 	}
-	return n
+	return addrpolicy.NodeFromObject(&n)
 }
 
-// nicsOf is the inventory of nodes that each have eth0 on LAN1 and eth1
-// on LAN2.
-func nicsOf(nodes ...string) []NIC {
-	var inv []v1alpha1.NodeNICs
-	for _, n := range nodes {
-		inv = append(inv, v1alpha1.NodeNICs{
+// reports are the NIC reports of nodes that each have eth0 on LAN1 and
+// eth1 on LAN2; host is each node's last octet.
+func reports(nodes map[string]int) []addrpolicy.Report {
+	var out []addrpolicy.Report
+	for n, host := range nodes {
+		out = append(out, addrpolicy.ReportFromNodeNICs(&v1alpha1.NodeNICs{
 			ObjectMeta: metav1.ObjectMeta{Name: n},
 			Status: v1alpha1.NodeNICsStatus{NICs: []v1alpha1.NIC{
-				{Name: "eth0", Addresses: []string{"198.18.0.11/24"}},
-				{Name: "eth1", Addresses: []string{"198.18.1.11/24", "2001:db8::11/64"}},
+				{Name: "eth0", Addresses: []string{fmt.Sprintf("198.18.0.%d/24", host)}},
+				{Name: "eth1", Addresses: []string{fmt.Sprintf("198.18.1.%d/24", host), fmt.Sprintf("2001:db8::%d/64", host)}},
 			}},
-		})
+		}))
 	}
-	return NICsOf(inv)
+	return out
 }
 
 func pool(name, address string, mods ...func(*v1alpha2.Eip)) *v1alpha2.Eip {
@@ -52,11 +54,11 @@ func asDefault(e *v1alpha2.Eip) {
 	e.Annotations = map[string]string{v1alpha2.DefaultEipAnnotation: "true"}
 }
 
-// lan is a cluster on 198.18.0.0/24 whose nodes record their NICs.
+// lan is a cluster on 198.18.0.0/24 whose nodes report their NICs.
 func lan() Facts {
-	return Facts{
-		NICs: nicsOf("orion", "vega", "lyra"),
-		Nodes: []corev1.Node{
+	return Facts{Snapshot: addrpolicy.Snapshot{
+		Reports: reports(map[string]int{"orion": 11, "vega": 12, "lyra": 13}),
+		Nodes: []addrpolicy.Node{
 			node("orion", "198.18.0.11", func(n *corev1.Node) {
 				n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.5"})
 				n.Spec.PodCIDRs = []string{"10.244.0.0/24"}
@@ -70,8 +72,8 @@ func lan() Facts {
 		},
 		APIServer:    []netip.Addr{netip.MustParseAddr("198.18.0.1")},
 		ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16")},
-		Eips:         []v1alpha2.Eip{*pool("existing", "198.18.0.150-198.18.0.159", asDefault)},
-	}
+		Pools:        []addrpolicy.Pool{addrpolicy.PoolFromEip(pool("existing", "198.18.0.150-198.18.0.159", asDefault))},
+	}}
 }
 
 func TestCheckRefusals(t *testing.T) {
@@ -85,7 +87,7 @@ func TestCheckRefusals(t *testing.T) {
 	}{
 		{name: "the guide's lockout", eip: pool("p", "10.13.15.200-10.13.15.202"),
 			facts: func(f Facts) Facts {
-				return Facts{Nodes: []corev1.Node{node("orion", "10.13.15.200")}}
+				return Facts{Snapshot: addrpolicy.Snapshot{Nodes: []addrpolicy.Node{node("orion", "10.13.15.200")}}}
 			},
 			sev: Refused, want: "10.13.15.200 is the InternalIP of node orion"},
 		{name: "external IP", eip: pool("p", "203.0.113.0/29"), sev: Refused, want: "203.0.113.5 is the ExternalIP of node orion"},
@@ -103,17 +105,36 @@ func TestCheckRefusals(t *testing.T) {
 			want: "Eip existing is already the default pool"},
 		{name: "outside the NIC subnet", eip: pool("p", "198.18.2.10-198.18.2.20"), sev: Forceable, forcible: true,
 			want: "the pool 198.18.2.10-198.18.2.20 is not inside 198.18.0.0/24, the subnet of eth0 on node orion"},
-		{name: "straddles the subnet", eip: pool("p", "198.18.0.250-198.18.1.5", func(e *v1alpha2.Eip) { e.Spec.Interface = "eth0" }),
+		{name: "straddles the subnet", eip: pool("p", "198.18.0.250-198.18.1.5", func(e *v1alpha2.Eip) { e.Spec.Interface = "eth0"; e.Spec.UsingKnownIPs = true }),
 			sev: Forceable, forcible: true, want: "is not inside 198.18.0.0/24"},
 		{name: "network address", eip: pool("p", "198.18.0.0-198.18.0.3", func(e *v1alpha2.Eip) { e.Spec.Interface = "eth0" }),
-			sev: Refused, want: "198.18.0.0 is the network address of 198.18.0.0/24 (set usingKnownIPs if it really is free)"},
+			sev: Refused, want: "198.18.0.0 is the network address of 198.18.0.0/24, the subnet of NIC eth0 on node"},
 		{name: "broadcast address", eip: pool("p", "198.18.0.250-198.18.0.255", func(e *v1alpha2.Eip) { e.Spec.Interface = "eth0" }),
 			sev: Refused, want: "198.18.0.255 is the broadcast address of 198.18.0.0/24"},
+		{name: "a secondary address a speaker reports", eip: pool("p", "198.18.0.30"),
+			facts: func(f Facts) Facts {
+				f.Snapshot.Reports[0].NICs[0].Prefixes = append(f.Snapshot.Reports[0].NICs[0].Prefixes, netip.MustParsePrefix("198.18.0.30/24"))
+				return f
+			},
+			sev: Refused, want: "198.18.0.30 is an address of NIC eth0 on node"},
+		{name: "a gateway", eip: pool("p", "198.18.0.254"),
+			facts: func(f Facts) Facts {
+				f.Snapshot.Reports[1].Gateways = []netip.Addr{netip.MustParseAddr("198.18.0.254")}
+				return f
+			},
+			sev: Refused, want: "198.18.0.254 is the default gateway of node"},
+		{name: "the kubeconfig's API server", eip: pool("p", "198.18.0.7"),
+			facts: func(f Facts) Facts {
+				f.Snapshot.ControlPlane = []addrpolicy.ControlPlane{{IP: netip.MustParseAddr("198.18.0.7"), Source: "controlPlaneEndpoint of kubeadm's ClusterConfiguration"}}
+				return f
+			},
+			sev: Refused, want: "198.18.0.7 is an address of the API server (controlPlaneEndpoint"},
+		{name: "an IPv4-mapped pool holding a node", eip: pool("p", "::ffff:198.18.0.0/120"), sev: Refused, want: "198.18.0.11 is the InternalIP of node orion"},
 		{name: "can_reach picks the second LAN", eip: pool("p", "198.18.0.200", func(e *v1alpha2.Eip) { e.Spec.Interface = "can_reach:198.18.1.1" }),
 			sev: Forceable, forcible: true, want: "is not inside 198.18.1.0/24, the subnet of eth1"},
 		{name: "ClusterIP when the range is unknown", eip: pool("p", "10.0.0.10"),
 			facts: func(f Facts) Facts {
-				f.ServiceCIDRs, f.ServiceCIDRsUnknown = nil, true
+				f.Snapshot.ServiceCIDRs, f.ServiceCIDRsUnknown = nil, true
 				f.ClusterIPs = map[netip.Addr]string{netip.MustParseAddr("10.0.0.10"): "default/kubernetes"}
 				return f
 			},
@@ -169,7 +190,7 @@ func TestCheckAcceptsASafePool(t *testing.T) {
 
 func TestCheckWarnings(t *testing.T) {
 	f := lan()
-	f.NICs = nil
+	f.Snapshot.Reports = nil
 	res := Check(pool("p", "198.18.0.200", func(e *v1alpha2.Eip) { e.Spec.Protocol = "bgp" }), f)
 	if res.Refused(false) {
 		t.Fatalf("warnings alone refused the pool: %v", res.Findings)
@@ -195,8 +216,8 @@ func TestCheckWarnings(t *testing.T) {
 
 func TestCheckIgnoresItself(t *testing.T) {
 	f := lan()
-	e := f.Eips[0]
-	if res := Check(&e, f); res.Refused(false) {
+	e := pool("existing", "198.18.0.150-198.18.0.159", asDefault)
+	if res := Check(e, f); res.Refused(false) {
 		t.Fatalf("an existing pool overlaps itself: %v", res.Findings)
 	}
 }

@@ -20,8 +20,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/porterlb/porter/manifests"
+	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/pkg/clusterfacts"
 	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/kubeproxy"
 	"github.com/porterlb/porter/pkg/lbservice"
@@ -128,10 +130,25 @@ func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 	nodeCat, list := nodeNICs(nodes.Items, inv, ready)
 	r.Nodes = list
 	r.Categories = append(r.Categories, nodeCat)
-	poolCat, pools := pools(ctx, dyn)
+	eipList, eipErr := eips.New(dyn).List(ctx)
+	poolCat, pools := pools(eipList, eipErr)
 	r.Pools = pools
 	r.Categories = append(r.Categories, poolCat)
-	svcCat, svcs, err := services(ctx, cs)
+	// The same address policy the speakers enforce says which Service
+	// addresses no node may answer for.
+	var policy *addrpolicy.Policy
+	if eipErr == nil {
+		reports := make([]v1alpha1.NodeNICs, 0, len(inv))
+		for _, n := range inv {
+			reports = append(reports, *n)
+		}
+		facts, err := clusterfacts.Complete(ctx, cs, nodes.Items, eipList.Items, reports)
+		if err != nil {
+			return nil, err
+		}
+		policy = addrpolicy.New(facts.Snapshot)
+	}
+	svcCat, svcs, err := services(ctx, cs, policy, inv)
 	if err != nil {
 		return nil, err
 	}
@@ -308,23 +325,16 @@ func nodeNICs(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[
 				nd.InternalIP = a.Address
 			}
 		}
-		nd.Layer2 = n.Annotations[v1alpha2.Layer2Annotation]
-		if nd.Layer2 == "" {
-			nd.Layer2 = n.Annotations[v1alpha2.Layer2AnnotationOpenELB]
-		}
+		nd.Layer2 = addrpolicy.Layer2Value(n.Annotations)
 		if nd.Layer2 != "" {
 			annotated++
 		}
 		if i := inv[n.Name]; i != nil {
 			nd.NIC = i.Status.Primary
-			if ip, err := netip.ParseAddr(nd.Layer2); err == nil {
-				for _, nic := range i.Status.NICs {
-					for _, a := range nic.Addresses {
-						if p, err := netip.ParsePrefix(a); err == nil && p.Addr() == ip {
-							nd.NIC = nic.Name
-						}
-					}
-				}
+			an := addrpolicy.NodeFromObject(&n)
+			rep := addrpolicy.ReportFromNodeNICs(i)
+			if nic, ok := rep.NICFor("", an.Primary()); ok {
+				nd.NIC = nic.Name
 			}
 			if i.Status.Speaker != nil {
 				nd.Members = i.Status.Speaker.Members
@@ -346,10 +356,9 @@ func nodeNICs(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[
 	return cat, out
 }
 
-func pools(ctx context.Context, dyn dynamic.Interface) (Category, []Pool) {
+func pools(list *v1alpha2.EipList, err error) (Category, []Pool) {
 	cat := Category{Name: "pools"}
 	out := []Pool{}
-	list, err := eips.New(dyn).List(ctx)
 	if err != nil {
 		cat.Checks = append(cat.Checks, Check{Name: "eips", State: Failed, Detail: err.Error(), Hint: "kubectl porter init"})
 		return cat, out
@@ -390,7 +399,7 @@ func pools(ctx context.Context, dyn dynamic.Interface) (Category, []Pool) {
 	return cat, out
 }
 
-func services(ctx context.Context, cs kubernetes.Interface) (Category, []Service, error) {
+func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.Policy, inv map[string]*v1alpha1.NodeNICs) (Category, []Service, error) {
 	cat := Category{Name: "services"}
 	out := []Service{}
 	list, err := cs.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
@@ -404,7 +413,15 @@ func services(ctx context.Context, cs kubernetes.Interface) (Category, []Service
 			reasons[e.InvolvedObject.Namespace+"/"+e.InvolvedObject.Name] = e.Reason + ": " + e.Message
 		}
 	}
-	var pending, silent []string
+	// Conflicts come from the speakers' own reports, which only Porter
+	// writes.
+	wire := map[netip.Addr]string{}
+	for _, n := range inv {
+		for _, c := range addrpolicy.ReportFromNodeNICs(n).Conflicts {
+			wire[c.IP] = c.MAC + " (found by " + c.Node + ")"
+		}
+	}
+	var pending, silent, refused []string
 	for i := range list.Items {
 		s := &list.Items[i]
 		if !lbservice.IsPorter(s) {
@@ -419,13 +436,29 @@ func services(ctx context.Context, cs kubernetes.Interface) (Category, []Service
 			continue
 		}
 		sv.IP = ip.String()
+		if policy != nil {
+			if v := policy.Check(ip, lbservice.Pool(s)); v.Refused {
+				sv.Reason = ip.String() + " " + v.Reason.Text + "; no node answers for it"
+				refused = append(refused, sv.Name+" ("+ip.String()+")")
+				out = append(out, sv)
+				continue
+			}
+		}
+		// The announcer annotation is for people; shown here, it decides
+		// nothing.
 		if an, ok := lbservice.ParseAnnouncer(s); ok && an.IP == ip {
 			sv.Node, sv.Interface = an.Node, an.Interface
 		} else {
 			silent = append(silent, sv.Name)
-			if c, ok := lbservice.ParseConflict(s); ok && c.IP == ip {
-				sv.Reason = "address answered on the wire by " + c.MAC
+			if mac, ok := wire[ip]; ok {
+				sv.Reason = "address answered on the wire by " + mac
 			}
+		}
+		if mac, ok := wire[ip]; ok && sv.Node != "" {
+			// Withdrawn on the conflict; the annotation is older.
+			sv.Node, sv.Interface = "", ""
+			sv.Reason = "address answered on the wire by " + mac
+			silent = append(silent, sv.Name)
 		}
 		out = append(out, sv)
 	}
@@ -435,12 +468,17 @@ func services(ctx context.Context, cs kubernetes.Interface) (Category, []Service
 			Detail: fmt.Sprintf("%d Service(s) wait for an address: %s", len(pending), first(pending, 10)),
 			Hint:   "kubectl describe service NAME shows why"})
 	}
+	if len(refused) > 0 {
+		cat.Checks = append(cat.Checks, Check{Name: "refused", State: Failed,
+			Detail: fmt.Sprintf("%d Service(s) hold an address Porter never announces (a node's, a gateway's, the API server's or another pool's): %s", len(refused), first(refused, 10)),
+			Hint:   "kubectl porter status -o json shows each reason; give the Service another address, and take the address out of the pool"})
+	}
 	if len(silent) > 0 {
 		cat.Checks = append(cat.Checks, Check{Name: "announced", State: Warning,
 			Detail: fmt.Sprintf("%d Service(s) have an address no node announces yet: %s", len(silent), first(silent, 10)),
 			Hint:   "kubectl describe service NAME; kubectl porter status again in a few seconds"})
 	}
-	if len(pending) == 0 && len(silent) == 0 {
+	if len(pending) == 0 && len(silent) == 0 && len(refused) == 0 {
 		cat.Checks = append(cat.Checks, Check{Name: "announced", State: OK, Detail: fmt.Sprintf("%d Service(s), each announced by one node", len(out))})
 	}
 	return cat, out, nil

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/clusterfacts"
 	"github.com/porterlb/porter/pkg/eips"
@@ -142,10 +144,15 @@ func (e *Eips) Apply(ctx context.Context, dry steps.DryRun) error {
 		if err := reportFindings(e.Warnings, p.Name, poolcheck.Check(p, facts), e.Force); err != nil {
 			return err
 		}
-		if _, err := e.Eips.Create(ctx, p, dry == steps.Server); err != nil {
+		created, err := e.Eips.Create(ctx, p, dry == steps.Server)
+		if err != nil {
 			return err
 		}
-		facts.Eips = append(facts.Eips, *p)
+		pool := addrpolicy.PoolFromEip(created)
+		if pool.Created.IsZero() {
+			pool.Created = time.Now() // younger than every pool before it
+		}
+		facts.Snapshot.Pools = append(facts.Snapshot.Pools, pool)
 	}
 	return nil
 }

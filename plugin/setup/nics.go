@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/plugin/steps"
@@ -45,15 +46,15 @@ func (n *NICAnnotations) Name() string { return "NIC annotations" }
 // run of a first init.
 var errNoInventoryAPI = errors.New("the NodeNICs API is not installed yet")
 
-// want is the annotation a node should carry; empty means none needed.
-type want struct {
+// nicAnnotation is the layer2 annotation a node should carry.
+type nicAnnotation struct {
 	node     string
 	ip       string
 	existing string
 }
 
 // decide computes, for every node, the layer2 annotation it needs.
-func (n *NICAnnotations) decide(ctx context.Context) ([]want, error) {
+func (n *NICAnnotations) decide(ctx context.Context) ([]nicAnnotation, error) {
 	nodes, err := n.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
@@ -62,7 +63,7 @@ func (n *NICAnnotations) decide(ctx context.Context) ([]want, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []want
+	var out []nicAnnotation
 	var problems []string
 	for _, node := range nodes.Items {
 		nics, ok := inv[node.Name]
@@ -70,24 +71,22 @@ func (n *NICAnnotations) decide(ctx context.Context) ([]want, error) {
 			problems = append(problems, fmt.Sprintf("node %s: no NIC inventory (is its speaker running?)", node.Name))
 			continue
 		}
-		existing := node.Annotations[v1alpha2.Layer2Annotation]
-		if existing == "" {
-			existing = node.Annotations[v1alpha2.Layer2AnnotationOpenELB]
-		}
+		existing := addrpolicy.Layer2Value(node.Annotations)
+		rep := addrpolicy.ReportFromNodeNICs(nics)
 		up := 0
-		for _, c := range nics.Status.NICs {
-			if c.Up && len(c.Addresses) > 0 {
+		for _, c := range rep.NICs {
+			if c.Up && len(c.Prefixes) > 0 {
 				up++
 			}
 		}
-		chosen, err := n.choose(nics)
+		chosen, err := n.choose(rep, addrpolicy.NodeFromObject(&node).InternalIP)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("node %s: %v", node.Name, err))
 			continue
 		}
 		ip := ""
-		for _, a := range chosen.Addresses {
-			if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is4() {
+		for _, p := range chosen.Prefixes {
+			if p.Addr().Is4() {
 				ip = p.Addr().String()
 				break
 			}
@@ -99,7 +98,7 @@ func (n *NICAnnotations) decide(ctx context.Context) ([]want, error) {
 		if up <= 1 && existing == "" {
 			continue // one NIC: the speaker needs no hint
 		}
-		out = append(out, want{node: node.Name, ip: ip, existing: existing})
+		out = append(out, nicAnnotation{node: node.Name, ip: ip, existing: existing})
 	}
 	if len(problems) > 0 {
 		return nil, &steps.Hinted{
@@ -110,23 +109,25 @@ func (n *NICAnnotations) decide(ctx context.Context) ([]want, error) {
 	return out, nil
 }
 
-func (n *NICAnnotations) choose(nics *v1alpha1.NodeNICs) (*v1alpha1.NIC, error) {
+// choose is the NIC a node announces on: the one named by --interface, or
+// the one holding its InternalIP, as the speaker itself reads its report.
+func (n *NICAnnotations) choose(rep addrpolicy.Report, internal netip.Addr) (addrpolicy.NIC, error) {
+	if nic, ok := rep.NICFor(n.Interface, internal); ok {
+		return nic, nil
+	}
 	var candidates []string
-	for i := range nics.Status.NICs {
-		c := &nics.Status.NICs[i]
-		candidates = append(candidates, fmt.Sprintf("%s (%s)", c.Name, strings.Join(c.Addresses, ", ")))
-		if n.Interface != "" && c.Name == n.Interface {
-			return c, nil
+	for _, c := range rep.NICs {
+		addrs := make([]string, 0, len(c.Prefixes))
+		for _, p := range c.Prefixes {
+			addrs = append(addrs, p.String())
 		}
-		if n.Interface == "" && c.HoldsInternalIP {
-			return c, nil
-		}
+		candidates = append(candidates, fmt.Sprintf("%s (%s)", c.Name, strings.Join(addrs, ", ")))
 	}
 	sort.Strings(candidates)
 	if n.Interface != "" {
-		return nil, fmt.Errorf("has no NIC %s; candidates: %s", n.Interface, strings.Join(candidates, "; "))
+		return addrpolicy.NIC{}, fmt.Errorf("has no NIC %s; candidates: %s", n.Interface, strings.Join(candidates, "; "))
 	}
-	return nil, fmt.Errorf("no NIC holds its InternalIP; candidates: %s", strings.Join(candidates, "; "))
+	return addrpolicy.NIC{}, fmt.Errorf("no NIC holds its InternalIP; candidates: %s", strings.Join(candidates, "; "))
 }
 
 // inventories waits, up to n.Wait, until every node has published one.

@@ -408,13 +408,13 @@ func (c *Controller) writePoolStatus(ctx context.Context) {
 		return
 	}
 	c.dirty = false
-	type want struct {
+	type poolStatus struct {
 		name   string
 		status v1alpha2.EipStatus
 	}
-	var wants []want
+	var wants []poolStatus
 	for _, p := range c.table.Pools() {
-		wants = append(wants, want{p.Name, c.statusOf(p)})
+		wants = append(wants, poolStatus{p.Name, c.statusOf(p)})
 	}
 	c.mu.Unlock()
 

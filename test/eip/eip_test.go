@@ -395,3 +395,56 @@ func TestListWatchPrintsChanges(t *testing.T) {
 	mustKubectl(t, "porter", "eip", "delete", "watched-pool")
 	expect(func(l string) bool { return strings.Contains(l, "(deleted)") }, "deletion row")
 }
+
+// The CRD's own validation refuses bad pools for anyone who writes Eips,
+// kubectl users included, before Porter ever sees them.
+func TestAPIServerRefusesMalformedPools(t *testing.T) {
+	manifest := func(name, address, protocol string) string {
+		return fmt.Sprintf("apiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata:\n  name: %s\nspec:\n  address: %q\n  protocol: %s\n", name, address, protocol)
+	}
+	before := snapshot(t)
+	for _, c := range []struct {
+		name, address, protocol, want string
+	}{
+		{"garbage", "ten dot thirteen", "layer2", "must be one IP, a CIDR"},
+		{"bad-octet", "198.18.0.300", "layer2", "must be one IP, a CIDR"},
+		{"three-parts", "198.18.0.1-198.18.0.2-198.18.0.3", "layer2", "must be one IP, a CIDR"},
+		{"mapped", "::ffff:198.18.0.0/120", "layer2", "IPv4-mapped IPv6 addresses"},
+		{"reversed", "198.18.0.20-198.18.0.10", "layer2", "the range is reversed"},
+		{"mixed", "198.18.0.20-2001:db8::1", "layer2", "must not mix IPv4 and IPv6"},
+		{"huge-range", "198.18.0.0-198.19.0.0", "layer2", "at most 65536 addresses"},
+		{"huge-cidr", "198.18.0.0/15", "layer2", "at most 65536 addresses"},
+		{"huge-v6", "2001:db8::/64", "layer2", "at most 65536 addresses"},
+		{"host-bits", "198.18.0.1/28", "layer2", "host bits set"},
+		{"protocol", "198.18.0.10", "ospf", `Unsupported value: "ospf"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := kubectl(manifest("bad-"+c.name, c.address, c.protocol), "apply", "-f", "-")
+			if r.err == nil {
+				deleteEip(t, "bad-"+c.name)
+				t.Fatalf("kubectl apply of %q succeeded:\n%s", c.address, r.stdout)
+			}
+			if !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("kubectl apply of %q: %q, want a message with %q", c.address, r.stderr, c.want)
+			}
+		})
+	}
+	if after := snapshot(t); !reflect.DeepEqual(before, after) {
+		t.Fatalf("a refused apply changed the Eips: %v -> %v", before, after)
+	}
+	// What Porter and OpenELB users write today still applies.
+	for i, address := range []string{"198.18.3.10", "198.18.3.16/28", "198.18.3.40-198.18.3.50", "198.18.3.60 - 198.18.3.61", "198.18.0.0-198.18.255.255", "2001:db8::/112", "2001:db8:1::1-2001:db8:1::ff"} {
+		name := fmt.Sprintf("good-%d", i)
+		mustKubectl(t, "create", "-f", writeManifest(t, manifest(name, address, "layer2")))
+		deleteEip(t, name)
+	}
+}
+
+func writeManifest(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "eip.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

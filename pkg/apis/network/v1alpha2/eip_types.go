@@ -22,9 +22,18 @@ const (
 
 // EipSpec describes an address pool.
 type EipSpec struct {
-	// Address is the pool: one IP, a CIDR, or a range "first-last".
+	// Address is the pool: one IP, a CIDR, or a range "first-last", of at
+	// most 65536 addresses. The API server refuses anything else; Porter's
+	// own parser (pkg/addr) reads it the same way.
 	// +kubebuilder:validation:Required
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=100
+	// +kubebuilder:validation:XValidation:rule="self.contains('-') ? (self.split('-').size() == 2 && self.split('-').all(x, isIP(x.trim()))) : (self.contains('/') ? isCIDR(self.trim()) : isIP(self.trim()))",message="must be one IP, a CIDR like 192.0.2.0/28, or a range like 192.0.2.10-192.0.2.20; IPv4-mapped IPv6 addresses and zones are not allowed"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('-') || self.split('-').size() != 2 || !self.split('-').all(x, isIP(x.trim())) || ip(self.split('-')[0].trim()).family() == ip(self.split('-')[1].trim()).family()",message="a range must not mix IPv4 and IPv6"
+	// +kubebuilder:validation:XValidation:rule="!(self.contains('-') && self.split('-').size() == 2 && self.split('-').all(x, isIP(x.trim()) && ip(x.trim()).family() == 4)) || (int(self.split('-')[1].trim().split('.')[0]) * 16777216 + int(self.split('-')[1].trim().split('.')[1]) * 65536 + int(self.split('-')[1].trim().split('.')[2]) * 256 + int(self.split('-')[1].trim().split('.')[3])) >= (int(self.split('-')[0].trim().split('.')[0]) * 16777216 + int(self.split('-')[0].trim().split('.')[1]) * 65536 + int(self.split('-')[0].trim().split('.')[2]) * 256 + int(self.split('-')[0].trim().split('.')[3]))",message="the range is reversed: its first address comes after its last"
+	// +kubebuilder:validation:XValidation:rule="!(self.contains('-') && self.split('-').size() == 2 && self.split('-').all(x, isIP(x.trim()) && ip(x.trim()).family() == 4)) || (int(self.split('-')[1].trim().split('.')[0]) * 16777216 + int(self.split('-')[1].trim().split('.')[1]) * 65536 + int(self.split('-')[1].trim().split('.')[2]) * 256 + int(self.split('-')[1].trim().split('.')[3])) - (int(self.split('-')[0].trim().split('.')[0]) * 16777216 + int(self.split('-')[0].trim().split('.')[1]) * 65536 + int(self.split('-')[0].trim().split('.')[2]) * 256 + int(self.split('-')[0].trim().split('.')[3])) < 65536",message="a pool holds at most 65536 addresses"
+	// +kubebuilder:validation:XValidation:rule="self.contains('-') || !self.contains('/') || !isCIDR(self.trim()) || cidr(self.trim()) == cidr(self.trim()).masked()",message="the CIDR has host bits set: write its network address, such as 192.0.2.0/28"
+	// +kubebuilder:validation:XValidation:rule="self.contains('-') || !self.contains('/') || !isCIDR(self.trim()) || cidr(self.trim()).prefixLength() >= (cidr(self.trim()).ip().family() == 4 ? 16 : 112)",message="a pool holds at most 65536 addresses: an IPv4 CIDR must be /16 or longer, an IPv6 CIDR /112 or longer"
 	Address string `json:"address"`
 
 	// Protocol is how the pool's addresses are announced. Porter announces
