@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/speaker/nics"
@@ -34,7 +35,11 @@ type inventory struct {
 	// conflicts are the addresses the announcer found answered by
 	// another host.
 	conflicts func() []v1alpha1.AddressConflict
-	kick      chan struct{}
+	// synced reports whether the cache of published reports has synced:
+	// the first publication waits for it, so that it carries over what
+	// the node's previous speaker published.
+	synced func() bool
+	kick   chan struct{}
 	// exists reports whether the published object is still there, as a
 	// cache sees it: after an uninstall and a new install it is not.
 	exists func() bool
@@ -48,6 +53,9 @@ type inventory struct {
 // run publishes at start and then whenever the interfaces or the speaker's
 // state change, looking every i.every and whenever kicked.
 func (i *inventory) run(ctx context.Context) error {
+	if i.synced != nil && !cache.WaitForCacheSync(ctx.Done(), i.synced) {
+		return nil
+	}
 	for {
 		if err := i.publishIfChanged(ctx); err != nil {
 			i.log.Error("publish NIC inventory", "err", err)

@@ -328,8 +328,21 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 			sort.Strings(names)
 			return &v1alpha1.SpeakerStatus{MemberAddress: mem.Address(), Members: names, Announcing: an.Announcing(), Version: version.Get().Version}
 		},
-		conflicts: an.Conflicts,
-		kick:      invKick,
+		// Until the announcer has taken them up, the conflicts already
+		// published stand, so a restart never wipes them.
+		conflicts: func() []v1alpha1.AddressConflict {
+			if an.Ready() {
+				return an.Conflicts()
+			}
+			if o, ok, _ := nicsInf.GetStore().GetByKey(opts.NodeName); ok {
+				if n, ok := o.(*v1alpha1.NodeNICs); ok {
+					return n.Status.Conflicts
+				}
+			}
+			return nil
+		},
+		synced: nicsInf.HasSynced,
+		kick:   invKick,
 		exists: func() bool {
 			_, ok, _ := nicsInf.GetStore().GetByKey(opts.NodeName)
 			return ok || !nicsInf.HasSynced()

@@ -210,9 +210,10 @@ type Report struct {
 
 // WireConflict is an address a speaker found answered by another host.
 type WireConflict struct {
-	IP   netip.Addr
-	MAC  string
-	Node string // the reporting node
+	IP    netip.Addr
+	MAC   string
+	Node  string // the reporting node
+	Since time.Time
 }
 
 // ReportFromNodeNICs decodes a NodeNICs inventory.
@@ -234,7 +235,7 @@ func ReportFromNodeNICs(inv *v1alpha1.NodeNICs) Report {
 	}
 	for _, c := range inv.Status.Conflicts {
 		if ip, err := netip.ParseAddr(strings.TrimSpace(c.Address)); err == nil {
-			r.Conflicts = append(r.Conflicts, WireConflict{IP: ip.Unmap(), MAC: c.MAC, Node: inv.Name})
+			r.Conflicts = append(r.Conflicts, WireConflict{IP: ip.Unmap(), MAC: c.MAC, Node: inv.Name, Since: c.Since.Time})
 		}
 	}
 	return r

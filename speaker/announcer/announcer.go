@@ -244,6 +244,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 	changed := a.cfg.Members.Subscribe()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	a.seedConflicts()
 	a.reconcile(ctx)
 	a.ready.Store(true)
 	last := time.Now()
@@ -682,6 +683,22 @@ func (a *Announcer) conflict(ip netip.Addr, mac net.HardwareAddr, iface, svcKey,
 func (a *Announcer) conflictsChanged() {
 	if a.cfg.ConflictsChanged != nil {
 		a.cfg.ConflictsChanged()
+	}
+}
+
+// seedConflicts takes up the conflicts this node's previous speaker
+// reported: they outlive a restart, so an address found in use is probed
+// again before it is announced, not taken as established.
+func (a *Announcer) seedConflicts() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.cfg.Facts.Reports() {
+		if r.Node != a.cfg.Node {
+			continue
+		}
+		for _, c := range r.Conflicts {
+			a.conflicts[c.IP] = conflict{mac: c.MAC, since: c.Since, retry: time.Now(), tries: 1}
+		}
 	}
 }
 
