@@ -96,6 +96,8 @@ type Announcer struct {
 	decided    bool
 	// suspect are the previous decision's suspect addresses.
 	suspect map[netip.Addr]bool
+	// lastLive is when each member was last seen live.
+	lastLive map[string]time.Time
 	// probeSlots bounds the probes in flight: a pool of thousands filling
 	// at once would otherwise put three broadcasts per address on the LAN
 	// in one burst, and hold a goroutine for each.
@@ -108,7 +110,8 @@ type Announcer struct {
 	results   chan probeResult
 	claims    chan claimed
 	links     *links
-	// liveMACs are the MACs of live members' NICs, for the responders'
+	// liveMACs are the MACs of the NICs of live members, and of members
+	// that left within leftRecently, for the responders'
 	// claim callbacks; replaced whole on each reconcile.
 	liveMACs atomic.Pointer[map[string]string]
 
@@ -156,6 +159,10 @@ const (
 	// kickSpacing is the least time between reconciles that object
 	// events (not membership changes) start.
 	kickSpacing = 100 * time.Millisecond
+	// leftRecently is how long a member that left still counts as the
+	// cluster's when it claims an address: longer than the handoff grace
+	// and the gratuitous ARP schedule together.
+	leftRecently = 10 * time.Second
 )
 
 func New(cfg Config) *Announcer {
@@ -175,6 +182,7 @@ func New(cfg Config) *Announcer {
 		owned:      map[netip.Addr]ownership{},
 		probing:    map[netip.Addr]bool{},
 		lastOwners: map[netip.Addr]string{},
+		lastLive:   map[string]time.Time{},
 		probeSlots: make(chan struct{}, maxProbes),
 		cleared:    map[netip.Addr]bool{},
 		conflicts:  map[netip.Addr]conflict{},
@@ -344,9 +352,21 @@ func (a *Announcer) reconcile(ctx context.Context) {
 		Node: a.cfg.Node, Policy: policy, Candidates: candidates, NICs: nicOf,
 		Local: a.links.local, Held: map[netip.Addr]bool{}, Suspect: map[netip.Addr]bool{},
 	}
+	// A member that just left may still answer, and send its last
+	// gratuitous ARPs, while it hands over: its MACs count as the
+	// cluster's for a while yet.
+	now := time.Now()
+	for name := range live {
+		a.lastLive[name] = now
+	}
+	for name, at := range a.lastLive {
+		if now.Sub(at) > leftRecently {
+			delete(a.lastLive, name)
+		}
+	}
 	macs := map[string]string{}
 	for _, r := range a.cfg.Facts.Reports() {
-		if _, ok := live[r.Node]; ok {
+		if _, ok := a.lastLive[r.Node]; ok {
 			for _, n := range r.NICs {
 				if n.MAC != "" {
 					macs[n.MAC] = r.Node

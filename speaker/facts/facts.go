@@ -316,15 +316,23 @@ func Transform(obj any) (any, error) {
 
 // OnChange calls fn after every change that can alter the policy. remove
 // ends the calls.
+//
+// Each informer runs each handler on its own goroutine, in no order, so
+// fn's handler marks the policy stale itself before it calls fn: a Policy
+// read in answer to fn always sees the change.
 func (f *Facts) OnChange(fn func()) (remove func(), err error) {
+	changed := func() {
+		f.bump()
+		fn()
+	}
 	h := cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { fn() },
+		AddFunc: func(any) { changed() },
 		UpdateFunc: func(o, n any) {
 			if Changes(o, n) {
-				fn()
+				changed()
 			}
 		},
-		DeleteFunc: func(any) { fn() },
+		DeleteFunc: func(any) { changed() },
 	}
 	var regs []func()
 	remove = func() {
