@@ -320,10 +320,9 @@ func nodeNICs(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[
 	annotated := 0
 	for _, n := range nodes {
 		nd := Node{Name: n.Name, SpeakerReady: ready[n.Name]}
-		for _, a := range n.Status.Addresses {
-			if a.Type == corev1.NodeInternalIP && nd.InternalIP == "" {
-				nd.InternalIP = a.Address
-			}
+		an := addrpolicy.NodeFromObject(&n)
+		if an.InternalIP.IsValid() {
+			nd.InternalIP = an.InternalIP.String()
 		}
 		nd.Layer2 = addrpolicy.Layer2Value(n.Annotations)
 		if nd.Layer2 != "" {
@@ -331,7 +330,6 @@ func nodeNICs(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[
 		}
 		if i := inv[n.Name]; i != nil {
 			nd.NIC = i.Status.Primary
-			an := addrpolicy.NodeFromObject(&n)
 			rep := addrpolicy.ReportFromNodeNICs(i)
 			if nic, ok := rep.NICFor("", an.Primary()); ok {
 				nd.NIC = nic.Name

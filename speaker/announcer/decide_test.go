@@ -266,7 +266,7 @@ func TestDecide(t *testing.T) {
 					t.Errorf("owners %v, want %v", owners, c.want.owners)
 				}
 			}
-			if fmt.Sprint(probes) != fmt.Sprint(c.want.probe) && !(len(probes) == 0 && len(c.want.probe) == 0) {
+			if (len(probes) != 0 || len(c.want.probe) != 0) && fmt.Sprint(probes) != fmt.Sprint(c.want.probe) {
 				t.Errorf("probe first %v, want %v", probes, c.want.probe)
 			}
 		})

@@ -40,7 +40,6 @@ func newWriter(kube kubernetes.Interface, log *slog.Logger) *writer {
 }
 
 func (w *writer) set(svc *corev1.Service, key, value string) { w.put(svc, key, &value) }
-func (w *writer) unset(svc *corev1.Service, key string)      { w.put(svc, key, nil) }
 
 func (w *writer) put(svc *corev1.Service, key string, value *string) {
 	nn := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}

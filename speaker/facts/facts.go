@@ -49,6 +49,8 @@ type Facts struct {
 	inf Informers
 
 	mu      sync.Mutex
+	subs    map[int]func()
+	nextSub int
 	gen     uint64 // bumped by every change that can alter the policy
 	builtAt uint64
 	policy  *addrpolicy.Policy
@@ -65,19 +67,35 @@ type memo[T any] struct {
 // New watches the informers for changes; it must be called before they
 // start, so that no change goes unseen.
 func New(inf Informers) (*Facts, error) {
-	f := &Facts{inf: inf, builtAt: ^uint64(0)}
-	bump := cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { f.bump() },
+	f := &Facts{inf: inf, builtAt: ^uint64(0), subs: map[int]func(){}}
+	// One handler per informer marks the policy stale, then tells every
+	// subscriber, in that order: a Policy read in answer always sees the
+	// change. (Each handler of an informer runs on its own goroutine, so
+	// separate handlers could not promise that.)
+	changed := func() {
+		f.mu.Lock()
+		f.gen++
+		subs := make([]func(), 0, len(f.subs))
+		for _, fn := range f.subs {
+			subs = append(subs, fn)
+		}
+		f.mu.Unlock()
+		for _, fn := range subs {
+			fn()
+		}
+	}
+	h := cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { changed() },
 		UpdateFunc: func(o, n any) {
 			if Changes(o, n) {
-				f.bump()
+				changed()
 			}
 		},
-		DeleteFunc: func(any) { f.bump() },
+		DeleteFunc: func(any) { changed() },
 	}
 	for _, i := range f.all() {
-		if _, err := i.AddEventHandler(bump); err != nil {
-			return nil, err
+		if _, err := i.AddEventHandler(h); err != nil {
+			return nil, fmt.Errorf("watch: %w", err)
 		}
 	}
 	return f, nil
@@ -103,12 +121,6 @@ func (f *Facts) HasSynced() bool {
 	return true
 }
 
-func (f *Facts) bump() {
-	f.mu.Lock()
-	f.gen++
-	f.mu.Unlock()
-}
-
 // Policy is the policy of the caches as they are now.
 func (f *Facts) Policy() *addrpolicy.Policy {
 	f.mu.Lock()
@@ -126,51 +138,9 @@ func (f *Facts) Policy() *addrpolicy.Policy {
 // version before. It is called with mu held.
 func (f *Facts) snapshot() addrpolicy.Snapshot {
 	var s addrpolicy.Snapshot
-	pools := make(map[types.UID]memo[addrpolicy.Pool], len(f.pools))
-	for _, o := range f.inf.Eips.GetStore().List() {
-		e, ok := o.(*v1alpha2.Eip)
-		if !ok {
-			continue
-		}
-		m, ok := f.pools[e.UID]
-		if !ok || m.rv != e.ResourceVersion {
-			m = memo[addrpolicy.Pool]{e.ResourceVersion, addrpolicy.PoolFromEip(e)}
-		}
-		pools[e.UID] = m
-		s.Pools = append(s.Pools, m.v)
-	}
-	f.pools = pools
-
-	nodes := make(map[types.UID]memo[addrpolicy.Node], len(f.nodes))
-	for _, o := range f.inf.Nodes.GetStore().List() {
-		n, ok := o.(*corev1.Node)
-		if !ok {
-			continue
-		}
-		m, ok := f.nodes[n.UID]
-		if !ok || m.rv != n.ResourceVersion {
-			m = memo[addrpolicy.Node]{n.ResourceVersion, addrpolicy.NodeFromObject(n)}
-		}
-		nodes[n.UID] = m
-		s.Nodes = append(s.Nodes, m.v)
-	}
-	f.nodes = nodes
-
-	reports := make(map[types.UID]memo[addrpolicy.Report], len(f.reports))
-	for _, o := range f.inf.NodeNICs.GetStore().List() {
-		n, ok := o.(*v1alpha1.NodeNICs)
-		if !ok {
-			continue
-		}
-		m, ok := f.reports[n.UID]
-		if !ok || m.rv != n.ResourceVersion {
-			m = memo[addrpolicy.Report]{n.ResourceVersion, addrpolicy.ReportFromNodeNICs(n)}
-		}
-		reports[n.UID] = m
-		s.Reports = append(s.Reports, m.v)
-	}
-	f.reports = reports
-
+	s.Pools, f.pools = decodeAll(f.inf.Eips.GetStore(), f.pools, addrpolicy.PoolFromEip)
+	s.Nodes, f.nodes = decodeAll(f.inf.Nodes.GetStore(), f.nodes, addrpolicy.NodeFromObject)
+	s.Reports, f.reports = decodeAll(f.inf.NodeNICs.GetStore(), f.reports, addrpolicy.ReportFromNodeNICs)
 	s.APIServer = APIServerAddrs(f.inf.EndpointSlices)
 	if f.inf.ServiceCIDRs != nil {
 		for _, o := range f.inf.ServiceCIDRs.GetStore().List() {
@@ -205,22 +175,40 @@ func (f *Facts) snapshot() addrpolicy.Snapshot {
 	return s
 }
 
+// object is what decodeAll needs of a cached object.
+type object interface {
+	GetUID() types.UID
+	GetResourceVersion() string
+}
+
+// decodeAll decodes every object of type O in store, reusing what was
+// decoded from the same version before; it returns the values and the memo
+// for the next call, which holds only the objects still there.
+func decodeAll[O object, T any](store cache.Store, prev map[types.UID]memo[T], decode func(O) T) ([]T, map[types.UID]memo[T]) {
+	items := store.List()
+	out := make([]T, 0, len(items))
+	next := make(map[types.UID]memo[T], len(items))
+	for _, o := range items {
+		obj, ok := o.(O)
+		if !ok {
+			continue
+		}
+		m, ok := prev[obj.GetUID()]
+		if !ok || m.rv != obj.GetResourceVersion() {
+			m = memo[T]{obj.GetResourceVersion(), decode(obj)}
+		}
+		next[obj.GetUID()] = m
+		out = append(out, m.v)
+	}
+	return out, next
+}
+
 // Reports are the speakers' NIC reports, decoded.
 func (f *Facts) Reports() []addrpolicy.Report {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]addrpolicy.Report, 0, len(f.reports))
-	for _, o := range f.inf.NodeNICs.GetStore().List() {
-		n, ok := o.(*v1alpha1.NodeNICs)
-		if !ok {
-			continue
-		}
-		if m, ok := f.reports[n.UID]; ok && m.rv == n.ResourceVersion {
-			out = append(out, m.v)
-			continue
-		}
-		out = append(out, addrpolicy.ReportFromNodeNICs(n))
-	}
+	var out []addrpolicy.Report
+	out, f.reports = decodeAll(f.inf.NodeNICs.GetStore(), f.reports, addrpolicy.ReportFromNodeNICs)
 	return out
 }
 
@@ -314,41 +302,19 @@ func Transform(obj any) (any, error) {
 	return obj, nil
 }
 
-// OnChange calls fn after every change that can alter the policy. remove
-// ends the calls.
-//
-// Each informer runs each handler on its own goroutine, in no order, so
-// fn's handler marks the policy stale itself before it calls fn: a Policy
-// read in answer to fn always sees the change.
+// OnChange calls fn after every change that can alter the policy, once
+// the policy reflects it. fn must not block. remove ends the calls.
 func (f *Facts) OnChange(fn func()) (remove func(), err error) {
-	changed := func() {
-		f.bump()
-		fn()
-	}
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { changed() },
-		UpdateFunc: func(o, n any) {
-			if Changes(o, n) {
-				changed()
-			}
-		},
-		DeleteFunc: func(any) { changed() },
-	}
-	var regs []func()
-	remove = func() {
-		for _, r := range regs {
-			r()
-		}
-	}
-	for _, i := range f.all() {
-		r, err := i.AddEventHandler(h)
-		if err != nil {
-			remove()
-			return nil, fmt.Errorf("watch: %w", err)
-		}
-		regs = append(regs, func() { _ = i.RemoveEventHandler(r) })
-	}
-	return remove, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := f.nextSub
+	f.nextSub++
+	f.subs[id] = fn
+	return func() {
+		f.mu.Lock()
+		delete(f.subs, id)
+		f.mu.Unlock()
+	}, nil
 }
 
 // Eips is the pool cache, whose objects are *v1alpha2.Eip.

@@ -308,16 +308,7 @@ func whoHas(t *testing.T, ip netip.Addr, wait time.Duration) []string {
 func whoHasFrom(t *testing.T, host *netlab.Host, nic string, ip netip.Addr, wait time.Duration) []string {
 	t.Helper()
 	var macs []string
-	err := host.Do(func() error {
-		ifi, err := net.InterfaceByName(nic)
-		if err != nil {
-			return err
-		}
-		c, err := arp.Dial(ifi)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = c.Close() }()
+	err := onARP(host, nic, func(c *arp.Client, _ *net.Interface) error {
 		if err := c.Request(ip); err != nil {
 			return err
 		}
@@ -344,6 +335,22 @@ func whoHasFrom(t *testing.T, host *netlab.Host, nic string, ip netip.Addr, wait
 	}
 	slices.Sort(macs)
 	return macs
+}
+
+// onARP runs fn with a raw ARP socket on host's nic.
+func onARP(host *netlab.Host, nic string, fn func(*arp.Client, *net.Interface) error) error {
+	return host.Do(func() error {
+		ifi, err := net.InterfaceByName(nic)
+		if err != nil {
+			return err
+		}
+		c, err := arp.Dial(ifi)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = c.Close() }()
+		return fn(c, ifi)
+	})
 }
 
 func nodeByMAC(mac string) string {

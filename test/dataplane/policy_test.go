@@ -346,16 +346,7 @@ func TestTenantConflictAnnotationChangesNothing(t *testing.T) {
 // that takes an address does.
 func announce(t *testing.T, host *netlab.Host, ip netip.Addr) {
 	t.Helper()
-	err := host.Do(func() error {
-		ifi, err := net.InterfaceByName(netlab.NIC1)
-		if err != nil {
-			return err
-		}
-		c, err := arp.Dial(ifi)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = c.Close() }()
+	err := onARP(host, netlab.NIC1, func(c *arp.Client, ifi *net.Interface) error {
 		p, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, ip, ethernet.Broadcast, ip)
 		if err != nil {
 			return err
