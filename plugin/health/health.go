@@ -416,7 +416,7 @@ func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.P
 	wire := map[netip.Addr]string{}
 	for _, n := range inv {
 		for _, c := range addrpolicy.ReportFromNodeNICs(n).Conflicts {
-			wire[c.IP] = c.MAC + " (found by " + c.Node + ")"
+			wire[c.IP] = c.MAC
 		}
 	}
 	var pending, silent, refused []string
