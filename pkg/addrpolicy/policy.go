@@ -322,14 +322,3 @@ func fold(in []Reserved) []Reserved {
 	}
 	return out
 }
-
-// Contains reports whether ip is in one of the runs.
-func Contains(runs []Reserved, ip netip.Addr) (Reason, bool) {
-	ip = ip.Unmap()
-	for _, r := range runs {
-		if r.Range.Contains(ip) {
-			return r.Reason, true
-		}
-	}
-	return Reason{}, false
-}

@@ -271,3 +271,25 @@ func TestFold(t *testing.T) {
 		t.Errorf("fold = %v, want %s", s, w)
 	}
 }
+
+func TestAdmits(t *testing.T) {
+	open := eip("open", "192.0.2.0/28", 0)
+	named := eip("named", "192.0.2.16/28", 0, func(e *v1alpha2.Eip) { e.Spec.Namespaces = []string{"team"} })
+	labelled := eip("labelled", "192.0.2.32/28", 0, func(e *v1alpha2.Eip) { e.Spec.NamespaceSelector = map[string]string{"lb": "fast"} })
+	for _, c := range []struct {
+		pool   Pool
+		ns     string
+		labels map[string]string
+		want   bool
+	}{
+		{open, "any", nil, true},
+		{named, "team", nil, true},
+		{named, "other", nil, false},
+		{labelled, "other", map[string]string{"lb": "fast"}, true},
+		{labelled, "other", map[string]string{"lb": "slow"}, false},
+	} {
+		if got := c.pool.Admits(c.ns, c.labels); got != c.want {
+			t.Errorf("%s.Admits(%s, %v) = %v, want %v", c.pool.Name, c.ns, c.labels, got, c.want)
+		}
+	}
+}

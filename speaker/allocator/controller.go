@@ -377,11 +377,7 @@ func (c *Controller) pools() []Pool {
 		if !ap.Layer2() || !ap.Range.Is4() {
 			continue
 		}
-		p := Pool{
-			Name: ap.Name, Range: ap.Range, Default: ap.Default, Disabled: ap.Disabled,
-			Priority: ap.Priority, Namespaces: ap.Namespaces, Selector: ap.Selector,
-			Excluded: map[netip.Addr]string{}, Conflicts: map[netip.Addr]string{},
-		}
+		p := Pool{Pool: ap, Excluded: map[netip.Addr]string{}, Conflicts: map[netip.Addr]string{}}
 		for _, r := range policy.Refusals(&ap) {
 			for a := r.Range.First; ; a = a.Next() {
 				p.Excluded[a] = r.Reason.Text

@@ -14,41 +14,18 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/porterlb/porter/pkg/addr"
+	"github.com/porterlb/porter/pkg/addrpolicy"
 )
 
-// Pool is an Eip as the allocator sees it.
+// Pool is an Eip as the allocator sees it: the pool as the address policy
+// reads it, with the addresses it may not give.
 type Pool struct {
-	Name     string
-	Range    addr.Range
-	Default  bool
-	Disabled bool
-	Priority int
-	// Namespaces and Selector limit the pool to some namespaces; both
-	// empty means any namespace.
-	Namespaces []string
-	Selector   labels.Selector
+	addrpolicy.Pool
 	// Excluded are addresses of the range that must never be handed out,
 	// each with the reason, e.g. "is the InternalIP of node orion".
 	Excluded map[netip.Addr]string
 	// Conflicts are addresses found answered on the wire by another host.
 	Conflicts map[netip.Addr]string
-}
-
-func (p *Pool) restricted() bool {
-	return len(p.Namespaces) > 0 || p.Selector != nil && !p.Selector.Empty()
-}
-
-// admits reports whether a Service in namespace ns with labels nsLabels may
-// use the pool.
-func (p *Pool) admits(ns string, nsLabels labels.Set) bool {
-	if !p.restricted() {
-		return true
-	}
-	if slices.Contains(p.Namespaces, ns) {
-		return true
-	}
-	return p.Selector != nil && !p.Selector.Empty() && p.Selector.Matches(nsLabels)
 }
 
 // Request is what one Service asks for.
@@ -216,7 +193,7 @@ func (t *Table) candidates(r Request) ([]*Pool, error) {
 		switch {
 		case p == nil:
 			return nil, fmt.Errorf("%w: the Eip %q named by the Service does not exist or is not a layer2 pool", ErrNoPool, r.Pool)
-		case !p.admits(r.Namespace, r.NSLabels):
+		case !p.Admits(r.Namespace, r.NSLabels):
 			return nil, fmt.Errorf("%w: the Eip %q does not serve namespace %s", ErrNoPool, r.Pool, r.Namespace)
 		}
 		return []*Pool{p}, nil
@@ -224,12 +201,12 @@ func (t *Table) candidates(r Request) ([]*Pool, error) {
 	var out []*Pool
 	// Pools that pick the namespace out come before the default pool.
 	for _, p := range t.pools {
-		if p.restricted() && p.admits(r.Namespace, r.NSLabels) {
+		if p.Restricted() && p.Admits(r.Namespace, r.NSLabels) {
 			out = append(out, p)
 		}
 	}
 	for _, p := range t.pools {
-		if p.Default && !p.restricted() {
+		if p.Default && !p.Restricted() {
 			out = append(out, p)
 		}
 	}

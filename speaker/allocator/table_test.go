@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/porterlb/porter/pkg/addr"
+	"github.com/porterlb/porter/pkg/addrpolicy"
 )
 
 func pool(t *testing.T, name, r string) Pool {
@@ -16,7 +17,7 @@ func pool(t *testing.T, name, r string) Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Pool{Name: name, Range: rg}
+	return Pool{Pool: addrpolicy.Pool{Name: name, Range: rg}}
 }
 
 var ip = netip.MustParseAddr

@@ -169,17 +169,6 @@ func (r *Responder) Owns(ip netip.Addr) bool {
 	return ok
 }
 
-// Owned lists the addresses answered for here.
-func (r *Responder) Owned() []netip.Addr {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	out := make([]netip.Addr, 0, len(r.owned))
-	for ip := range r.owned {
-		out = append(out, ip)
-	}
-	return out
-}
-
 // Announce starts answering for ips and sends gratuitous ARP for them now
 // and on GratuitousSchedule, until ctx ends or an address is withdrawn.
 func (r *Responder) Announce(ctx context.Context, ips []netip.Addr) {
