@@ -415,6 +415,9 @@ func TestAPIServerRefusesMalformedPools(t *testing.T) {
 		{"huge-range", "198.18.0.0-198.19.0.0", "layer2", "at most 65536 addresses"},
 		{"huge-cidr", "198.18.0.0/15", "layer2", "at most 65536 addresses"},
 		{"huge-v6", "2001:db8::/64", "layer2", "at most 65536 addresses"},
+		{"v6-reversed", "2001:db8::ff-2001:db8::1", "layer2", "the range is reversed"},
+		{"v6-reversed-hextet", "2001:db8::a0b0-2001:db8::a0af", "layer2", "the range is reversed"},
+		{"v6-wide", "2001:db8::1-2001:db8::1:1", "layer2", "within one /112"},
 		{"host-bits", "198.18.0.1/28", "layer2", "host bits set"},
 		{"protocol", "198.18.0.10", "ospf", `Unsupported value: "ospf"`},
 	} {
@@ -433,7 +436,7 @@ func TestAPIServerRefusesMalformedPools(t *testing.T) {
 		t.Fatalf("a refused apply changed the Eips: %v -> %v", before, after)
 	}
 	// What Porter and OpenELB users write today still applies.
-	for i, address := range []string{"198.18.3.10", "198.18.3.16/28", "198.18.3.40-198.18.3.50", "198.18.3.60 - 198.18.3.61", "198.18.0.0-198.18.255.255", "2001:db8::/112", "2001:db8:1::1-2001:db8:1::ff"} {
+	for i, address := range []string{"198.18.3.10", "198.18.3.16/28", "198.18.3.40-198.18.3.50", "198.18.3.60 - 198.18.3.61", "198.18.0.0-198.18.255.255", "2001:db8::/112", "2001:db8:1::1-2001:db8:1::ff", "2001:db8:2::-2001:db8:2::10", "2001:db8:3::fff0-2001:db8:3::ffff", "2001:db8:4::9-2001:db8:4::a"} {
 		name := fmt.Sprintf("good-%d", i)
 		mustKubectl(t, "create", "-f", writeManifest(t, manifest(name, address, "layer2")))
 		deleteEip(t, name)
