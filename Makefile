@@ -79,7 +79,7 @@ REPEAT ?= 3
 
 .PHONY: test-repeat
 test-repeat: deps lab ## Run the integration packages REPEAT times (default 3) on this machine, stopping at the first failure (root)
-	for i in $$(seq 1 $(REPEAT)); do \
+	@for i in $$(seq 1 $(REPEAT)); do \
 	  echo "=== test-repeat: run $$i of $(REPEAT)"; \
 	  start=$$(date +%s); \
 	  $(GO) test $(TEST_FLAGS) -timeout 20m $(INTEGRATION_PKGS) || { echo "=== test-repeat: run $$i of $(REPEAT) FAILED"; exit 1; }; \
