@@ -416,6 +416,8 @@ func TestAPIServerRefusesMalformedPools(t *testing.T) {
 		{"huge-cidr", "198.18.0.0/15", "layer2", "at most 65536 addresses"},
 		{"huge-v6", "2001:db8::/64", "layer2", "at most 65536 addresses"},
 		{"v6-wide", "2001:db8::1-2001:db8::1:1", "layer2", "within one /112"},
+		{"v6-reversed", "2001:db8::ff-2001:db8::1", "layer2", "the range is reversed"},
+		{"v6-reversed-hextet", "2001:db8::a0b0-2001:db8::a0af", "layer2", "the range is reversed"},
 		{"host-bits", "198.18.0.1/28", "layer2", "host bits set"},
 		{"protocol", "198.18.0.10", "ospf", `Unsupported value: "ospf"`},
 	} {
