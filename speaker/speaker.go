@@ -307,8 +307,8 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	an := announcer.New(announcer.Config{
 		Node: opts.NodeName, Kube: cs,
 		Services: inf.Services, EndpointSlices: fi.EndpointSlices, Facts: fa,
-		ConflictsChanged: kickInventory,
-		Members:          mem, Metrics: m, Recorder: rec, Log: log,
+		Changed: kickInventory,
+		Members: mem, Metrics: m, Recorder: rec, Log: log,
 		Probe: opts.ARPProbe, Reprobe: opts.Reprobe,
 	})
 
@@ -326,7 +326,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 				names = append(names, n)
 			}
 			sort.Strings(names)
-			return &v1alpha1.SpeakerStatus{MemberAddress: mem.Address(), Members: names, Announcing: an.Announcing(), Version: version.Get().Version}
+			return &v1alpha1.SpeakerStatus{MemberAddress: mem.Address(), Members: names, Announcing: an.Announcing(), Addresses: an.Announced(), Version: version.Get().Version}
 		},
 		// Until the announcer has taken them up, the conflicts already
 		// published stand, so a restart never wipes them.

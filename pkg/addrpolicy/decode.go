@@ -203,6 +203,9 @@ type Report struct {
 	Gateways []netip.Addr
 	// Conflicts are announced addresses another host answered for.
 	Conflicts []WireConflict
+	// Announced are the addresses the node's speaker answers for, each
+	// with its NIC.
+	Announced map[netip.Addr]string
 	// Published is true once the speaker has written a full report; an
 	// object without one is only a placeholder.
 	Published bool
@@ -236,6 +239,14 @@ func ReportFromNodeNICs(inv *v1alpha1.NodeNICs) Report {
 	for _, c := range inv.Status.Conflicts {
 		if ip, err := netip.ParseAddr(strings.TrimSpace(c.Address)); err == nil {
 			r.Conflicts = append(r.Conflicts, WireConflict{IP: ip.Unmap(), MAC: c.MAC, Node: inv.Name, Since: c.Since.Time})
+		}
+	}
+	if sp := inv.Status.Speaker; sp != nil && len(sp.Addresses) > 0 {
+		r.Announced = make(map[netip.Addr]string, len(sp.Addresses))
+		for _, a := range sp.Addresses {
+			if ip, err := netip.ParseAddr(strings.TrimSpace(a.Address)); err == nil {
+				r.Announced[ip.Unmap()] = a.Interface
+			}
 		}
 	}
 	return r

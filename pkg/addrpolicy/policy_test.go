@@ -293,3 +293,32 @@ func TestAdmits(t *testing.T) {
 		}
 	}
 }
+
+func TestReportFromNodeNICs(t *testing.T) {
+	r := ReportFromNodeNICs(&v1alpha1.NodeNICs{
+		ObjectMeta: metav1.ObjectMeta{Name: "node1"},
+		Status: v1alpha1.NodeNICsStatus{
+			NICs:      []v1alpha1.NIC{{Name: "eth0", Addresses: []string{"::ffff:198.18.0.11/120", "junk"}}},
+			Gateways:  []string{"::ffff:198.18.0.1", "nonsense"},
+			Conflicts: []v1alpha1.AddressConflict{{Address: "198.18.0.40", MAC: "02:00:00:00:00:01"}},
+			Speaker: &v1alpha1.SpeakerStatus{Addresses: []v1alpha1.AnnouncedAddress{
+				{Address: "::ffff:198.18.0.50", Interface: "eth0"}, {Address: "bad", Interface: "eth0"},
+			}},
+		},
+	})
+	if r.Published {
+		t.Error("a report without updatedAt counts as published")
+	}
+	if len(r.NICs) != 1 || len(r.NICs[0].Prefixes) != 1 || r.NICs[0].Prefixes[0] != netip.MustParsePrefix("198.18.0.11/24") {
+		t.Errorf("NICs = %+v, want eth0 with 198.18.0.11/24 unmapped", r.NICs)
+	}
+	if len(r.Gateways) != 1 || r.Gateways[0] != ip("198.18.0.1") {
+		t.Errorf("Gateways = %v, want [198.18.0.1]", r.Gateways)
+	}
+	if len(r.Conflicts) != 1 || r.Conflicts[0].Node != "node1" || r.Conflicts[0].IP != ip("198.18.0.40") {
+		t.Errorf("Conflicts = %+v", r.Conflicts)
+	}
+	if len(r.Announced) != 1 || r.Announced[ip("198.18.0.50")] != "eth0" {
+		t.Errorf("Announced = %v, want 198.18.0.50 on eth0", r.Announced)
+	}
+}

@@ -148,7 +148,7 @@ func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 		}
 		policy = addrpolicy.New(facts.Snapshot)
 	}
-	svcCat, svcs, err := services(ctx, cs, policy, inv)
+	svcCat, svcs, err := services(ctx, cs, policy, inv, ready)
 	if err != nil {
 		return nil, err
 	}
@@ -397,7 +397,10 @@ func pools(list *v1alpha2.EipList, err error) (Category, []Pool) {
 	return cat, out
 }
 
-func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.Policy, inv map[string]*v1alpha1.NodeNICs) (Category, []Service, error) {
+// announcer is a node that reports answering for an address.
+type announcer struct{ node, iface string }
+
+func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.Policy, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) (Category, []Service, error) {
 	cat := Category{Name: "services"}
 	out := []Service{}
 	list, err := cs.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
@@ -413,13 +416,24 @@ func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.P
 	}
 	// Conflicts come from the speakers' own reports, which only Porter
 	// writes.
+	// Who answers for an address, and which addresses another host
+	// answers for, come from the speakers' own reports, which only Porter
+	// writes; a report whose speaker is not ready may be stale.
 	wire := map[netip.Addr]string{}
+	announcers := map[netip.Addr][]announcer{}
 	for _, n := range inv {
-		for _, c := range addrpolicy.ReportFromNodeNICs(n).Conflicts {
+		r := addrpolicy.ReportFromNodeNICs(n)
+		for _, c := range r.Conflicts {
 			wire[c.IP] = c.MAC
 		}
+		if !ready[r.Node] {
+			continue
+		}
+		for ip, iface := range r.Announced {
+			announcers[ip] = append(announcers[ip], announcer{node: r.Node, iface: iface})
+		}
 	}
-	var pending, silent, refused []string
+	var pending, silent, refused, doubled []string
 	for i := range list.Items {
 		s := &list.Items[i]
 		if !lbservice.IsPorter(s) {
@@ -442,23 +456,30 @@ func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.P
 				continue
 			}
 		}
-		// The announcer annotation is for people; shown here, it decides
-		// nothing.
-		if an, ok := lbservice.ParseAnnouncer(s); ok && an.IP == ip {
-			sv.Node, sv.Interface = an.Node, an.Interface
-		} else {
+		switch an := announcers[ip]; len(an) {
+		case 0:
 			silent = append(silent, sv.Name)
 			if mac, ok := wire[ip]; ok {
 				sv.Reason = "address answered on the wire by " + mac
 			}
-		}
-		if mac, ok := wire[ip]; ok && sv.Node != "" {
-			// Withdrawn on the conflict; the annotation is older.
-			sv.Node, sv.Interface = "", ""
-			sv.Reason = "address answered on the wire by " + mac
-			silent = append(silent, sv.Name)
+		case 1:
+			sv.Node, sv.Interface = an[0].node, an[0].iface
+		default:
+			sort.Slice(an, func(i, j int) bool { return an[i].node < an[j].node })
+			names := make([]string, len(an))
+			for i, a := range an {
+				names[i] = a.node
+			}
+			sv.Node, sv.Interface = strings.Join(names, ","), an[0].iface
+			sv.Reason = fmt.Sprintf("answered by %d nodes", len(an))
+			doubled = append(doubled, sv.Name+" ("+sv.Node+")")
 		}
 		out = append(out, sv)
+	}
+	if len(doubled) > 0 {
+		cat.Checks = append(cat.Checks, Check{Name: "doubled", State: Failed,
+			Detail: fmt.Sprintf("%d Service address(es) answered by more than one node: %s", len(doubled), first(doubled, 10)),
+			Hint:   "the speakers disagree on who owns them; kubectl porter status -o json names the nodes, and their speakers' logs say why"})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	if len(pending) > 0 {

@@ -62,14 +62,15 @@ type Config struct {
 	// Facts gives the pools, the reserved addresses and the speakers' NIC
 	// reports.
 	Facts *facts.Facts
-	// ConflictsChanged is called when the addresses this speaker found
-	// answered by another host change, so that its report is published.
-	ConflictsChanged func()
-	Members          *members.Members
-	Metrics          *metrics.Metrics
-	Recorder         record.EventRecorder
-	Log              *slog.Logger
-	Probe            responder.ProbeConfig
+	// Changed is called when the addresses this speaker announces, or
+	// those it found answered by another host, change, so that its
+	// report is published.
+	Changed  func()
+	Members  *members.Members
+	Metrics  *metrics.Metrics
+	Recorder record.EventRecorder
+	Log      *slog.Logger
+	Probe    responder.ProbeConfig
 	// Reprobe is how long a conflicting address first waits before it is
 	// probed again; each further conflict doubles it, up to MaxReprobe.
 	Reprobe    time.Duration
@@ -119,7 +120,9 @@ type Announcer struct {
 	ready  atomic.Bool
 	mu     sync.Mutex // guards health and conflicts
 	health map[string]error
-	count  atomic.Int64
+	// announced is what a.owned held when it last changed, for readers
+	// outside the run loop.
+	announced atomic.Pointer[[]v1alpha1.AnnouncedAddress]
 }
 
 type ownership struct {
@@ -205,7 +208,7 @@ func (a *Announcer) poke() {
 func (a *Announcer) Ready() bool { return a.ready.Load() }
 
 // Announcing is how many addresses this node answers for.
-func (a *Announcer) Announcing() int { return int(a.count.Load()) }
+func (a *Announcer) Announcing() int { return len(a.Announced()) }
 
 // Healthy returns the first failed responder's error.
 func (a *Announcer) Healthy() error {
@@ -507,8 +510,7 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 		a.cfg.Metrics.OwnershipChanges.WithLabelValues("gained").Add(float64(len(ips)))
 		a.cfg.Log.Info("announcing", "interface", iface, "count", len(ips), "first", ips[0])
 	}
-	a.cfg.Metrics.OwnedIPs.Set(float64(len(a.owned)))
-	a.count.Store(int64(len(a.owned)))
+	a.ownedChanged(len(gained) > 0 || len(lost) > 0)
 	// A suspect address is never handed over unprobed.
 	a.lastOwners = make(map[netip.Addr]string, len(d.Owners))
 	for ip, o := range d.Owners {
@@ -660,8 +662,7 @@ func (a *Announcer) claimedBy(c claimed) {
 		return
 	}
 	delete(a.owned, c.ip)
-	a.count.Store(int64(len(a.owned)))
-	a.cfg.Metrics.OwnedIPs.Set(float64(len(a.owned)))
+	a.ownedChanged(true)
 	a.cfg.Metrics.OwnershipChanges.WithLabelValues("lost").Inc()
 	a.conflict(c.ip, c.mac, c.iface, o.svc, "announce")
 }
@@ -701,9 +702,32 @@ func (a *Announcer) conflict(ip netip.Addr, mac net.HardwareAddr, iface, svcKey,
 }
 
 func (a *Announcer) conflictsChanged() {
-	if a.cfg.ConflictsChanged != nil {
-		a.cfg.ConflictsChanged()
+	if a.cfg.Changed != nil {
+		a.cfg.Changed()
 	}
+}
+
+// ownedChanged publishes a.owned to readers outside the run loop.
+func (a *Announcer) ownedChanged(changed bool) {
+	a.cfg.Metrics.OwnedIPs.Set(float64(len(a.owned)))
+	if !changed && a.announced.Load() != nil {
+		return
+	}
+	out := make([]v1alpha1.AnnouncedAddress, 0, len(a.owned))
+	for ip, o := range a.owned {
+		out = append(out, v1alpha1.AnnouncedAddress{Address: ip.String(), Interface: o.iface})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+	a.announced.Store(&out)
+	a.conflictsChanged()
+}
+
+// Announced is what this node answers for, sorted by address.
+func (a *Announcer) Announced() []v1alpha1.AnnouncedAddress {
+	if p := a.announced.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // seedConflicts takes up the conflicts this node's previous speaker

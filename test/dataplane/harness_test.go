@@ -26,9 +26,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/eips"
@@ -436,4 +438,26 @@ func announcerNow(t *testing.T, name string) (lbservice.Announcer, bool) {
 		t.Fatal(err)
 	}
 	return lbservice.ParseAnnouncer(svc)
+}
+
+// reportedBy lists the nodes whose speakers report answering for ip in
+// their NodeNICs, the place status reads it from.
+func reportedBy(t *testing.T, ip netip.Addr) []string {
+	t.Helper()
+	l, err := dynamicClient(t).Resource(v1alpha1.NodeNICsResource).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("list NodeNICs: %v", err)
+	}
+	var out []string
+	for _, u := range l.Items {
+		var n v1alpha1.NodeNICs
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &n); err != nil {
+			t.Fatalf("decode NodeNICs %s: %v", u.GetName(), err)
+		}
+		if _, ok := addrpolicy.ReportFromNodeNICs(&n).Announced[ip]; ok {
+			out = append(out, n.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -220,8 +220,12 @@ func TestForgedAnnouncerAnnotationDoesNotSkipTheProbe(t *testing.T) {
 	})
 	ip := waitIP(t, "forged")
 	waitEvent(t, "forged", "AddressConflict", client.MAC.String())
-	// The client holds the address; no node may answer for it.
+	// The client holds the address; no node may answer for it, and no
+	// speaker reports it, whatever the annotation says.
 	neverAnsweredByNodes(t, ip, 2*time.Second)
+	if by := reportedBy(t, ip); len(by) != 0 {
+		t.Errorf("%s is reported announced by %v, want by none", ip, by)
+	}
 }
 
 // A host that starts answering for an announced address takes it: the
@@ -233,6 +237,9 @@ func TestHostClaimingAnAnnouncedAddressWins(t *testing.T) {
 	createService(t, "claimed")
 	ip := waitIP(t, "claimed")
 	owner := ownerOf(t, "claimed", ip)
+	poll(t, 10*time.Second, owner+"'s report to list "+ip.String(), func(context.Context) (bool, error) {
+		return slices.Equal(reportedBy(t, ip), []string{owner}), nil
+	})
 	client := env.Net.Client
 	run(t, client, []string{"ip", "addr", "add", ip.String() + "/24", "dev", netlab.NIC1},
 		[]string{"ip", "addr", "del", ip.String() + "/24", "dev", netlab.NIC1})
@@ -252,6 +259,9 @@ func TestHostClaimingAnAnnouncedAddressWins(t *testing.T) {
 		t.Errorf("withdrew after %s, want within 1s", took)
 	}
 	neverAnsweredByNodes(t, ip, time.Second)
+	poll(t, 10*time.Second, owner+"'s report to drop "+ip.String(), func(context.Context) (bool, error) {
+		return len(reportedBy(t, ip)) == 0, nil
+	})
 	poll(t, 10*time.Second, "the conflict in the pool's status", func(context.Context) (bool, error) {
 		for _, c := range getPool(t, "main").Status.Conflicts {
 			if c.Address == ip.String() && c.MAC == client.MAC.String() {

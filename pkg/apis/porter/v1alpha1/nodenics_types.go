@@ -71,14 +71,26 @@ type SpeakerStatus struct {
 	// itself included.
 	// +optional
 	Members []string `json:"members,omitempty"`
-	// Announcing is how many addresses this node answers ARP for. Each
-	// Service names its announcing node in the porter.kubesphere.io/announcer
-	// annotation.
+	// Announcing is how many addresses this node answers ARP for.
 	// +optional
 	Announcing int `json:"announcing,omitempty"`
+	// Addresses are the addresses this node answers ARP for, and on which
+	// NIC. Status reads who announces an address from here, not from the
+	// Service's porter.kubesphere.io/announcer annotation, which anyone
+	// who may edit the Service can write.
+	// +optional
+	Addresses []AnnouncedAddress `json:"addresses,omitempty"`
 	// Version is the speaker's version.
 	// +optional
 	Version string `json:"version,omitempty"`
+}
+
+// AnnouncedAddress is an address a speaker answers for.
+type AnnouncedAddress struct {
+	// Address is the announced address.
+	Address string `json:"address"`
+	// Interface is the NIC it is announced on.
+	Interface string `json:"interface"`
 }
 
 // NodeNICs is the NIC inventory of one node, named after the node and
