@@ -165,13 +165,16 @@ func Layer2Value(annotations map[string]string) string {
 	return ""
 }
 
-// Primary is the address the node's speaker announces from unless a pool
-// names a NIC: the layer2 annotation's, else the InternalIP.
-func (n *Node) Primary() netip.Addr {
-	if n.Layer2.IsValid() {
-		return n.Layer2
+// Primaries are the addresses whose NIC a pool without an interface is
+// announced on, in order: the layer2 annotation, then the InternalIP.
+func (n *Node) Primaries() []netip.Addr {
+	var out []netip.Addr
+	for _, ip := range []netip.Addr{n.Layer2, n.InternalIP} {
+		if ip.IsValid() {
+			out = append(out, ip)
+		}
 	}
-	return n.InternalIP
+	return out
 }
 
 // NIC is one interface of a node, as its speaker reports it.
@@ -253,31 +256,11 @@ func ReportFromNodeNICs(inv *v1alpha1.NodeNICs) Report {
 }
 
 // NICFor is the NIC of the report that a pool naming iface is announced
-// on: the named NIC, the one whose subnet holds a can_reach address, or,
-// for an empty iface, the one holding primary. ok is false when there is
-// none.
-func (r *Report) NICFor(iface string, primary netip.Addr) (NIC, bool) {
-	if ipText, found := strings.CutPrefix(iface, v1alpha2.CanReachPrefix); found {
-		ip, err := netip.ParseAddr(ipText)
-		if err != nil {
-			return NIC{}, false
-		}
-		ip = ip.Unmap()
-		for _, n := range r.NICs {
-			for _, p := range n.Prefixes {
-				if p.Masked().Contains(ip) {
-					return n, true
-				}
-			}
-		}
-		return NIC{}, false
-	}
-	for _, n := range r.NICs {
-		if iface != "" && n.Name == iface || iface == "" && primary.IsValid() && n.Holds(primary) {
-			return n, true
-		}
-	}
-	return NIC{}, false
+// on, by ChooseNIC without a route table: a can_reach address picks the
+// NIC whose subnet holds it. ok is false when there is none.
+func (r *Report) NICFor(iface string, primary ...netip.Addr) (NIC, bool) {
+	nic, err := ChooseNIC(r.NICs, iface, primary, nil)
+	return nic, err == nil
 }
 
 // sortPools orders pools by precedence: the older pool holds an address

@@ -1,6 +1,7 @@
 package addrpolicy
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -232,29 +233,63 @@ networking:
 	}
 }
 
-func TestNICFor(t *testing.T) {
+func TestChooseNIC(t *testing.T) {
 	r := report("node3", nil,
 		v1alpha1.NIC{Name: "eth0", Addresses: []string{"198.18.0.13/24"}},
-		v1alpha1.NIC{Name: "eth1", Addresses: []string{"198.51.100.7/28"}})
+		v1alpha1.NIC{Name: "eth1", Addresses: []string{"198.51.100.7/28", "198.18.1.13/24"}})
+	routes := func(ip netip.Addr) (string, error) {
+		switch {
+		case netip.MustParsePrefix("192.0.2.0/24").Contains(ip):
+			return "eth1", nil // behind a gateway on eth1
+		case netip.MustParsePrefix("203.0.113.0/24").Contains(ip):
+			return "", errors.New("network is unreachable")
+		case netip.MustParsePrefix("198.51.100.128/25").Contains(ip):
+			return "eth9", nil
+		}
+		return "eth0", nil
+	}
 	for _, c := range []struct {
-		iface, primary, want string
+		name      string
+		iface     string
+		primaries []string
+		route     RouteLookup
+		want      string // "" for an error
+		err       string
 	}{
-		{"", "198.18.0.13", "eth0"},
-		{"eth1", "198.18.0.13", "eth1"},
-		{"can_reach:198.51.100.1", "", "eth1"},
-		{"can_reach:192.0.2.1", "", ""},
-		{"can_reach:nonsense", "", ""},
-		{"eth9", "", ""},
-		{"", "192.0.2.1", ""},
+		{"primary on eth0", "", []string{"198.18.0.13"}, nil, "eth0", ""},
+		{"layer2 address first", "", []string{"198.18.1.13", "198.18.0.13"}, nil, "eth1", ""},
+		{"layer2 address held nowhere falls back to the InternalIP", "", []string{"198.18.7.7", "198.18.0.13"}, nil, "eth0", ""},
+		{"named NIC", "eth1", []string{"198.18.0.13"}, nil, "eth1", ""},
+		{"named NIC missing", "eth9", nil, nil, "", "has no interface eth9"},
+		{"neither address held", "", []string{"192.0.2.1"}, nil, "", "no interface holds"},
+		{"no addresses at all", "", nil, nil, "", "neither a layer2 address nor an InternalIP"},
+		{"can_reach by subnet", "can_reach:198.51.100.1", nil, nil, "eth1", ""},
+		{"can_reach mapped", "can_reach:::ffff:198.51.100.1", nil, nil, "eth1", ""},
+		{"can_reach off every subnet without routes", "can_reach:192.0.2.1", nil, nil, "", "no NIC's subnet holds"},
+		{"can_reach through a gateway with routes", "can_reach:192.0.2.1", nil, routes, "eth1", ""},
+		{"can_reach on a subnet follows the route table", "can_reach:198.51.100.1", nil, routes, "eth0", ""},
+		{"can_reach unreachable", "can_reach:203.0.113.1", nil, routes, "", "network is unreachable"},
+		{"can_reach through a NIC not in the list", "can_reach:198.51.100.200", nil, routes, "", "which this node does not have"},
+		{"can_reach nonsense", "can_reach:nonsense", nil, routes, "", "want an IP"},
 	} {
-		var primary netip.Addr
-		if c.primary != "" {
-			primary = ip(c.primary)
-		}
-		n, ok := r.NICFor(c.iface, primary)
-		if got := map[bool]string{true: n.Name, false: ""}[ok]; got != c.want {
-			t.Errorf("NICFor(%q, %s) = %q, want %q", c.iface, c.primary, got, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			var prim []netip.Addr
+			for _, p := range c.primaries {
+				prim = append(prim, ip(p))
+			}
+			n, err := ChooseNIC(r.NICs, c.iface, prim, c.route)
+			switch {
+			case c.want != "" && (err != nil || n.Name != c.want):
+				t.Errorf("ChooseNIC(%q, %v) = %q, %v; want %q", c.iface, prim, n.Name, err, c.want)
+			case c.want == "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+				t.Errorf("ChooseNIC(%q, %v) = %q, %v; want an error with %q", c.iface, prim, n.Name, err, c.err)
+			}
+			if c.route == nil {
+				if got, ok := r.NICFor(c.iface, prim...); ok != (c.want != "") || got.Name != c.want {
+					t.Errorf("NICFor(%q, %v) = %q, %v; want ChooseNIC's answer %q", c.iface, prim, got.Name, ok, c.want)
+				}
+			}
+		})
 	}
 }
 

@@ -148,9 +148,9 @@ func Check(eip *v1alpha2.Eip, facts Facts) Result {
 // checkSubnet checks the pool against the subnet of the NIC each node
 // would announce it on, as the speakers' reports record them.
 func checkSubnet(pool *addrpolicy.Pool, s addrpolicy.Snapshot, add func(Severity, string, string, string, ...any)) {
-	primary := map[string]netip.Addr{}
+	primary := map[string][]netip.Addr{}
 	for _, n := range s.Nodes {
-		primary[n.Name] = n.Primary()
+		primary[n.Name] = n.Primaries()
 	}
 	desc := "each node's primary NIC"
 	switch {
@@ -163,7 +163,7 @@ func checkSubnet(pool *addrpolicy.Pool, s addrpolicy.Snapshot, add func(Severity
 	matched := 0
 	seen := map[netip.Prefix]bool{}
 	for _, rep := range s.Reports {
-		nic, ok := rep.NICFor(pool.Interface, primary[rep.Node])
+		nic, ok := rep.NICFor(pool.Interface, primary[rep.Node]...)
 		if !ok {
 			continue
 		}

@@ -331,7 +331,7 @@ func nodeNICs(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[
 		if i := inv[n.Name]; i != nil {
 			nd.NIC = i.Status.Primary
 			rep := addrpolicy.ReportFromNodeNICs(i)
-			if nic, ok := rep.NICFor("", an.Primary()); ok {
+			if nic, ok := rep.NICFor("", an.Primaries()...); ok {
 				nd.NIC = nic.Name
 			}
 			if i.Status.Speaker != nil {

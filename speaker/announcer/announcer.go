@@ -319,9 +319,9 @@ func (a *Announcer) reconcile(ctx context.Context) {
 		return
 	}
 	policy := a.cfg.Facts.Policy()
-	var layer2, internal netip.Addr
+	var primaries []netip.Addr
 	if me, ok := policy.Node(a.cfg.Node); ok {
-		layer2, internal = me.Layer2, me.InternalIP
+		primaries = me.Primaries()
 	}
 
 	nicOf := map[string]string{}
@@ -330,7 +330,7 @@ func (a *Announcer) reconcile(ctx context.Context) {
 		if !p.Announced() {
 			continue
 		}
-		lk, err := a.links.choose(p.Interface, layer2, internal)
+		lk, err := a.links.choose(p.Interface, primaries)
 		if err != nil || !lk.up || len(lk.mac) == 0 {
 			unservable = append(unservable, p.Name)
 			continue

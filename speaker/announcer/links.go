@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
+	"sort"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/speaker/nics"
 )
 
@@ -64,57 +65,38 @@ func readLinks() (*links, error) {
 	return out, nil
 }
 
-// holding returns the link that has ip.
-func (l *links) holding(ip netip.Addr) *link {
+// choose picks the NIC a pool is announced on, by the one rule
+// (addrpolicy.ChooseNIC), with the kernel's route table for can_reach.
+func (l *links) choose(iface string, primaries []netip.Addr) (*link, error) {
+	nics := make([]addrpolicy.NIC, 0, len(l.byName))
 	for _, lk := range l.byName {
-		for _, p := range lk.addrs {
-			if p.Addr() == ip {
-				return lk
-			}
-		}
+		nics = append(nics, addrpolicy.NIC{Name: lk.name, MAC: lk.mac.String(), Up: lk.up, Prefixes: lk.addrs})
 	}
-	return nil
+	// A stable order, so that two NICs holding one address always give
+	// the same answer.
+	sort.Slice(nics, func(i, j int) bool { return nics[i].Name < nics[j].Name })
+	nic, err := addrpolicy.ChooseNIC(nics, iface, primaries, l.route)
+	if err != nil {
+		return nil, err
+	}
+	return l.byName[nic.Name], nil
 }
 
-// choose picks the NIC a pool is announced on, in order: the Eip's
-// interface; the NIC routing to its can_reach address; the NIC holding the
-// node's layer2 annotation address; the NIC holding its InternalIP.
-func (l *links) choose(iface string, layer2, internal netip.Addr) (*link, error) {
-	switch {
-	case strings.HasPrefix(iface, "can_reach:"):
-		target, err := netip.ParseAddr(strings.TrimPrefix(iface, "can_reach:"))
-		if err != nil {
-			return nil, fmt.Errorf("interface %q: want an IP after %q", iface, "can_reach:")
-		}
-		routes, err := netlink.RouteGet(target.AsSlice())
-		if err != nil {
-			return nil, fmt.Errorf("find the route to %s (interface %q): %w", target, iface, err)
-		}
-		if len(routes) == 0 {
-			return nil, fmt.Errorf("no route to %s (interface %q)", target, iface)
-		}
-		for _, lk := range l.byName {
-			if lk.index == routes[0].LinkIndex {
-				return lk, nil
-			}
-		}
-		return nil, fmt.Errorf("the route to %s leaves by link %d, which is gone", target, routes[0].LinkIndex)
-	case iface != "":
-		lk := l.byName[iface]
-		if lk == nil {
-			return nil, fmt.Errorf("this node has no interface %s", iface)
-		}
-		return lk, nil
+// route names the link the kernel sends to target through.
+func (l *links) route(target netip.Addr) (string, error) {
+	routes, err := netlink.RouteGet(target.AsSlice())
+	if err != nil {
+		return "", err
 	}
-	for _, ip := range []netip.Addr{layer2, internal} {
-		if !ip.IsValid() {
-			continue
-		}
-		if lk := l.holding(ip); lk != nil {
-			return lk, nil
+	if len(routes) == 0 {
+		return "", fmt.Errorf("no route to %s", target)
+	}
+	for _, lk := range l.byName {
+		if lk.index == routes[0].LinkIndex {
+			return lk.name, nil
 		}
 	}
-	return nil, fmt.Errorf("no interface holds the node's layer2 address %v or InternalIP %v", layer2, internal)
+	return "", fmt.Errorf("the route to %s leaves by link %d, which is gone", target, routes[0].LinkIndex)
 }
 
 // watchLinks calls kick on every link or address change until ctx ends.

@@ -418,6 +418,10 @@ func TestAPIServerRefusesMalformedPools(t *testing.T) {
 		{"v6-wide", "2001:db8::1-2001:db8::1:1", "layer2", "within one /112"},
 		{"v6-reversed", "2001:db8::ff-2001:db8::1", "layer2", "the range is reversed"},
 		{"v6-reversed-hextet", "2001:db8::a0b0-2001:db8::a0af", "layer2", "the range is reversed"},
+		{"v6-reversed-padded", "2001:db8:0:0::00ff-2001:db8::0:1", "layer2", "the range is reversed"},
+		{"v6-reversed-upper", "2001:DB8::A0B0-2001:db8::a0af", "layer2", "the range is reversed"},
+		{"v6-reversed-dotted", "2001:db8::198.18.0.9-2001:db8::198.18.0.1", "layer2", "the range is reversed"},
+		{"v6-mixed-forms", "2001:db8::198.18.0.1-2001:db8::c612:9", "layer2", "write both ends of an IPv6 range alike"},
 		{"host-bits", "198.18.0.1/28", "layer2", "host bits set"},
 		{"protocol", "198.18.0.10", "ospf", `Unsupported value: "ospf"`},
 	} {
@@ -436,7 +440,7 @@ func TestAPIServerRefusesMalformedPools(t *testing.T) {
 		t.Fatalf("a refused apply changed the Eips: %v -> %v", before, after)
 	}
 	// What Porter and OpenELB users write today still applies.
-	for i, address := range []string{"198.18.3.10", "198.18.3.16/28", "198.18.3.40-198.18.3.50", "198.18.3.60 - 198.18.3.61", "198.18.0.0-198.18.255.255", "2001:db8::/112", "2001:db8:1::1-2001:db8:1::ff", "2001:db8:2::-2001:db8:2::10", "2001:db8:3::fff0-2001:db8:3::ffff", "2001:db8:4::9-2001:db8:4::a"} {
+	for i, address := range []string{"198.18.3.10", "198.18.3.16/28", "198.18.3.40-198.18.3.50", "198.18.3.60 - 198.18.3.61", "198.18.0.0-198.18.255.255", "2001:db8::/112", "2001:db8:1::1-2001:db8:1::ff", "2001:db8:2::-2001:db8:2::10", "2001:db8:3::fff0-2001:db8:3::ffff", "2001:db8:4::9-2001:db8:4::a", "2001:DB8:5::0009-2001:db8:5:0:0:0:0:A0", "2001:db8:6::198.18.0.1-2001:db8:6::198.18.1.0"} {
 		name := fmt.Sprintf("good-%d", i)
 		mustKubectl(t, "create", "-f", writeManifest(t, manifest(name, address, "layer2")))
 		deleteEip(t, name)
