@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,6 +36,7 @@ import (
 	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/pkg/memberkey"
 	"github.com/porterlb/porter/pkg/version"
 	"github.com/porterlb/porter/speaker/allocator"
 	"github.com/porterlb/porter/speaker/announcer"
@@ -45,6 +45,9 @@ import (
 	"github.com/porterlb/porter/speaker/metrics"
 	"github.com/porterlb/porter/speaker/responder"
 )
+
+// SpeakerPodSelector selects the speaker DaemonSet's pods.
+const SpeakerPodSelector = "app.kubernetes.io/name=porter-speaker"
 
 // LeaseName is the Lease the allocator is elected on.
 const LeaseName = "porter-allocator"
@@ -63,7 +66,9 @@ type Options struct {
 	MemberPort     int
 	ProbeInterval  time.Duration
 	RejoinInterval time.Duration
-	SecretFile     string
+	// InsecureMember lets the speaker gossip without a key when the
+	// member-key Secret is missing.
+	InsecureMember bool
 
 	MetricsAddress string
 	HandoffGrace   time.Duration
@@ -140,7 +145,7 @@ on the porter-allocator Lease, also gives pool addresses to Services.`,
 	f.IntVar(&opts.MemberPort, "member-port", 7947, "UDP and TCP port of the speakers' failure detector")
 	f.DurationVar(&opts.ProbeInterval, "member-probe-interval", 100*time.Millisecond, "How often each speaker probes a peer; a dead peer is known in about 4 intervals")
 	f.DurationVar(&opts.RejoinInterval, "rejoin-interval", 2*time.Second, "How often to contact speakers that are not members, to heal a partition")
-	f.StringVar(&opts.SecretFile, "member-secret-file", "", "File holding a 16, 24 or 32 byte key that encrypts the speakers' gossip")
+	f.BoolVar(&opts.InsecureMember, "insecure-member", false, "Gossip without a key when the Secret "+memberkey.SecretName+" is missing; anyone who reaches the member port can then join")
 	f.StringVar(&opts.MetricsAddress, "metrics-address", ":7473", "Where to serve /metrics, /healthz and /readyz; empty turns it off")
 	f.DurationVar(&opts.HandoffGrace, "handoff-grace", 500*time.Millisecond, "On shutdown, how long to keep answering after telling the others, so the new owner is ready first")
 	f.IntVar(&opts.ARPProbe.Count, "arp-probes", 3, "ARP probes sent before first announcing an address (RFC 5227)")
@@ -200,6 +205,15 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		factories = append(factories, f)
 		return f.Core().V1().ConfigMaps().Informer()
 	}
+	// The member key's Secret, alone: the speaker may read no other.
+	oneSecret := func(ns, name string) cache.SharedIndexInformer {
+		f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + name }))
+		factories = append(factories, f)
+		i := f.Core().V1().Secrets().Informer()
+		f.Start(infCtx.Done())
+		return i
+	}
 	fi := facts.Informers{
 		Eips:           df.ForResource(v1alpha2.EipResource).Informer(),
 		Nodes:          kf.Core().V1().Nodes().Informer(),
@@ -212,6 +226,15 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		fi.ServiceCIDRs = kf.Networking().V1().ServiceCIDRs().Informer()
 	} else {
 		log.Info("the API server has no ServiceCIDR API; the Service range is taken from kubeadm-config where there is one")
+	}
+	// The speakers' own pods: a gossip member counts only on a node that
+	// runs a ready one.
+	podsFactory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(opts.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = SpeakerPodSelector }))
+	factories = append(factories, podsFactory)
+	speakerPods := podsFactory.Core().V1().Pods().Informer()
+	if err := speakerPods.SetTransform(facts.Transform); err != nil {
+		return fmt.Errorf("set informer transform: %w", err)
 	}
 	inf := allocator.Informers{
 		Services:   kf.Core().V1().Services().Informer(),
@@ -276,16 +299,14 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		}
 		bind = ip.String()
 	}
-	var secret []byte
-	if opts.SecretFile != "" {
-		if secret, err = os.ReadFile(opts.SecretFile); err != nil {
-			return fmt.Errorf("read member secret: %w", err)
-		}
-		secret = []byte(strings.TrimSpace(string(secret)))
+	keySecret := oneSecret(opts.Namespace, memberkey.SecretName)
+	keys, err := waitForKeys(ctx, keySecret, opts, log)
+	if err != nil || ctx.Err() != nil {
+		return err
 	}
 	mem, err := members.Start(members.Config{
 		Name: opts.NodeName, BindAddr: bind, Port: opts.MemberPort,
-		ProbeInterval: opts.ProbeInterval, SecretKey: secret, Log: log,
+		ProbeInterval: opts.ProbeInterval, Keys: keys, Log: log,
 	})
 	if err != nil {
 		return err
@@ -306,7 +327,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	}
 	an := announcer.New(announcer.Config{
 		Node: opts.NodeName, Kube: cs,
-		Services: inf.Services, EndpointSlices: fi.EndpointSlices, Facts: fa,
+		Services: inf.Services, EndpointSlices: fi.EndpointSlices, Facts: fa, SpeakerPods: speakerPods,
 		Changed: kickInventory,
 		Members: mem, Metrics: m, Recorder: rec, Log: log,
 		Probe: opts.ARPProbe, Reprobe: opts.Reprobe,
@@ -326,7 +347,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 				names = append(names, n)
 			}
 			sort.Strings(names)
-			return &v1alpha1.SpeakerStatus{MemberAddress: mem.Address(), Members: names, Announcing: an.Announcing(), Addresses: an.Announced(), Version: version.Get().Version}
+			return &v1alpha1.SpeakerStatus{MemberAddress: mem.Address(), Members: names, Announcing: an.Announcing(), Addresses: an.Announced(), MemberKeys: memberkey.Fingerprints(mem.Keys()), UnknownMembers: an.UnknownMembers(), Version: version.Get().Version}
 		},
 		// Until the announcer has taken them up, the conflicts already
 		// published stand, so a restart never wipes them.
@@ -352,7 +373,12 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		inv.every = 10 * time.Second
 	}
 	go func() { done <- inv.run(runCtx) }()
-	go rejoin(runCtx, mem, nicsInf, opts.NodeName, opts.RejoinInterval, inv.kick, log)
+	if keys != nil {
+		if err := followKeys(keySecret, mem, kickInventory, log); err != nil {
+			return err
+		}
+	}
+	go rejoin(runCtx, mem, an.Ready, nicsInf, opts.NodeName, opts.RejoinInterval, inv.kick, log)
 
 	var srv *http.Server
 	if opts.MetricsAddress != "" {
@@ -425,9 +451,20 @@ func elect(ctx context.Context, cs kubernetes.Interface, opts Options, alloc *al
 
 // rejoin keeps contacting the speakers that published a member address
 // but are not members: at start, and after a partition heals.
-func rejoin(ctx context.Context, mem *members.Members, nicsInf cache.SharedIndexInformer, self string, every time.Duration, kick chan struct{}, log *slog.Logger) {
+//
+// It joins no one before ready says this speaker's caches have synced and
+// it has published which pools it can serve: until then, it would only be
+// a member that serves nothing.
+func rejoin(ctx context.Context, mem *members.Members, ready func() bool, nicsInf cache.SharedIndexInformer, self string, every time.Duration, kick chan struct{}, log *slog.Logger) {
 	if every <= 0 {
 		every = 2 * time.Second
+	}
+	for !ready() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	changed := mem.Subscribe()
 	last := -1

@@ -209,6 +209,8 @@ type Report struct {
 	// Announced are the addresses the node's speaker answers for, each
 	// with its NIC.
 	Announced map[netip.Addr]string
+	// MemberAddress is where the node's speaker gossips (host:port).
+	MemberAddress string
 	// Published is true once the speaker has written a full report; an
 	// object without one is only a placeholder.
 	Published bool
@@ -243,6 +245,9 @@ func ReportFromNodeNICs(inv *v1alpha1.NodeNICs) Report {
 		if ip, err := netip.ParseAddr(strings.TrimSpace(c.Address)); err == nil {
 			r.Conflicts = append(r.Conflicts, WireConflict{IP: ip.Unmap(), MAC: c.MAC, Node: inv.Name, Since: c.Since.Time})
 		}
+	}
+	if sp := inv.Status.Speaker; sp != nil {
+		r.MemberAddress = sp.MemberAddress
 	}
 	if sp := inv.Status.Speaker; sp != nil && len(sp.Addresses) > 0 {
 		r.Announced = make(map[netip.Addr]string, len(sp.Addresses))

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/porterlb/porter/manifests"
+	"github.com/porterlb/porter/pkg/memberkey"
 	"github.com/porterlb/porter/plugin/steps"
 )
 
@@ -76,6 +78,9 @@ func (s *Speaker) UndoPlan(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("get %s: %w", describe(o.obj), err)
 		}
 		names = append(names, describe(o.obj))
+	}
+	if _, err := s.Client.CoreV1().Secrets(manifests.Namespace).Get(ctx, memberkey.SecretName, metav1.GetOptions{}); err == nil {
+		names = append(names, "secret "+manifests.Namespace+"/"+memberkey.SecretName)
 	}
 	if len(names) == 0 {
 		return "", nil
@@ -180,16 +185,59 @@ func (s *Speaker) stale(ctx context.Context) ([]manifestObject, []string, error)
 			todo, why = append(todo, o), append(why, "update "+describe(o.obj))
 		}
 	}
+	sec, err := s.Client.CoreV1().Secrets(manifests.Namespace).Get(ctx, memberkey.SecretName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		why = append(why, createKey)
+	case err != nil:
+		return nil, nil, fmt.Errorf("read the member key Secret: %w", err)
+	default:
+		// A broken key is never replaced here: the speakers keep the
+		// keys they have, and a new one would cut them off from each
+		// other.
+		if _, err := memberkey.Parse(sec.Data[memberkey.DataKey]); err != nil {
+			return nil, nil, &steps.Hinted{
+				Err:  fmt.Errorf("Secret %s/%s holds no usable gossip key: %w; nothing was changed", manifests.Namespace, memberkey.SecretName, err),
+				Hint: "restore the Secret from a backup, or delete it and restart the speakers (kubectl -n porter-system rollout restart daemonset/porter-speaker) after init makes a new one",
+			}
+		}
+	}
 	return todo, why, nil
 }
 
+// createKey is what stale says when the gossip key's Secret is missing.
+const createKey = "create secret " + manifests.Namespace + "/" + memberkey.SecretName + " (a new gossip key)"
+
+// createKey makes the Secret holding a new random gossip key. It only
+// ever creates: an existing key is changed by rotate-key alone.
+func (s *Speaker) createKey(ctx context.Context, dry steps.DryRun) error {
+	k, err := memberkey.New()
+	if err != nil {
+		return err
+	}
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: memberkey.SecretName, Namespace: manifests.Namespace,
+			Labels: map[string]string{"app.kubernetes.io/part-of": "porter"}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{memberkey.DataKey: memberkey.Format([][]byte{k})},
+	}
+	_, err = s.Client.CoreV1().Secrets(manifests.Namespace).Create(ctx, sec, metav1.CreateOptions{DryRun: dryRunOpts(dry)})
+	switch {
+	case err == nil, apierrors.IsAlreadyExists(err):
+		return nil
+	case dry == steps.Server && apierrors.IsNotFound(err):
+		return nil // the namespace is not persisted by a dry run
+	}
+	return fmt.Errorf("create the member key Secret: %w", err)
+}
+
 func (s *Speaker) Check(ctx context.Context) (steps.State, error) {
-	todo, _, err := s.stale(ctx)
+	todo, why, err := s.stale(ctx)
 	if err != nil {
 		return steps.State{}, err
 	}
-	if len(todo) > 0 {
-		return steps.State{Summary: fmt.Sprintf("%d object(s) to apply", len(todo))}, nil
+	if len(why) > 0 {
+		return steps.State{Summary: fmt.Sprintf("%d object(s) to apply", max(len(todo), len(why)))}, nil
 	}
 	ds, err := s.Client.AppsV1().DaemonSets(manifests.Namespace).Get(ctx, SpeakerDaemonSet, metav1.GetOptions{})
 	if err != nil {
@@ -212,12 +260,17 @@ func (s *Speaker) Plan(ctx context.Context) (steps.Plan, error) {
 	return steps.Plan{Summary: "apply " + strings.Join(why, ", ")}, nil
 }
 
-func (s *Speaker) Apply(ctx context.Context, dry steps.DryRun) error {
-	todo, _, err := s.stale(ctx)
+func (s *Speaker) Apply(ctx context.Context, dry steps.DryRun) (err error) {
+	todo, why, err := s.stale(ctx)
 	if err != nil {
 		return err
 	}
 	force := true
+	defer func() {
+		if err == nil && slices.Contains(why, createKey) {
+			err = s.createKey(ctx, dry)
+		}
+	}()
 	for _, o := range todo {
 		b, err := json.Marshal(o.obj.Object)
 		if err != nil {
@@ -298,6 +351,10 @@ func (s *Speaker) Undo(ctx context.Context, dry steps.DryRun) error {
 	if err != nil {
 		return err
 	}
+	err = s.Client.CoreV1().Secrets(manifests.Namespace).Delete(ctx, memberkey.SecretName, metav1.DeleteOptions{DryRun: dryRunOpts(dry)})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete the member key Secret: %w", err)
+	}
 	for i := len(objs) - 1; i >= 0; i-- {
 		o := objs[i]
 		if !s.undoes(o.obj) {
@@ -327,6 +384,9 @@ func (s *Speaker) Permissions() []Permission {
 		for _, verb := range []string{"get", "create", "patch"} {
 			out = append(out, Permission{Verb: verb, Group: m.Resource.Group, Resource: m.Resource.Resource, Namespace: o.obj.GetNamespace(), Name: o.obj.GetName()})
 		}
+	}
+	for _, verb := range []string{"get", "create", "delete"} {
+		out = append(out, Permission{Verb: verb, Resource: "secrets", Namespace: manifests.Namespace, Name: memberkey.SecretName})
 	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"sort"
@@ -27,8 +28,10 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/pkg/membership"
 	"github.com/porterlb/porter/speaker/facts"
 	"github.com/porterlb/porter/speaker/members"
 	"github.com/porterlb/porter/speaker/metrics"
@@ -59,6 +62,9 @@ type Config struct {
 	Kube           kubernetes.Interface
 	Services       cache.SharedIndexInformer
 	EndpointSlices cache.SharedIndexInformer
+	// SpeakerPods are the porter-speaker pods: a member counts only on a
+	// node that runs a ready one.
+	SpeakerPods cache.SharedIndexInformer
 	// Facts gives the pools, the reserved addresses and the speakers' NIC
 	// reports.
 	Facts *facts.Facts
@@ -97,6 +103,10 @@ type Announcer struct {
 	decided    bool
 	// suspect are the previous decision's suspect addresses.
 	suspect map[netip.Addr]bool
+	// unknownSeen are the ignored members last reported, and unknown the
+	// same for readers outside the run loop.
+	unknownSeen map[string]bool
+	unknown     atomic.Pointer[[]string]
 	// lastLive is when each member was last seen live.
 	lastLive map[string]time.Time
 	// probeSlots bounds the probes in flight: a pool of thousands filling
@@ -230,7 +240,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 		UpdateFunc: func(any, any) { a.poke() },
 		DeleteFunc: func(any) { a.poke() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{a.cfg.Services, a.cfg.EndpointSlices} {
+	for _, inf := range []cache.SharedIndexInformer{a.cfg.Services, a.cfg.EndpointSlices, a.cfg.SpeakerPods} {
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return fmt.Errorf("watch: %w", err)
 		}
@@ -249,7 +259,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 		return err
 	}
 	go a.writer.run(ctx)
-	if !cache.WaitForCacheSync(ctx.Done(), a.cfg.Services.HasSynced, a.cfg.EndpointSlices.HasSynced, a.cfg.Facts.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), a.cfg.Services.HasSynced, a.cfg.EndpointSlices.HasSynced, a.cfg.SpeakerPods.HasSynced, a.cfg.Facts.HasSynced) {
 		return ctx.Err()
 	}
 	changed := a.cfg.Members.Subscribe()
@@ -297,6 +307,70 @@ func (a *Announcer) Run(ctx context.Context) error {
 	}
 }
 
+// known are the live members the cluster vouches for (membership.Judge),
+// with their meta. The others are logged once, counted and reported.
+func (a *Announcer) known(policy *addrpolicy.Policy) map[string][]byte {
+	c := membership.Cluster{Nodes: map[string]bool{}, Ready: map[string]bool{}, Published: map[string]string{}, Self: a.cfg.Node}
+	peers := a.cfg.Members.Peers()
+	ms := make([]membership.Member, 0, len(peers))
+	for _, p := range peers {
+		ms = append(ms, membership.Member{Name: p.Name, Addr: p.Addr})
+		if _, ok := policy.Node(p.Name); ok {
+			c.Nodes[p.Name] = true
+		}
+	}
+	for _, o := range a.cfg.SpeakerPods.GetStore().List() {
+		if p, ok := o.(*corev1.Pod); ok && p.Spec.NodeName != "" && podReady(p) {
+			c.Ready[p.Spec.NodeName] = true
+		}
+	}
+	for _, r := range a.cfg.Facts.Reports() {
+		c.Published[r.Node] = r.MemberAddress
+	}
+	known, unknown := membership.Split(ms, c)
+	out := make(map[string][]byte, len(known))
+	for _, p := range peers {
+		if known[p.Name] {
+			out[p.Name] = p.Meta
+		}
+	}
+	names := make([]string, 0, len(unknown))
+	for _, u := range unknown {
+		names = append(names, u.String())
+		if !a.unknownSeen[u.String()] {
+			a.cfg.Log.Warn("ignoring a gossip member the cluster does not vouch for", "member", u.Name, "address", u.Addr, "reason", u.Reason)
+		}
+	}
+	a.cfg.Metrics.UnknownMembers.Set(float64(len(unknown)))
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		seen[n] = true
+	}
+	if !maps.Equal(seen, a.unknownSeen) {
+		a.unknownSeen = seen
+		a.unknown.Store(&names)
+		a.conflictsChanged()
+	}
+	return out
+}
+
+// UnknownMembers are the gossip members last ignored, each with why.
+func (a *Announcer) UnknownMembers() []string {
+	if p := a.unknown.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
 // Close stops answering on every NIC.
 func (a *Announcer) Close() {
 	a.garpCancel()
@@ -340,7 +414,7 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	sort.Strings(unservable)
 	a.publishMeta(unservable)
 
-	live := a.cfg.Members.Live()
+	live := a.known(policy)
 	a.cfg.Metrics.Members.Set(float64(len(live)))
 	candidates := map[string][]string{}
 	for name, raw := range live {

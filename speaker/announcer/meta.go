@@ -38,11 +38,12 @@ func encodeMeta(unservable []string, limit int) []byte {
 	return out
 }
 
-// metaServes reports whether a member with meta can announce pool. Meta
-// it cannot read (empty, or from another version) claims every pool.
+// metaServes reports whether a member with meta can announce pool. A
+// member serves nothing until it has published which pools it cannot
+// serve: empty meta, or meta of another version, serves nothing.
 func metaServes(meta []byte, pool uint32) bool {
 	if len(meta) < 1 || meta[0] != metaVersion {
-		return true
+		return false
 	}
 	for b := meta[1:]; len(b) >= 4; b = b[4:] {
 		if binary.BigEndian.Uint32(b) == pool {

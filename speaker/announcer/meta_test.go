@@ -12,8 +12,15 @@ func TestMetaRoundTrip(t *testing.T) {
 			t.Errorf("%s: serves %v, want %v", pool, got, want)
 		}
 	}
-	if !metaServes(nil, poolHash("main")) {
-		t.Error("a member without meta must count as serving every pool")
+	// A member that has not yet said what it can serve serves nothing.
+	if metaServes(nil, poolHash("main")) {
+		t.Error("a member without meta counts as serving a pool")
+	}
+	if metaServes([]byte{metaVersion + 1}, poolHash("main")) {
+		t.Error("a member with meta of another version counts as serving a pool")
+	}
+	if !metaServes(encodeMeta(nil, 512), poolHash("main")) {
+		t.Error("a member that can serve every pool serves none")
 	}
 }
 

@@ -5,6 +5,7 @@ package members
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -28,16 +29,18 @@ type Config struct {
 	// Detection takes about ProbeInterval + ProbeTimeout + 2×ProbeInterval
 	// of suspicion, plus gossip.
 	ProbeInterval time.Duration
-	// SecretKey, when set, encrypts and authenticates gossip (16, 24 or 32
-	// bytes).
-	SecretKey []byte
-	Log       *slog.Logger
+	// Keys encrypt and authenticate gossip, the first one the primary;
+	// none leaves gossip open to anyone who can reach the port, for
+	// --insecure-member only.
+	Keys [][]byte
+	Log  *slog.Logger
 }
 
 // Members is this speaker's view of which speakers are alive.
 type Members struct {
-	ml  *memberlist.Memberlist
-	log *slog.Logger
+	ml      *memberlist.Memberlist
+	keyring *memberlist.Keyring
+	log     *slog.Logger
 
 	mu   sync.Mutex
 	meta []byte
@@ -54,7 +57,14 @@ func Start(cfg Config) (*Members, error) {
 	c.AdvertiseAddr = cfg.BindAddr
 	c.AdvertisePort = cfg.Port
 	tune(c, cfg.ProbeInterval)
-	c.SecretKey = cfg.SecretKey
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("load member keys: %w", err)
+		}
+		c.Keyring, m.keyring = kr, kr
+		c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
+	}
 	c.Events = m
 	c.Delegate = m
 	c.LogOutput = logWriter{cfg.Log}
@@ -170,6 +180,23 @@ func (m *Members) Live() map[string][]byte {
 	return out
 }
 
+// Peer is a live member as gossip tells it.
+type Peer struct {
+	Name string
+	Addr string // host:port
+	Meta []byte
+}
+
+// Peers are the live members, itself included.
+func (m *Members) Peers() []Peer {
+	ns := m.ml.Members()
+	out := make([]Peer, 0, len(ns))
+	for _, n := range ns {
+		out = append(out, Peer{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), Meta: n.Meta})
+	}
+	return out
+}
+
 // Address is where peers reach this member.
 func (m *Members) Address() string {
 	n := m.ml.LocalNode()
@@ -216,6 +243,50 @@ func (m *Members) Leave(timeout time.Duration) error {
 		return fmt.Errorf("leave membership: %w", err)
 	}
 	return nil
+}
+
+// SetKeys replaces the keys gossip is accepted under and makes keys[0]
+// the one it is sent with. A member started without keys cannot take
+// them later: it would stop understanding every peer at once.
+func (m *Members) SetKeys(keys [][]byte) error {
+	if m.keyring == nil {
+		return errors.New("membership started without a key; restart the speaker to use one")
+	}
+	if len(keys) == 0 {
+		return errors.New("no key")
+	}
+	for _, k := range keys {
+		if err := m.keyring.AddKey(k); err != nil {
+			return fmt.Errorf("add member key: %w", err)
+		}
+	}
+	if err := m.keyring.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("use member key: %w", err)
+	}
+	for _, k := range m.keyring.GetKeys() {
+		if !slices.ContainsFunc(keys, func(o []byte) bool { return bytes.Equal(o, k) }) {
+			if err := m.keyring.RemoveKey(k); err != nil {
+				return fmt.Errorf("remove member key: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Keys are the keys gossip is accepted under, the primary first; nil
+// when gossip is open.
+func (m *Members) Keys() [][]byte {
+	if m.keyring == nil {
+		return nil
+	}
+	primary := m.keyring.GetPrimaryKey()
+	out := [][]byte{primary}
+	for _, k := range m.keyring.GetKeys() {
+		if !bytes.Equal(k, primary) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // Shutdown stops without telling anyone.

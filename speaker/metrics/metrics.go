@@ -20,6 +20,7 @@ type Metrics struct {
 	OwnedIPs         prometheus.Gauge
 	OwnershipChanges *prometheus.CounterVec
 	Members          prometheus.Gauge
+	UnknownMembers   prometheus.Gauge
 	Conflicts        prometheus.Counter
 }
 
@@ -51,12 +52,16 @@ func New() *Metrics {
 			Name: "porter_live_members",
 			Help: "Speakers this one sees alive, itself included.",
 		}),
+		UnknownMembers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "porter_unknown_members",
+			Help: "Gossip members ignored because the cluster does not vouch for them: no such Node, no ready speaker pod there, or another address than its speaker published.",
+		}),
 		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "porter_address_conflicts_total",
 			Help: "Probes that found an address already answered by another host.",
 		}),
 	}
-	m.Registry.MustRegister(m.ARPRequests, m.ARPReplies, m.GratuitousARPs, m.OwnedIPs, m.OwnershipChanges, m.Members, m.Conflicts,
+	m.Registry.MustRegister(m.ARPRequests, m.ARPReplies, m.GratuitousARPs, m.OwnedIPs, m.OwnershipChanges, m.Members, m.UnknownMembers, m.Conflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/pkg/memberkey"
 	"github.com/porterlb/porter/test/backend"
 	"github.com/porterlb/porter/test/lab"
 	"github.com/porterlb/porter/test/netlab"
@@ -42,6 +43,8 @@ import (
 
 var (
 	env *lab.Env
+	// labKey is the gossip key of the lab's speakers.
+	labKey = []byte("porter-dataplane-lab-member-key!")
 	// speakerKubeconfig authenticates as the speaker's ServiceAccount, so
 	// the speakers run with exactly the RBAC of manifests/rbac.yaml.
 	speakerKubeconfig string
@@ -72,6 +75,13 @@ func setup(e *lab.Env) {
 	var err error
 	if speakerKubeconfig, err = e.Cluster.ServiceAccountKubeconfig(ctx, "porter-system", "porter-speaker"); err != nil {
 		panic(err)
+	}
+	// The gossip key, as init makes it.
+	if _, err := e.Cluster.Client.CoreV1().Secrets("porter-system").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: memberkey.SecretName},
+		Data:       map[string][]byte{memberkey.DataKey: memberkey.Format([][]byte{labKey})},
+	}, metav1.CreateOptions{}); err != nil {
+		panic(fmt.Sprintf("create the member key: %v", err))
 	}
 	for _, n := range e.Net.Nodes {
 		if _, err := e.Cluster.CreateNode(ctx, lab.Node{Name: n.Name, InternalIP: n.IP}); err != nil {

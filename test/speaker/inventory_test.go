@@ -56,7 +56,10 @@ func startSpeaker(t *testing.T, node *netlab.Host) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := node.Command(ctx, filepath.Join(env.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", node.Name, "--inventory-interval", "200ms")
+	cmd := node.Command(ctx, filepath.Join(env.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", node.Name, "--inventory-interval", "200ms",
+		// This package tests the inventory; gossip keys are tested in
+		// test/dataplane.
+		"--insecure-member")
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

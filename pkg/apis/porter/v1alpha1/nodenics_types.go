@@ -80,6 +80,15 @@ type SpeakerStatus struct {
 	// who may edit the Service can write.
 	// +optional
 	Addresses []AnnouncedAddress `json:"addresses,omitempty"`
+	// MemberKeys are the fingerprints of the keys the speaker's gossip is
+	// accepted under, the one it sends with first. None means it gossips
+	// without a key (--insecure-member).
+	// +optional
+	MemberKeys []string `json:"memberKeys,omitempty"`
+	// UnknownMembers are the gossip members this speaker ignores because
+	// the cluster does not vouch for them, each with why.
+	// +optional
+	UnknownMembers []string `json:"unknownMembers,omitempty"`
 	// Version is the speaker's version.
 	// +optional
 	Version string `json:"version,omitempty"`
