@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -342,12 +341,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		dyn: dyn, nodeName: opts.NodeName, log: log, every: opts.InventoryInterval,
 		node: func() (*corev1.Node, error) { return nodeFrom(fi.Nodes, opts.NodeName) },
 		speaker: func() *v1alpha1.SpeakerStatus {
-			names := make([]string, 0)
-			for n := range mem.Live() {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			return &v1alpha1.SpeakerStatus{MemberAddress: mem.Address(), Members: names, Announcing: an.Announcing(), Addresses: an.Announced(), MemberKeys: memberkey.Fingerprints(mem.Keys()), UnknownMembers: an.UnknownMembers(), Version: version.Get().Version}
+			return &v1alpha1.SpeakerStatus{MemberAddress: mem.Address(), Members: an.KnownMembers(), Announcing: an.Announcing(), Addresses: an.Announced(), MemberKeys: memberkey.Fingerprints(mem.Keys()), UnknownMembers: an.UnknownMembers(), Version: version.Get().Version}
 		},
 		// Until the announcer has taken them up, the conflicts already
 		// published stand, so a restart never wipes them.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/kubeproxy"
 	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/pkg/memberkey"
 	"github.com/porterlb/porter/plugin/setup"
 )
 
@@ -126,7 +128,12 @@ func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 	speakerCat, ready := speakers(ctx, cs, nodes.Items)
 	r.Categories = append(r.Categories, speakerCat)
 	inv := inventories(ctx, dyn)
-	r.Categories = append(r.Categories, members(nodes.Items, inv, ready))
+	mc := members(nodes.Items, inv, ready)
+	mc.Checks = append(mc.Checks, memberKey(ctx, cs, inv, ready))
+	if c, ok := unknownMembers(inv); ok {
+		mc.Checks = append(mc.Checks, c)
+	}
+	r.Categories = append(r.Categories, mc)
 	nodeCat, list := nodeNICs(nodes.Items, inv, ready)
 	r.Nodes = list
 	r.Categories = append(r.Categories, nodeCat)
@@ -311,6 +318,83 @@ func members(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[s
 		cat.Checks = append(cat.Checks, Check{Name: "members", State: OK, Detail: fmt.Sprintf("all %d speakers see each other", len(views))})
 	}
 	return cat
+}
+
+// memberKey checks the gossip key: the Secret holds a usable one, and every
+// ready speaker gossips under exactly its keys.
+func memberKey(ctx context.Context, cs kubernetes.Interface, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) Check {
+	c := Check{Name: "key"}
+	sec, err := cs.CoreV1().Secrets(speakerNamespace).Get(ctx, memberkey.SecretName, metav1.GetOptions{})
+	if err != nil {
+		c.State, c.Detail = Failed, "gossip key Secret "+speakerNamespace+"/"+memberkey.SecretName+": "+errText(err)+"; speakers without it do not join"
+		c.Hint = "kubectl porter init"
+		return c
+	}
+	keys, err := memberkey.Parse(sec.Data[memberkey.DataKey])
+	if err != nil {
+		c.State, c.Detail = Failed, "gossip key Secret "+speakerNamespace+"/"+memberkey.SecretName+" is unusable: "+err.Error()
+		c.Hint = "restore it from a backup; speakers keep the keys they have until then"
+		return c
+	}
+	want := memberkey.Fingerprints(keys)
+	var open, other []string
+	names := make([]string, 0, len(inv))
+	for n := range inv {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		sp := inv[n].Status.Speaker
+		if !ready[n] || sp == nil {
+			continue
+		}
+		switch {
+		case len(sp.MemberKeys) == 0:
+			open = append(open, n)
+		case !slices.Equal(sp.MemberKeys, want):
+			other = append(other, n+" ("+strings.Join(sp.MemberKeys, ",")+")")
+		}
+	}
+	switch {
+	case len(open) > 0:
+		c.State, c.Detail = Failed, fmt.Sprintf("%d speaker(s) gossip without a key (--insecure-member): %s", len(open), first(open, 10))
+		c.Hint = "remove --insecure-member and restart them: kubectl -n porter-system rollout restart daemonset/porter-speaker"
+	case len(other) > 0:
+		c.State, c.Detail = Warning, fmt.Sprintf("key %s; %d speaker(s) still use other keys: %s", strings.Join(want, ","), len(other), first(other, 10))
+		c.Hint = "a rotation in progress settles by itself; kubectl porter rotate-key resumes one that was interrupted"
+	case len(want) > 1:
+		c.State, c.Detail = Warning, fmt.Sprintf("rotation in progress: keys %s", strings.Join(want, ","))
+		c.Hint = "kubectl porter rotate-key finishes it"
+	default:
+		c.State, c.Detail = OK, "gossip authenticated with key "+want[0]
+	}
+	return c
+}
+
+// unknownMembers names the gossip members speakers ignore; ok is false
+// when there are none.
+func unknownMembers(inv map[string]*v1alpha1.NodeNICs) (Check, bool) {
+	by := map[string][]string{}
+	for n, i := range inv {
+		if i.Status.Speaker == nil {
+			continue
+		}
+		for _, u := range i.Status.Speaker.UnknownMembers {
+			by[u] = append(by[u], n)
+		}
+	}
+	if len(by) == 0 {
+		return Check{}, false
+	}
+	list := make([]string, 0, len(by))
+	for u, ns := range by {
+		sort.Strings(ns)
+		list = append(list, u+" (ignored by "+strings.Join(ns, ", ")+")")
+	}
+	sort.Strings(list)
+	return Check{Name: "unknown", State: Warning,
+		Detail: fmt.Sprintf("%d gossip member(s) ignored, as the cluster does not vouch for them: %s", len(list), first(list, 5)),
+		Hint:   "a host outside the cluster holds the gossip key, or a speaker runs outside the DaemonSet; rotate the key (kubectl porter rotate-key) if it leaked"}, true
 }
 
 func nodeNICs(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) (Category, []Node) {

@@ -16,6 +16,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -107,6 +108,7 @@ type Announcer struct {
 	// same for readers outside the run loop.
 	unknownSeen map[string]bool
 	unknown     atomic.Pointer[[]string]
+	knownNames  atomic.Pointer[[]string]
 	// lastLive is when each member was last seen live.
 	lastLive map[string]time.Time
 	// probeSlots bounds the probes in flight: a pool of thousands filling
@@ -328,6 +330,8 @@ func (a *Announcer) known(policy *addrpolicy.Policy) map[string][]byte {
 		c.Published[r.Node] = r.MemberAddress
 	}
 	known, unknown := membership.Split(ms, c)
+	names0 := slices.Sorted(maps.Keys(known))
+	a.knownNames.Store(&names0)
 	out := make(map[string][]byte, len(known))
 	for _, p := range peers {
 		if known[p.Name] {
@@ -352,6 +356,14 @@ func (a *Announcer) known(policy *addrpolicy.Policy) map[string][]byte {
 		a.conflictsChanged()
 	}
 	return out
+}
+
+// KnownMembers are the names of the live members that count, sorted.
+func (a *Announcer) KnownMembers() []string {
+	if p := a.knownNames.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // UnknownMembers are the gossip members last ignored, each with why.

@@ -87,6 +87,11 @@ func setup(e *lab.Env) {
 		if _, err := e.Cluster.CreateNode(ctx, lab.Node{Name: n.Name, InternalIP: n.IP}); err != nil {
 			panic(err)
 		}
+		// A ready porter-speaker pod on the node, as the DaemonSet makes
+		// (kwok marks it ready): a member counts only where one runs.
+		if err := speakerPod(ctx, e, n.Name); err != nil {
+			panic(err)
+		}
 		if err := backend.StrictARP(ctx, n); err != nil {
 			panic(err)
 		}
@@ -94,6 +99,32 @@ func setup(e *lab.Env) {
 			panic(err)
 		}
 	}
+}
+
+// speakerPod creates the pod the speaker DaemonSet would run on node, and
+// waits until it is ready.
+func speakerPod(ctx context.Context, e *lab.Env, node string) error {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "porter-speaker-" + node, Namespace: "porter-system",
+			Labels: map[string]string{"app.kubernetes.io/name": "porter-speaker"}},
+		Spec: corev1.PodSpec{NodeName: node, HostNetwork: true,
+			Containers: []corev1.Container{{Name: "speaker", Image: "porter-speaker:lab"}}},
+	}
+	if _, err := e.Cluster.Client.CoreV1().Pods("porter-system").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create speaker pod on %s: %w", node, err)
+	}
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := e.Cluster.Client.CoreV1().Pods("porter-system").Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil //nolint:nilerr // poll again
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 }
 
 // speaker is one porter-speaker process on a lab node.

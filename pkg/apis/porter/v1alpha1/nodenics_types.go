@@ -67,8 +67,8 @@ type SpeakerStatus struct {
 	// Peers join through it.
 	// +optional
 	MemberAddress string `json:"memberAddress,omitempty"`
-	// Members are the node names of the speakers this one sees alive,
-	// itself included.
+	// Members are the node names of the speakers this one sees alive and
+	// counts (the cluster vouches for them), itself included.
 	// +optional
 	Members []string `json:"members,omitempty"`
 	// Announcing is how many addresses this node answers ARP for.

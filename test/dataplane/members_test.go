@@ -1,0 +1,143 @@
+package dataplane
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/pkg/memberkey"
+	"github.com/porterlb/porter/test/lab"
+)
+
+// rogueIP is the InternalIP of the Node the foreign speaker poses as. No
+// NIC holds it, so the foreign speaker itself can serve no pool: what is
+// tested is what the real speakers make of it.
+const rogueIP = "198.18.0.251"
+
+// startRogue runs a porter-speaker on the client, which is no node of the
+// cluster, as a Node named rogue that runs no speaker pod, with the
+// cluster admin's credentials.
+func startRogue(t *testing.T, extra ...string) *speaker {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := env.Cluster.CreateNode(ctx, lab.Node{Name: "rogue", InternalIP: netip.MustParseAddr(rogueIP)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Cluster.Client.CoreV1().Nodes().Delete(context.Background(), "rogue", metav1.DeleteOptions{})
+		_ = dynamicClient(t).Resource(v1alpha1.NodeNICsResource).Delete(context.Background(), "rogue", metav1.DeleteOptions{})
+	})
+	kc, err := env.Cluster.LANKubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"--node-name", "rogue", "--kubeconfig", kc, "--bind-address", env.Net.Client.IP.String(), "--metrics-address", ""}, extra...)
+	return startSpeaker(t, env.Net.Client, args...)
+}
+
+func nics(t *testing.T, name string) *v1alpha1.NodeNICs {
+	t.Helper()
+	u, err := dynamicClient(t).Resource(v1alpha1.NodeNICsResource).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	var n v1alpha1.NodeNICs
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &n); err != nil {
+		t.Fatalf("decode NodeNICs %s: %v", name, err)
+	}
+	return &n
+}
+
+// A member that has the key but that the cluster does not vouch for (no
+// speaker pod on its Node) is ignored: it is no candidate, its MAC is no
+// member's, every real speaker names it, and so does status.
+func TestForeignMemberWithTheKeyCountsForNothing(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	startSpeakers(t)
+	startRogue(t)
+	poll(t, 30*time.Second, "every speaker to name rogue as unknown", func(context.Context) (bool, error) {
+		for _, n := range env.Net.Nodes {
+			r := nics(t, n.Name)
+			if r == nil || r.Status.Speaker == nil {
+				return false, nil
+			}
+			found := false
+			for _, u := range r.Status.Speaker.UnknownMembers {
+				found = found || strings.HasPrefix(u, "rogue ("+env.Net.Client.IP.String())
+			}
+			if !found {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	for _, n := range env.Net.Nodes {
+		if m := nics(t, n.Name).Status.Speaker.Members; len(m) != len(env.Net.Nodes) {
+			t.Errorf("%s counts members %v, want the %d nodes only", n.Name, m, len(env.Net.Nodes))
+		}
+	}
+	for _, name := range []string{"r1", "r2", "r3", "r4", "r5"} {
+		createService(t, name)
+		ip := waitIP(t, name)
+		poll(t, 10*time.Second, "one node answering for "+ip.String(), func(context.Context) (bool, error) {
+			macs := whoHas(t, ip, 200*time.Millisecond)
+			return len(macs) == 1 && len(nodeMACs(macs)) == 1, nil
+		})
+	}
+	out, err := env.Kubectl(context.Background(), "porter", "status", "-o", "json").Output()
+	if err != nil && len(out) == 0 {
+		t.Fatalf("kubectl porter status: %v", err)
+	}
+	var rep struct {
+		Categories []struct {
+			Name   string
+			Checks []struct{ Name, State, Detail string }
+		}
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	named := false
+	for _, c := range rep.Categories {
+		for _, ch := range c.Checks {
+			named = named || ch.Name == "unknown" && strings.Contains(ch.Detail, "rogue")
+		}
+	}
+	if !named {
+		t.Errorf("status does not name the foreign member:\n%s", out)
+	}
+}
+
+// Without the key, a speaker cannot join: keyed speakers drop its gossip.
+func TestMemberWithoutTheKeyCannotJoin(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	startSpeakers(t)
+	// No Secret in default: with --insecure-member it gossips in clear.
+	startRogue(t, "--namespace", "default", "--insecure-member")
+	poll(t, 30*time.Second, "the keyless speaker to publish its view", func(context.Context) (bool, error) {
+		r := nics(t, "rogue")
+		return r != nil && r.Status.Speaker != nil && r.Status.Speaker.MemberAddress != "", nil
+	})
+	// It keeps trying to join (every 500 ms); give it time to.
+	time.Sleep(3 * time.Second)
+	if r := nics(t, "rogue"); len(r.Status.Speaker.MemberKeys) != 0 || len(r.Status.Speaker.UnknownMembers) != 0 {
+		t.Errorf("the keyless speaker reports keys %v and sees %v", r.Status.Speaker.MemberKeys, r.Status.Speaker.UnknownMembers)
+	}
+	want := memberkey.Fingerprint(labKey)
+	for _, n := range env.Net.Nodes {
+		sp := nics(t, n.Name).Status.Speaker
+		if len(sp.UnknownMembers) != 0 || len(sp.Members) != len(env.Net.Nodes) {
+			t.Errorf("%s sees members %v and unknown %v; the keyless speaker joined", n.Name, sp.Members, sp.UnknownMembers)
+		}
+		if len(sp.MemberKeys) != 1 || sp.MemberKeys[0] != want {
+			t.Errorf("%s reports keys %v, want [%s]", n.Name, sp.MemberKeys, want)
+		}
+	}
+}
