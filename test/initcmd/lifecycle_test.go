@@ -23,12 +23,17 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-// macs are the lab's random hardware addresses, masked in golden files.
-var macs = regexp.MustCompile(`([0-9a-f]{2}:){5}[0-9a-f]{2}`)
+// macs are the lab's random hardware addresses, and keys the random
+// gossip keys' fingerprints, masked in golden files.
+var (
+	macs = regexp.MustCompile(`([0-9a-f]{2}:){5}[0-9a-f]{2}`)
+	keys = regexp.MustCompile(`\b[0-9a-f]{12}\b`)
+)
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
 	got = macs.ReplaceAllString(got, "<mac>")
+	got = keys.ReplaceAllString(got, "<key>")
 	path := filepath.Join("testdata", name)
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
