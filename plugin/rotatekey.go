@@ -77,7 +77,7 @@ func rotateKey(ctx context.Context, c *clients, out io.Writer, dry steps.DryRun,
 	}
 	keys, err := memberkey.Parse(sec.Data[memberkey.DataKey])
 	if err != nil {
-		return fmt.Errorf("Secret %s/%s: %w; nothing was changed", manifests.Namespace, memberkey.SecretName, err)
+		return fmt.Errorf("gossip key Secret %s/%s: %w; nothing was changed", manifests.Namespace, memberkey.SecretName, err)
 	}
 	var target []byte
 	if fp := sec.Annotations[memberkey.RotationAnnotation]; fp != "" {

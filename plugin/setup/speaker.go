@@ -197,7 +197,7 @@ func (s *Speaker) stale(ctx context.Context) ([]manifestObject, []string, error)
 		// other.
 		if _, err := memberkey.Parse(sec.Data[memberkey.DataKey]); err != nil {
 			return nil, nil, &steps.Hinted{
-				Err:  fmt.Errorf("Secret %s/%s holds no usable gossip key: %w; nothing was changed", manifests.Namespace, memberkey.SecretName, err),
+				Err:  fmt.Errorf("the Secret %s/%s holds no usable gossip key: %w; nothing was changed", manifests.Namespace, memberkey.SecretName, err),
 				Hint: "restore the Secret from a backup, or delete it and restart the speakers (kubectl -n porter-system rollout restart daemonset/porter-speaker) after init makes a new one",
 			}
 		}
