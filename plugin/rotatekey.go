@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/porterlb/porter/manifests"
 	"github.com/porterlb/porter/pkg/memberkey"
+	"github.com/porterlb/porter/pkg/membership"
 	"github.com/porterlb/porter/plugin/steps"
 )
 
@@ -153,7 +153,7 @@ func waitForSpeakerKeys(ctx context.Context, c *clients, out io.Writer, want []s
 	deadline := time.Now().Add(timeout)
 	last := ""
 	for {
-		pods, err := c.kube.CoreV1().Pods(manifests.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=porter-speaker"})
+		pods, err := c.kube.CoreV1().Pods(manifests.Namespace).List(ctx, metav1.ListOptions{LabelSelector: membership.SpeakerPodSelector})
 		if err != nil {
 			return fmt.Errorf("list speaker pods: %w", err)
 		}
@@ -168,22 +168,18 @@ func waitForSpeakerKeys(ctx context.Context, c *clients, out io.Writer, want []s
 			}
 		}
 		var behind []string
-		ready := 0
-		for _, p := range pods.Items {
-			if !podIsReady(&p) {
-				continue
-			}
-			ready++
-			if !slices.Equal(has[p.Spec.NodeName], want) {
-				behind = append(behind, p.Spec.NodeName)
+		ready := membership.ReadyNodesOf(pods)
+		for node := range ready {
+			if !slices.Equal(has[node], want) {
+				behind = append(behind, node)
 			}
 		}
 		sort.Strings(behind)
 		if len(behind) == 0 {
-			fmt.Fprintf(out, "  %d/%d speakers took it up\n", ready, ready)
+			fmt.Fprintf(out, "  %d/%d speakers took it up\n", len(ready), len(ready))
 			return nil
 		}
-		if msg := fmt.Sprintf("  %d/%d speakers took it up", ready-len(behind), ready); msg != last {
+		if msg := fmt.Sprintf("  %d/%d speakers took it up", len(ready)-len(behind), len(ready)); msg != last {
 			fmt.Fprintln(out, msg)
 			last = msg
 		}
@@ -196,13 +192,4 @@ func waitForSpeakerKeys(ctx context.Context, c *clients, out io.Writer, want []s
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-func podIsReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/memberkey"
+	"github.com/porterlb/porter/pkg/membership"
 	"github.com/porterlb/porter/pkg/version"
 	"github.com/porterlb/porter/speaker/allocator"
 	"github.com/porterlb/porter/speaker/announcer"
@@ -44,9 +45,6 @@ import (
 	"github.com/porterlb/porter/speaker/metrics"
 	"github.com/porterlb/porter/speaker/responder"
 )
-
-// SpeakerPodSelector selects the speaker DaemonSet's pods.
-const SpeakerPodSelector = "app.kubernetes.io/name=porter-speaker"
 
 // LeaseName is the Lease the allocator is elected on.
 const LeaseName = "porter-allocator"
@@ -198,20 +196,16 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	df := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 	// The two ConfigMaps that name the API server's address, each alone:
 	// the speaker may read no other.
-	oneConfigMap := func(ns, name string) cache.SharedIndexInformer {
-		f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + name }))
+	scoped := func(ns string, tweak func(*metav1.ListOptions)) informers.SharedInformerFactory {
+		f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns), informers.WithTweakListOptions(tweak))
 		factories = append(factories, f)
-		return f.Core().V1().ConfigMaps().Informer()
+		return f
 	}
-	// The member key's Secret, alone: the speaker may read no other.
-	oneSecret := func(ns, name string) cache.SharedIndexInformer {
-		f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + name }))
-		factories = append(factories, f)
-		i := f.Core().V1().Secrets().Informer()
-		f.Start(infCtx.Done())
-		return i
+	byName := func(name string) func(*metav1.ListOptions) {
+		return func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + name }
+	}
+	oneConfigMap := func(ns, name string) cache.SharedIndexInformer {
+		return scoped(ns, byName(name)).Core().V1().ConfigMaps().Informer()
 	}
 	fi := facts.Informers{
 		Eips:           df.ForResource(v1alpha2.EipResource).Informer(),
@@ -228,10 +222,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	}
 	// The speakers' own pods: a gossip member counts only on a node that
 	// runs a ready one.
-	podsFactory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(opts.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = SpeakerPodSelector }))
-	factories = append(factories, podsFactory)
-	speakerPods := podsFactory.Core().V1().Pods().Informer()
+	speakerPods := scoped(opts.Namespace, func(o *metav1.ListOptions) { o.LabelSelector = membership.SpeakerPodSelector }).Core().V1().Pods().Informer()
 	if err := speakerPods.SetTransform(facts.Transform); err != nil {
 		return fmt.Errorf("set informer transform: %w", err)
 	}
@@ -298,7 +289,11 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		}
 		bind = ip.String()
 	}
-	keySecret := oneSecret(opts.Namespace, memberkey.SecretName)
+	// The member key's Secret, alone: the speaker may read no other. It
+	// starts after the other caches, so it is started here.
+	keyFactory := scoped(opts.Namespace, byName(memberkey.SecretName))
+	keySecret := keyFactory.Core().V1().Secrets().Informer()
+	keyFactory.Start(infCtx.Done())
 	keys, err := waitForKeys(ctx, keySecret, opts, log)
 	if err != nil || ctx.Err() != nil {
 		return err

@@ -7,6 +7,8 @@ package membership
 import (
 	"fmt"
 	"sort"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Member is a gossip member as a speaker sees it.
@@ -70,4 +72,36 @@ func Split(ms []Member, c Cluster) (known map[string]bool, unknown []Unknown) {
 	}
 	sort.Slice(unknown, func(i, j int) bool { return unknown[i].Name < unknown[j].Name })
 	return known, unknown
+}
+
+// SpeakerPodSelector selects the speaker DaemonSet's pods.
+const SpeakerPodSelector = "app.kubernetes.io/name=porter-speaker"
+
+// ReadyNodes are the nodes that run a ready speaker pod, of pods.
+func ReadyNodes(pods []*corev1.Pod) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range pods {
+		if p.Spec.NodeName != "" && podReady(p) {
+			out[p.Spec.NodeName] = true
+		}
+	}
+	return out
+}
+
+// ReadyNodesOf is ReadyNodes of a list from the API.
+func ReadyNodesOf(list *corev1.PodList) map[string]bool {
+	pods := make([]*corev1.Pod, len(list.Items))
+	for i := range list.Items {
+		pods[i] = &list.Items[i]
+	}
+	return ReadyNodes(pods)
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }

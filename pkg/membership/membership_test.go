@@ -3,6 +3,8 @@ package membership
 import (
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 func TestJudge(t *testing.T) {
@@ -46,3 +48,17 @@ func TestJudge(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestReadyNodes(t *testing.T) {
+	pod := func(node string, ready corev1.ConditionStatus) *corev1.Pod {
+		p := &corev1.Pod{Spec: corev1.PodSpec{NodeName: node}}
+		if ready != "" {
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}, {Type: corev1.PodReady, Status: ready}}
+		}
+		return p
+	}
+	got := ReadyNodes([]*corev1.Pod{pod("node1", corev1.ConditionTrue), pod("node2", corev1.ConditionFalse), pod("node3", ""), pod("", corev1.ConditionTrue)})
+	if len(got) != 1 || !got["node1"] {
+		t.Errorf("ReadyNodes = %v, want node1 only", got)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/porterlb/porter/pkg/kubeproxy"
 	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/pkg/memberkey"
+	"github.com/porterlb/porter/pkg/membership"
 	"github.com/porterlb/porter/plugin/setup"
 )
 
@@ -223,18 +224,12 @@ func speakers(ctx context.Context, cs kubernetes.Interface, nodes []corev1.Node)
 		return cat, ready
 	}
 	cat.Checks = append(cat.Checks, rollout("daemonset", ds, "kubectl -n porter-system rollout status daemonset/porter-speaker"))
-	pods, err := cs.CoreV1().Pods(speakerNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=porter-speaker"})
+	pods, err := cs.CoreV1().Pods(speakerNamespace).List(ctx, metav1.ListOptions{LabelSelector: membership.SpeakerPodSelector})
 	if err != nil {
 		cat.Checks = append(cat.Checks, Check{Name: "pods", State: Failed, Detail: "list speaker pods: " + err.Error()})
 		return cat, ready
 	}
-	for _, p := range pods.Items {
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && p.Spec.NodeName != "" {
-				ready[p.Spec.NodeName] = true
-			}
-		}
-	}
+	ready = membership.ReadyNodesOf(pods)
 	var missing []string
 	for _, n := range nodes {
 		if !ready[n.Name] && schedulable(&n) {

@@ -104,11 +104,10 @@ type Announcer struct {
 	decided    bool
 	// suspect are the previous decision's suspect addresses.
 	suspect map[netip.Addr]bool
-	// unknownSeen are the ignored members last reported, and unknown the
-	// same for readers outside the run loop.
-	unknownSeen map[string]bool
-	unknown     atomic.Pointer[[]string]
-	knownNames  atomic.Pointer[[]string]
+	// unknown and knownNames are the ignored and the counted members of
+	// the last reconcile, for readers outside the run loop.
+	unknown    atomic.Pointer[[]string]
+	knownNames atomic.Pointer[[]string]
 	// lastLive is when each member was last seen live.
 	lastLive map[string]time.Time
 	// probeSlots bounds the probes in flight: a pool of thousands filling
@@ -312,7 +311,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 // known are the live members the cluster vouches for (membership.Judge),
 // with their meta. The others are logged once, counted and reported.
 func (a *Announcer) known(policy *addrpolicy.Policy) map[string][]byte {
-	c := membership.Cluster{Nodes: map[string]bool{}, Ready: map[string]bool{}, Published: map[string]string{}, Self: a.cfg.Node}
+	c := membership.Cluster{Nodes: map[string]bool{}, Published: map[string]string{}, Self: a.cfg.Node}
 	peers := a.cfg.Members.Peers()
 	ms := make([]membership.Member, 0, len(peers))
 	for _, p := range peers {
@@ -321,39 +320,38 @@ func (a *Announcer) known(policy *addrpolicy.Policy) map[string][]byte {
 			c.Nodes[p.Name] = true
 		}
 	}
-	for _, o := range a.cfg.SpeakerPods.GetStore().List() {
-		if p, ok := o.(*corev1.Pod); ok && p.Spec.NodeName != "" && podReady(p) {
-			c.Ready[p.Spec.NodeName] = true
+	objs := a.cfg.SpeakerPods.GetStore().List()
+	pods := make([]*corev1.Pod, 0, len(objs))
+	for _, o := range objs {
+		if p, ok := o.(*corev1.Pod); ok {
+			pods = append(pods, p)
 		}
 	}
+	c.Ready = membership.ReadyNodes(pods)
 	for _, r := range a.cfg.Facts.Reports() {
 		c.Published[r.Node] = r.MemberAddress
 	}
 	known, unknown := membership.Split(ms, c)
-	names0 := slices.Sorted(maps.Keys(known))
-	a.knownNames.Store(&names0)
+	knownNames := slices.Sorted(maps.Keys(known))
+	a.knownNames.Store(&knownNames)
 	out := make(map[string][]byte, len(known))
 	for _, p := range peers {
 		if known[p.Name] {
 			out[p.Name] = p.Meta
 		}
 	}
+	before := a.UnknownMembers()
 	names := make([]string, 0, len(unknown))
 	for _, u := range unknown {
 		names = append(names, u.String())
-		if !a.unknownSeen[u.String()] {
+		if !slices.Contains(before, u.String()) {
 			a.cfg.Log.Warn("ignoring a gossip member the cluster does not vouch for", "member", u.Name, "address", u.Addr, "reason", u.Reason)
 		}
 	}
 	a.cfg.Metrics.UnknownMembers.Set(float64(len(unknown)))
-	seen := make(map[string]bool, len(names))
-	for _, n := range names {
-		seen[n] = true
-	}
-	if !maps.Equal(seen, a.unknownSeen) {
-		a.unknownSeen = seen
+	if !slices.Equal(names, before) {
 		a.unknown.Store(&names)
-		a.conflictsChanged()
+		a.reportChanged()
 	}
 	return out
 }
@@ -372,15 +370,6 @@ func (a *Announcer) UnknownMembers() []string {
 		return *p
 	}
 	return nil
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // Close stops answering on every NIC.
@@ -524,7 +513,7 @@ func (a *Announcer) dropConflictsOwnedElsewhere(d Decision) {
 	}
 	a.mu.Unlock()
 	if dropped {
-		a.conflictsChanged()
+		a.reportChanged()
 	}
 }
 
@@ -714,7 +703,7 @@ func (a *Announcer) probed(r probeResult) {
 		a.mu.Unlock()
 		if was {
 			a.cfg.Log.Info("address free again", "ip", r.ip)
-			a.conflictsChanged()
+			a.reportChanged()
 		}
 	}
 }
@@ -784,10 +773,12 @@ func (a *Announcer) conflict(ip netip.Addr, mac net.HardwareAddr, iface, svcKey,
 	if svc := a.service(svcKey); svc != nil {
 		a.cfg.Recorder.Eventf(svc, corev1.EventTypeWarning, "AddressConflict", "%s %s on %s by %s, a host outside the cluster; Porter stopped announcing it and probes again in %s", ip, what, iface, mac, wait)
 	}
-	a.conflictsChanged()
+	a.reportChanged()
 }
 
-func (a *Announcer) conflictsChanged() {
+// reportChanged asks for this node's report to be published again: what
+// it announces, its conflicts or the members it ignores changed.
+func (a *Announcer) reportChanged() {
 	if a.cfg.Changed != nil {
 		a.cfg.Changed()
 	}
@@ -805,7 +796,7 @@ func (a *Announcer) ownedChanged(changed bool) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
 	a.announced.Store(&out)
-	a.conflictsChanged()
+	a.reportChanged()
 }
 
 // Announced is what this node answers for, sorted by address.

@@ -490,15 +490,21 @@ func reportedBy(t *testing.T, ip netip.Addr) []string {
 		t.Fatalf("list NodeNICs: %v", err)
 	}
 	var out []string
-	for _, u := range l.Items {
-		var n v1alpha1.NodeNICs
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &n); err != nil {
-			t.Fatalf("decode NodeNICs %s: %v", u.GetName(), err)
-		}
-		if _, ok := addrpolicy.ReportFromNodeNICs(&n).Announced[ip]; ok {
+	for i := range l.Items {
+		n := decodeNICs(t, &l.Items[i])
+		if _, ok := addrpolicy.ReportFromNodeNICs(n).Announced[ip]; ok {
 			out = append(out, n.Name)
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+func decodeNICs(t *testing.T, u *unstructured.Unstructured) *v1alpha1.NodeNICs {
+	t.Helper()
+	var n v1alpha1.NodeNICs
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &n); err != nil {
+		t.Fatalf("decode NodeNICs %s: %v", u.GetName(), err)
+	}
+	return &n
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/memberkey"
@@ -48,11 +47,7 @@ func nics(t *testing.T, name string) *v1alpha1.NodeNICs {
 	if err != nil {
 		return nil
 	}
-	var n v1alpha1.NodeNICs
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &n); err != nil {
-		t.Fatalf("decode NodeNICs %s: %v", name, err)
-	}
-	return &n
+	return decodeNICs(t, u)
 }
 
 // A member that has the key but that the cluster does not vouch for (no
