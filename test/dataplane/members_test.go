@@ -41,15 +41,6 @@ func startRogue(t *testing.T, extra ...string) *speaker {
 	return startSpeaker(t, env.Net.Client, args...)
 }
 
-func nics(t *testing.T, name string) *v1alpha1.NodeNICs {
-	t.Helper()
-	u, err := dynamicClient(t).Resource(v1alpha1.NodeNICsResource).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		return nil
-	}
-	return decodeNICs(t, u)
-}
-
 // A member that has the key but that the cluster does not vouch for (no
 // speaker pod on its Node) is ignored: it is no candidate, its MAC is no
 // member's, every real speaker names it, and so does status.
@@ -59,7 +50,7 @@ func TestForeignMemberWithTheKeyCountsForNothing(t *testing.T) {
 	startRogue(t)
 	poll(t, 30*time.Second, "every speaker to name rogue as unknown", func(context.Context) (bool, error) {
 		for _, n := range env.Net.Nodes {
-			r := nics(t, n.Name)
+			r := report(t, n.Name)
 			if r == nil || r.Status.Speaker == nil {
 				return false, nil
 			}
@@ -74,7 +65,7 @@ func TestForeignMemberWithTheKeyCountsForNothing(t *testing.T) {
 		return true, nil
 	})
 	for _, n := range env.Net.Nodes {
-		if m := nics(t, n.Name).Status.Speaker.Members; len(m) != len(env.Net.Nodes) {
+		if m := report(t, n.Name).Status.Speaker.Members; len(m) != len(env.Net.Nodes) {
 			t.Errorf("%s counts members %v, want the %d nodes only", n.Name, m, len(env.Net.Nodes))
 		}
 	}
@@ -117,17 +108,17 @@ func TestMemberWithoutTheKeyCannotJoin(t *testing.T) {
 	// No Secret in default: with --insecure-member it gossips in clear.
 	startRogue(t, "--namespace", "default", "--insecure-member")
 	poll(t, 30*time.Second, "the keyless speaker to publish its view", func(context.Context) (bool, error) {
-		r := nics(t, "rogue")
+		r := report(t, "rogue")
 		return r != nil && r.Status.Speaker != nil && r.Status.Speaker.MemberAddress != "", nil
 	})
 	// It keeps trying to join (every 500 ms); give it time to.
 	time.Sleep(3 * time.Second)
-	if r := nics(t, "rogue"); len(r.Status.Speaker.MemberKeys) != 0 || len(r.Status.Speaker.UnknownMembers) != 0 {
+	if r := report(t, "rogue"); len(r.Status.Speaker.MemberKeys) != 0 || len(r.Status.Speaker.UnknownMembers) != 0 {
 		t.Errorf("the keyless speaker reports keys %v and sees %v", r.Status.Speaker.MemberKeys, r.Status.Speaker.UnknownMembers)
 	}
 	want := memberkey.Fingerprint(labKey)
 	for _, n := range env.Net.Nodes {
-		sp := nics(t, n.Name).Status.Speaker
+		sp := report(t, n.Name).Status.Speaker
 		if len(sp.UnknownMembers) != 0 || len(sp.Members) != len(env.Net.Nodes) {
 			t.Errorf("%s sees members %v and unknown %v; the keyless speaker joined", n.Name, sp.Members, sp.UnknownMembers)
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/mdlayher/ethernet"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/lbservice"
@@ -55,19 +54,7 @@ func report(t *testing.T, node string) *v1alpha1.NodeNICs {
 	if err != nil {
 		return nil
 	}
-	var n v1alpha1.NodeNICs
-	if err := runtimeConvert(u, &n); err != nil {
-		t.Fatal(err)
-	}
-	return &n
-}
-
-func runtimeConvert(u *unstructured.Unstructured, out any) error {
-	b, err := u.MarshalJSON()
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, out)
+	return decodeNICs(t, u)
 }
 
 // forgeIngress writes ip into the Service's status, as a stale or foreign
