@@ -129,8 +129,10 @@ type Announcer struct {
 
 	writer *writer
 	ready  atomic.Bool
-	mu     sync.Mutex // guards health and conflicts
-	health map[string]error
+	mu sync.Mutex // guards health and conflicts
+	// health is the state of each open responder, by NIC; it goes with
+	// the responder, so a NIC that is gone or down fails nothing.
+	health map[string]responderHealth
 	// announced is what a.owned held when it last changed, for readers
 	// outside the run loop.
 	announced atomic.Pointer[[]v1alpha1.AnnouncedAddress]
@@ -204,7 +206,7 @@ func New(cfg Config) *Announcer {
 		results:    make(chan probeResult, 16),
 		claims:     make(chan claimed, 64),
 		writer:     newWriter(cfg.Kube, cfg.Log),
-		health:     map[string]error{},
+		health:     map[string]responderHealth{},
 	}
 }
 
@@ -225,12 +227,40 @@ func (a *Announcer) Announcing() int { return len(a.Announced()) }
 func (a *Announcer) Healthy() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for name, err := range a.health {
-		if err != nil {
-			return fmt.Errorf("ARP on %s: %w", name, err)
+	for name, h := range a.health {
+		if h.err != nil {
+			return fmt.Errorf("ARP on %s: %w", name, h.err)
 		}
 	}
 	return nil
+}
+
+type responderHealth struct {
+	r   *responder.Responder
+	err error
+}
+
+// closeResponder stops the responder on iface and forgets its health.
+func (a *Announcer) closeResponder(iface string) {
+	if r := a.responders[iface]; r != nil {
+		_ = r.Close()
+		delete(a.responders, iface)
+	}
+	a.mu.Lock()
+	delete(a.health, iface)
+	a.mu.Unlock()
+}
+
+// pruneResponders closes the responders of NICs that are gone, down or
+// replaced: a responder's socket dies with its NIC, and that is no fault
+// of the speaker's, so /healthz must not fail on it. Addresses on such a
+// NIC are withdrawn by the decision, which no longer picks it.
+func (a *Announcer) pruneResponders() {
+	for iface, r := range a.responders {
+		if lk := a.links.byName[iface]; lk == nil || !lk.up || r.Interface().Index != lk.index {
+			a.closeResponder(iface)
+		}
+	}
 }
 
 // Run decides and announces until ctx ends. It leaves every announcement
@@ -393,6 +423,7 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	if a.links == nil {
 		return
 	}
+	a.pruneResponders()
 	policy := a.cfg.Facts.Policy()
 	var primaries []netip.Addr
 	if me, ok := policy.Node(a.cfg.Node); ok {
@@ -629,27 +660,30 @@ func (a *Announcer) responder(iface string) (*responder.Responder, error) {
 		if r.Healthy() == nil && lk != nil && r.Interface().Index == lk.index {
 			return r, nil
 		}
-		_ = r.Close()
-		delete(a.responders, iface)
+		a.closeResponder(iface)
 	}
 	r, err := responder.Open(iface, a.cfg.Metrics, a.cfg.Log, a.claim(iface))
 	if err != nil {
 		return nil, err
 	}
 	a.responders[iface] = r
+	a.mu.Lock()
+	a.health[iface] = responderHealth{r: r}
+	a.mu.Unlock()
 	go func() {
 		err := r.Serve()
 		a.mu.Lock()
-		a.health[iface] = err
+		// Only this responder's own entry: a closed one must not
+		// overwrite its successor's.
+		if h, ok := a.health[iface]; ok && h.r == r {
+			a.health[iface] = responderHealth{r: r, err: err}
+		}
 		a.mu.Unlock()
 		if err != nil {
 			a.cfg.Log.Error("ARP responder stopped", "interface", iface, "err", err)
 			a.poke()
 		}
 	}()
-	a.mu.Lock()
-	a.health[iface] = nil
-	a.mu.Unlock()
 	return r, nil
 }
 

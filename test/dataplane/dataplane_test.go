@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -76,16 +77,25 @@ func TestServiceGetsAnAddressAndOneNodeAnswers(t *testing.T) {
 
 func httpGet(t *testing.T, n *netlab.Host, path string) string {
 	t.Helper()
+	b, err := httpTry(n, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// httpTry GETs path from the speaker of n.
+func httpTry(n *netlab.Host, path string) (string, error) {
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return n.Dial(ctx, network, addr)
 	}}, Timeout: 5 * time.Second}
 	resp, err := hc.Get("http://" + n.IP.String() + ":7473" + path)
 	if err != nil {
-		t.Fatalf("GET %s on %s: %v", path, n.Name, err)
+		return "", fmt.Errorf("GET %s on %s: %w", path, n.Name, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return string(b), nil
 }
 
 // failover starts a prober, runs fail against the owner, and checks that
@@ -541,4 +551,66 @@ func TestPoolNICDownMovesOnlyThatPool(t *testing.T) {
 		macs = whoHasFrom(t, other, netlab.NIC2, ip, 300*time.Millisecond)
 		return len(macs) == 1 && macs[0] == owner.MAC2.String(), nil
 	})
+}
+
+// A NIC that goes down, or away, takes its addresses with it, and
+// /healthz stays ok throughout: liveness must not restart a speaker for
+// a NIC it does not control.
+func TestLostNICDoesNotFailHealthz(t *testing.T) {
+	n := env.Net.Nodes[0]
+	// A NIC of node1 alone, with a pool on it: node1 is its only
+	// candidate.
+	run(t, n, []string{"ip", "link", "add", "porttest0", "type", "veth", "peer", "name", "porttest1"},
+		[]string{"ip", "link", "del", "porttest0"})
+	for _, c := range [][]string{
+		{"ip", "addr", "add", "203.0.113.1/24", "dev", "porttest0"},
+		{"ip", "link", "set", "porttest1", "up"},
+		{"ip", "link", "set", "porttest0", "up"},
+	} {
+		run(t, n, c, nil)
+	}
+	createPool(t, "extra", "203.0.113.10-203.0.113.19", func(e *v1alpha2.Eip) { e.Spec.Interface = "porttest0" })
+	startSpeakers(t)
+	createService(t, "extra", func(s *corev1.Service) { s.Annotations[lbservice.PoolAnnotation] = "extra" })
+	ip := waitIP(t, "extra")
+	announcedBy := func(want ...string) func(context.Context) (bool, error) {
+		return func(context.Context) (bool, error) { return slices.Equal(reportedBy(t, ip), want), nil }
+	}
+	poll(t, 15*time.Second, n.Name+" to announce "+ip.String()+" on porttest0", announcedBy(n.Name))
+
+	stop := make(chan struct{})
+	failures := make(chan string, 1000)
+	polled := make(chan int)
+	go func() {
+		count := 0
+		defer func() { polled <- count }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			count++
+			if b, err := httpTry(n, "/healthz"); err != nil || !strings.HasPrefix(b, "ok") {
+				failures <- fmt.Sprint(b, err)
+			}
+		}
+	}()
+	run(t, n, []string{"ip", "link", "set", "porttest0", "down"}, nil)
+	poll(t, 10*time.Second, "the address to be withdrawn from the down NIC", announcedBy())
+	time.Sleep(time.Second) // a second of /healthz with the NIC down
+	run(t, n, []string{"ip", "link", "set", "porttest0", "up"}, nil)
+	poll(t, 15*time.Second, "the address back on the NIC", announcedBy(n.Name))
+	run(t, n, []string{"ip", "link", "del", "porttest0"}, nil)
+	poll(t, 10*time.Second, "the address to be withdrawn from the removed NIC", announcedBy())
+	time.Sleep(2 * time.Second) // two seconds of /healthz with the NIC gone
+	close(stop)
+	count := <-polled
+	close(failures)
+	for f := range failures {
+		t.Errorf("/healthz failed: %q", f)
+	}
+	if count < 20 {
+		t.Errorf("/healthz polled only %d times", count)
+	}
 }
