@@ -7,6 +7,8 @@ command -v arping >/dev/null || need+=(iputils-arping)
 command -v ip >/dev/null || need+=(iproute2)
 command -v ss >/dev/null || need+=(iproute2)
 command -v pgrep >/dev/null || need+=(procps)
+# The race detector (make test runs with -race) needs cgo.
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

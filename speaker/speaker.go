@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -374,10 +375,14 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		srv = serveHTTP(opts.MetricsAddress, m, an, mem, log)
 	}
 
-	alloc := &allocator.Controller{
-		Kube: cs, Dyn: dyn, Inf: inf, Facts: fa, Recorder: rec, Log: log, Workers: opts.AllocatorWorkers,
+	// One Controller a term: a term's table, queue and workers are its
+	// own, and end with it.
+	newTerm := func() *allocator.Controller {
+		return &allocator.Controller{
+			Kube: cs, Dyn: dyn, Inf: inf, Facts: fa, Recorder: rec, Log: log, Workers: opts.AllocatorWorkers,
+		}
 	}
-	go func() { done <- elect(runCtx, cs, opts, alloc, log) }()
+	go func() { done <- elect(runCtx, cs, opts, newTerm, log) }()
 
 	var runErr error
 	select {
@@ -403,13 +408,17 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 }
 
 // elect campaigns for the allocator Lease for as long as ctx lasts; losing
-// it (the API server gone for a while) only pauses allocation.
-func elect(ctx context.Context, cs kubernetes.Interface, opts Options, alloc *allocator.Controller, log *slog.Logger) error {
+// it (the API server gone for a while) only pauses allocation. Terms never
+// overlap: client-go returns from a lost term, and campaigns again, before
+// the term's own callback has returned, so each term holds running until
+// it has stopped all its workers, and the next one waits for it.
+func elect(ctx context.Context, cs kubernetes.Interface, opts Options, newTerm func() *allocator.Controller, log *slog.Logger) error {
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: opts.Namespace, Name: LeaseName},
 		Client:     cs.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: opts.NodeName},
 	}
+	var running sync.Mutex
 	for ctx.Err() == nil {
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock:            lock,
@@ -420,7 +429,12 @@ func elect(ctx context.Context, cs kubernetes.Interface, opts Options, alloc *al
 			Name:            LeaseName,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(ctx context.Context) {
-					if err := alloc.Run(ctx); err != nil {
+					running.Lock()
+					defer running.Unlock()
+					if ctx.Err() != nil {
+						return // lost before the previous term had ended
+					}
+					if err := newTerm().Run(ctx); err != nil && ctx.Err() == nil {
 						log.Error("allocator", "err", err)
 					}
 				},
@@ -435,6 +449,9 @@ func elect(ctx context.Context, cs kubernetes.Interface, opts Options, alloc *al
 		}
 		le.Run(ctx)
 	}
+	// The last term ends before the speaker does.
+	running.Lock()
+	running.Unlock() //nolint:staticcheck // an empty critical section: waiting is the point
 	return nil
 }
 

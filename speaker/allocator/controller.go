@@ -64,6 +64,9 @@ const poolsKey = "\x00pools"
 
 // Run allocates until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
+	if c.table != nil {
+		return errors.New("an allocator Controller serves one term; make a new one for the next")
+	}
 	c.table = NewTable()
 	c.waiting = map[string]bool{}
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(

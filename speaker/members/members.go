@@ -41,10 +41,12 @@ type Members struct {
 	ml      *memberlist.Memberlist
 	keyring *memberlist.Keyring
 	log     *slog.Logger
+	addr    string
 
-	mu   sync.Mutex
-	meta []byte
-	subs []chan struct{}
+	mu    sync.Mutex
+	meta  []byte
+	subs  []chan struct{}
+	peers map[string]Peer // the live members, as the events told them
 }
 
 // Start creates the member and listens. It does not join anyone yet.
@@ -73,6 +75,8 @@ func Start(cfg Config) (*Members, error) {
 		return nil, fmt.Errorf("start membership on %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Port)), err)
 	}
 	m.ml = ml
+	n := ml.LocalNode()
+	m.addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	return m, nil
 }
 
@@ -123,17 +127,37 @@ func (m *Members) notify() {
 }
 
 // NotifyJoin, NotifyLeave and NotifyUpdate implement memberlist.EventDelegate.
+// memberlist calls them under its own lock; the nodes it hands out
+// elsewhere (Members, LocalNode) are its live state, rewritten without
+// that lock being available to readers, so the view is copied here.
 func (m *Members) NotifyJoin(n *memberlist.Node) {
 	m.log.Info("member joined", "member", n.Name, "address", n.Address())
+	m.set(n)
 	m.notify()
 }
 
 func (m *Members) NotifyLeave(n *memberlist.Node) {
 	m.log.Info("member left or failed", "member", n.Name, "address", n.Address())
+	m.mu.Lock()
+	delete(m.peers, n.Name)
+	m.mu.Unlock()
 	m.notify()
 }
 
-func (m *Members) NotifyUpdate(*memberlist.Node) { m.notify() }
+func (m *Members) NotifyUpdate(n *memberlist.Node) {
+	m.set(n)
+	m.notify()
+}
+
+func (m *Members) set(n *memberlist.Node) {
+	p := Peer{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), Meta: slices.Clone(n.Meta)}
+	m.mu.Lock()
+	if m.peers == nil {
+		m.peers = map[string]Peer{}
+	}
+	m.peers[n.Name] = p
+	m.mu.Unlock()
+}
 
 // NodeMeta implements memberlist.Delegate.
 func (m *Members) NodeMeta(limit int) []byte {
@@ -173,9 +197,11 @@ func (m *Members) SetMeta(meta []byte) error {
 
 // Live returns the meta of every live member, by name, itself included.
 func (m *Members) Live() map[string][]byte {
-	out := map[string][]byte{}
-	for _, n := range m.ml.Members() {
-		out[n.Name] = n.Meta
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string][]byte, len(m.peers))
+	for name, p := range m.peers {
+		out[name] = p.Meta
 	}
 	return out
 }
@@ -189,27 +215,27 @@ type Peer struct {
 
 // Peers are the live members, itself included.
 func (m *Members) Peers() []Peer {
-	ns := m.ml.Members()
-	out := make([]Peer, 0, len(ns))
-	for _, n := range ns {
-		out = append(out, Peer{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), Meta: n.Meta})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Peer, 0, len(m.peers))
+	for _, p := range m.peers {
+		out = append(out, p)
 	}
 	return out
 }
 
-// Address is where peers reach this member.
-func (m *Members) Address() string {
-	n := m.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-}
+// Address is where peers reach this member. It is read once, at Start:
+// memberlist's LocalNode is its live state, which UpdateNode rewrites
+// without a lock readers could take.
+func (m *Members) Address() string { return m.addr }
 
 // Join contacts every address not already a live member, all at once, and
 // returns how many answered. An unreachable peer costs one TCP timeout, not
 // one per peer.
 func (m *Members) Join(addrs []string) int {
 	live := map[string]bool{}
-	for _, n := range m.ml.Members() {
-		live[net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))] = true
+	for _, p := range m.Peers() {
+		live[p.Addr] = true
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex

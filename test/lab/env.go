@@ -38,6 +38,9 @@ type EnvOptions struct {
 	// to build into Env.BinDir, linked with LDFlags.
 	Build   []string
 	LDFlags string
+	// Race builds them with the race detector, which reports to their
+	// stderr and makes them exit 66 at the end.
+	Race bool
 }
 
 // NewEnv builds an Env. On error, whatever was built is removed.
@@ -53,9 +56,13 @@ func NewEnv(ctx context.Context, opts EnvOptions) (_ *Env, err error) {
 	}()
 	if len(opts.Build) > 0 {
 		e.BinDir = filepath.Join(e.Sandbox.Dir(), "bin")
-		args := append([]string{"build", "-trimpath", "-ldflags", opts.LDFlags, "-o", e.BinDir + "/"}, opts.Build...)
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		args := []string{"build", "-trimpath", "-ldflags", opts.LDFlags, "-o", e.BinDir + "/"}
+		cgo := "CGO_ENABLED=0"
+		if opts.Race {
+			args, cgo = append(args, "-race"), "CGO_ENABLED=1"
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, opts.Build...)...)
+		cmd.Env = append(os.Environ(), cgo)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("build %v: %w\n%s", opts.Build, err, out)
 		}
