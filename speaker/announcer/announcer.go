@@ -129,7 +129,7 @@ type Announcer struct {
 
 	writer *writer
 	ready  atomic.Bool
-	mu sync.Mutex // guards health and conflicts
+	mu     sync.Mutex // guards health and conflicts
 	// health is the state of each open responder, by NIC; it goes with
 	// the responder, so a NIC that is gone or down fails nothing.
 	health map[string]responderHealth
