@@ -108,6 +108,16 @@ type Announcer struct {
 	// the last reconcile, for readers outside the run loop.
 	unknown    atomic.Pointer[[]string]
 	knownNames atomic.Pointer[[]string]
+	// owners is the last decision's owner of each address.
+	owners map[netip.Addr]string
+	// joined is set once this speaker has seen another member; started is
+	// when it was created.
+	joined  bool
+	started time.Time
+	// peerMACs are the MACs of the nodes that run a speaker, by the API's
+	// word or gossip's: an answer from one of them during a probe is a
+	// peer that still holds the address, never a conflict.
+	peerMACs map[string]string
 	// lastLive is when each member was last seen live.
 	lastLive map[string]time.Time
 	// probeSlots bounds the probes in flight: a pool of thousands filling
@@ -199,6 +209,7 @@ func New(cfg Config) *Announcer {
 		probing:    map[netip.Addr]bool{},
 		lastOwners: map[netip.Addr]string{},
 		lastLive:   map[string]time.Time{},
+		started:    time.Now(),
 		probeSlots: make(chan struct{}, maxProbes),
 		cleared:    map[netip.Addr]bool{},
 		conflicts:  map[netip.Addr]conflict{},
@@ -340,7 +351,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 
 // known are the live members the cluster vouches for (membership.Judge),
 // with their meta. The others are logged once, counted and reported.
-func (a *Announcer) known(policy *addrpolicy.Policy) map[string][]byte {
+func (a *Announcer) known(policy *addrpolicy.Policy) (map[string][]byte, membership.Cluster) {
 	c := membership.Cluster{Nodes: map[string]bool{}, Published: map[string]string{}, Self: a.cfg.Node}
 	peers := a.cfg.Members.Peers()
 	ms := make([]membership.Member, 0, len(peers))
@@ -383,7 +394,7 @@ func (a *Announcer) known(policy *addrpolicy.Policy) map[string][]byte {
 		a.unknown.Store(&names)
 		a.reportChanged()
 	}
-	return out
+	return out, c
 }
 
 // KnownMembers are the names of the live members that count, sorted.
@@ -446,8 +457,11 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	sort.Strings(unservable)
 	a.publishMeta(unservable)
 
-	live := a.known(policy)
+	live, cluster := a.known(policy)
 	a.cfg.Metrics.Members.Set(float64(len(live)))
+	if len(live) > 1 {
+		a.joined = true
+	}
 	candidates := map[string][]string{}
 	for name, raw := range live {
 		for _, p := range policy.Pools() {
@@ -474,12 +488,18 @@ func (a *Announcer) reconcile(ctx context.Context) {
 		}
 	}
 	macs := map[string]string{}
+	a.peerMACs = map[string]string{}
 	for _, r := range a.cfg.Facts.Reports() {
-		if _, ok := a.lastLive[r.Node]; ok {
-			for _, n := range r.NICs {
-				if n.MAC != "" {
-					macs[n.MAC] = r.Node
-				}
+		_, recent := a.lastLive[r.Node]
+		for _, n := range r.NICs {
+			if n.MAC == "" {
+				continue
+			}
+			if recent {
+				macs[n.MAC] = r.Node
+			}
+			if recent || cluster.Ready[r.Node] {
+				a.peerMACs[n.MAC] = r.Node
 			}
 		}
 		// Another live speaker's conflict holds here too: the address
@@ -494,6 +514,7 @@ func (a *Announcer) reconcile(ctx context.Context) {
 		macs[lk.mac.String()] = a.cfg.Node
 	}
 	a.liveMACs.Store(&macs)
+	a.dropPeerConflicts()
 	a.mu.Lock()
 	for ip, c := range a.conflicts {
 		if time.Now().Before(c.retry) && !a.probing[ip] {
@@ -521,11 +542,36 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	}
 
 	d := Decide(in)
+	a.owners = d.Owners
 	for _, r := range d.Refused {
 		a.refuse(r)
 	}
 	a.dropConflictsOwnedElsewhere(d)
+	if a.waitingToJoin(cluster) {
+		// Alone, this speaker would think it owns every address, and
+		// probe each one only to hear its owner answer.
+		return
+	}
 	a.apply(ctx, d)
+}
+
+// joinWait bounds how long a starting speaker that expects peers waits to
+// join them before it decides alone: they may all be down.
+const joinWait = 10 * time.Second
+
+// waitingToJoin reports whether this speaker should not announce yet: it
+// started, has never seen another member, and the cluster says other
+// speakers run and can be reached.
+func (a *Announcer) waitingToJoin(c membership.Cluster) bool {
+	if a.joined || time.Since(a.started) > joinWait {
+		return false
+	}
+	for node := range c.Ready {
+		if node != a.cfg.Node && c.Published[node] != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // dropConflictsOwnedElsewhere forgets this speaker's conflicts, once their
@@ -538,6 +584,26 @@ func (a *Announcer) dropConflictsOwnedElsewhere(d Decision) {
 	dropped := false
 	for ip, c := range a.conflicts {
 		if o, ok := d.Owners[ip]; (!ok || o != a.cfg.Node) && !time.Now().Before(c.retry) && !a.probing[ip] {
+			delete(a.conflicts, ip)
+			dropped = true
+		}
+	}
+	a.mu.Unlock()
+	if dropped {
+		a.reportChanged()
+	}
+}
+
+// dropPeerConflicts forgets conflicts with a MAC of a node that runs a
+// speaker: from a probe sent before the two speakers saw each other, or
+// carried over a restart. They are views that differed, not hosts in the
+// way, and must never block a takeover when that node dies.
+func (a *Announcer) dropPeerConflicts() {
+	a.mu.Lock()
+	dropped := false
+	for ip, c := range a.conflicts {
+		if node := a.peerMACs[c.mac]; node != "" {
+			a.cfg.Log.Info("dropping a conflict with another speaker's node", "ip", ip, "node", node)
 			delete(a.conflicts, ip)
 			dropped = true
 		}
@@ -702,13 +768,13 @@ func (a *Announcer) startProbe(ctx context.Context, ip netip.Addr, t Target) {
 		return // every slot is busy; a later reconcile starts this one
 	}
 	a.probing[ip] = true
-	members := a.liveMACs.Load()
 	pc := a.cfg.Probe
 	go func() {
 		// A live member's answer is a handoff in progress, not a
-		// conflict; any other host's is, a node without a speaker
-		// included.
+		// conflict; any other host's is reported, and probed decides
+		// what it is.
 		mac, err := r.Probe(ctx, ip, pc, func(m net.HardwareAddr) bool {
+			members := a.liveMACs.Load()
 			_, member := (*members)[m.String()]
 			return member
 		})
@@ -727,6 +793,15 @@ func (a *Announcer) probed(r probeResult) {
 	switch {
 	case r.err != nil:
 		a.cfg.Log.Warn("probe address", "ip", r.ip, "err", r.err)
+	case a.owners[r.ip] != a.cfg.Node:
+		// The probe's premise, that this speaker owns the address, is
+		// gone: what it heard matters no more.
+		a.cfg.Log.Debug("probe dropped: the address is no longer this node's", "ip", r.ip)
+	case r.mac != nil && a.peerMACs[r.mac.String()] != "":
+		// A peer that this speaker does not count yet answers: the
+		// views differ for now, and the next decisions settle it. No
+		// conflict is recorded, so none can block a later takeover.
+		a.cfg.Log.Info("address held by another speaker; not taking it", "ip", r.ip, "node", a.peerMACs[r.mac.String()])
 	case r.mac != nil:
 		a.conflict(r.ip, r.mac, r.iface, r.svc, "probe")
 	default:

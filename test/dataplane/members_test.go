@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,6 +125,55 @@ func TestMemberWithoutTheKeyCannotJoin(t *testing.T) {
 		}
 		if len(sp.MemberKeys) != 1 || sp.MemberKeys[0] != want {
 			t.Errorf("%s reports keys %v, want [%s]", n.Name, sp.MemberKeys, want)
+		}
+	}
+}
+
+// Speakers that start together, with the address already allocated, come
+// up without a conflict among themselves, and when the owner is killed
+// soon after, another takes over at once, not after a re-probe. Each
+// round starts every speaker afresh, so that one that decides before it
+// has joined the others gets its chance to probe an address a peer
+// holds.
+func TestSpeakersStartedTogetherTakeOverAtOnce(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	sp := startSpeakers(t)
+	createService(t, "together")
+	ip := waitIP(t, "together")
+	ownerOf(t, "together", ip)
+	for round := 1; round <= 3; round++ {
+		for _, s := range sp {
+			s.signal(t, syscall.SIGTERM)
+		}
+		for _, s := range sp {
+			s.exited(t, 15*time.Second)
+		}
+		sp = startSpeakers(t)
+		var owner string
+		poll(t, 15*time.Second, "one speaker to report "+ip.String(), func(context.Context) (bool, error) {
+			by := reportedBy(t, ip)
+			if len(by) == 1 {
+				owner = by[0]
+			}
+			return len(by) == 1, nil
+		})
+		time.Sleep(2 * time.Second) // long enough for any probe to finish
+		for _, n := range env.Net.Nodes {
+			if c := report(t, n.Name).Status.Conflicts; len(c) != 0 {
+				t.Errorf("round %d: %s reports conflicts %v among speakers", round, n.Name, c)
+			}
+		}
+		at := time.Now()
+		sp[owner].signal(t, syscall.SIGKILL)
+		next := servedBy(t, ip, 5*time.Second, func(n string) bool { return n != owner })
+		t.Logf("round %d: the speaker on %s killed; %s served after %s", round, owner, next, time.Since(at).Round(time.Millisecond))
+		sp[owner].exited(t, 5*time.Second)
+		sp[owner] = startSpeaker(t, nodeByName(owner))
+		waitMembers(t, len(env.Net.Nodes))
+	}
+	for _, e := range events(t, "together") {
+		if strings.HasPrefix(e, "AddressConflict") {
+			t.Errorf("a conflict among speakers: %s", e)
 		}
 	}
 }
