@@ -71,8 +71,9 @@ type Options struct {
 	MetricsAddress string
 	HandoffGrace   time.Duration
 
-	ARPProbe responder.ProbeConfig
-	Reprobe  time.Duration
+	ARPProbe    responder.ProbeConfig
+	Reprobe     time.Duration
+	GARPRefresh time.Duration
 
 	LeaseDuration    time.Duration
 	RenewDeadline    time.Duration
@@ -149,6 +150,7 @@ on the porter-allocator Lease, also gives pool addresses to Services.`,
 	f.IntVar(&opts.ARPProbe.Count, "arp-probes", 3, "ARP probes sent before first announcing an address (RFC 5227)")
 	f.DurationVar(&opts.ARPProbe.Interval, "arp-probe-interval", 150*time.Millisecond, "Time between ARP probes")
 	f.DurationVar(&opts.ARPProbe.Wait, "arp-probe-wait", 200*time.Millisecond, "Time to listen for an answer after the last probe")
+	f.DurationVar(&opts.GARPRefresh, "gratuitous-arp-refresh", time.Minute, "How often to announce every owned address again with gratuitous ARP, against switches' MAC and hosts' ARP aging; 0 turns it off")
 	f.DurationVar(&opts.Reprobe, "reprobe-interval", 30*time.Second, "How long an address found in use waits before it is probed again")
 	f.DurationVar(&opts.LeaseDuration, "lease-duration", 15*time.Second, "Allocator Lease duration")
 	f.DurationVar(&opts.RenewDeadline, "lease-renew-deadline", 10*time.Second, "Allocator Lease renew deadline")
@@ -325,7 +327,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		Services: inf.Services, EndpointSlices: fi.EndpointSlices, Facts: fa, SpeakerPods: speakerPods,
 		Changed: kickInventory,
 		Members: mem, Metrics: m, Recorder: rec, Log: log,
-		Probe: opts.ARPProbe, Reprobe: opts.Reprobe,
+		Probe: opts.ARPProbe, Reprobe: opts.Reprobe, Refresh: opts.GARPRefresh,
 	})
 
 	runCtx, stopRun := context.WithCancel(ctx)

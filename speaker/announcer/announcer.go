@@ -78,6 +78,9 @@ type Config struct {
 	Recorder record.EventRecorder
 	Log      *slog.Logger
 	Probe    responder.ProbeConfig
+	// Refresh is how often every announced address is announced again
+	// with gratuitous ARP; zero turns it off.
+	Refresh time.Duration
 	// Reprobe is how long a conflicting address first waits before it is
 	// probed again; each further conflict doubles it, up to MaxReprobe.
 	Reprobe    time.Duration
@@ -736,6 +739,7 @@ func (a *Announcer) responder(iface string) (*responder.Responder, error) {
 	a.mu.Lock()
 	a.health[iface] = responderHealth{r: r}
 	a.mu.Unlock()
+	go r.Refresh(a.garpCtx, a.cfg.Refresh)
 	go func() {
 		err := r.Serve()
 		a.mu.Lock()

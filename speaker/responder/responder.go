@@ -207,6 +207,62 @@ func (r *Responder) Announce(ctx context.Context, ips []netip.Addr) {
 	}()
 }
 
+// refreshBatch and refreshPause pace a refresh, so that ten thousand
+// addresses take a second rather than one burst of twenty thousand frames.
+const (
+	refreshBatch = 100
+	refreshPause = 10 * time.Millisecond
+)
+
+// Refresh sends gratuitous ARP for every address it answers for, every
+// period, until ctx ends or the responder closes. Switches age out the MAC
+// of a quiet address (300 s is common) and then flood its traffic; hosts
+// that have stopped asking keep a stale entry after a move they missed.
+func (r *Responder) Refresh(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.done:
+			return
+		case <-t.C:
+		}
+		r.mu.RLock()
+		ips := make([]netip.Addr, 0, len(r.owned))
+		for ip := range r.owned {
+			ips = append(ips, ip)
+		}
+		r.mu.RUnlock()
+		for len(ips) > 0 {
+			n := min(refreshBatch, len(ips))
+			still := ips[:0:0]
+			r.mu.RLock()
+			for _, ip := range ips[:n] {
+				if _, ok := r.owned[ip]; ok {
+					still = append(still, ip)
+				}
+			}
+			r.mu.RUnlock()
+			r.sendGratuitous(still)
+			ips = ips[n:]
+			if len(ips) > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-r.done:
+					return
+				case <-time.After(refreshPause):
+				}
+			}
+		}
+	}
+}
+
 // Withdraw stops answering for ips at once.
 func (r *Responder) Withdraw(ips []netip.Addr) {
 	r.mu.Lock()

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/arp"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -612,5 +614,51 @@ func TestLostNICDoesNotFailHealthz(t *testing.T) {
 	}
 	if count < 20 {
 		t.Errorf("/healthz polled only %d times", count)
+	}
+}
+
+// An owned address is announced again every --gratuitous-arp-refresh,
+// long after the gratuitous ARPs that follow gaining it.
+func TestGratuitousARPRefresh(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	for _, n := range env.Net.Nodes {
+		startSpeaker(t, n, "--gratuitous-arp-refresh", "1s")
+	}
+	waitMembers(t, len(env.Net.Nodes))
+	createService(t, "refresh")
+	ip := waitIP(t, "refresh")
+	owner := ownerOf(t, "refresh", ip)
+	// The repeats after the gain end 3 s after it.
+	time.Sleep(3500 * time.Millisecond)
+	var from []string
+	err := onARP(env.Net.Client, netlab.NIC1, func(c *arp.Client, _ *net.Interface) error {
+		deadline := time.Now().Add(3200 * time.Millisecond)
+		for {
+			if err := c.SetReadDeadline(deadline); err != nil {
+				return err
+			}
+			p, _, err := c.Read()
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					return nil
+				}
+				return err
+			}
+			if p.SenderIP == ip && p.TargetIP == ip {
+				from = append(from, p.SenderHardwareAddr.String())
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(from) < 4 {
+		t.Errorf("%d gratuitous ARP packets for %s in 3.2 s, want at least 4 (a request and a reply each second)", len(from), ip)
+	}
+	for _, mac := range from {
+		if nodeByMAC(mac) != owner {
+			t.Errorf("gratuitous ARP for %s from %s, want only from %s", ip, mac, owner)
+		}
 	}
 }
