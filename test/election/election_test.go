@@ -168,7 +168,7 @@ func TestBackToBackTermsDoNotOverlap(t *testing.T) {
 	t.Cleanup(func() {
 		if !stopped {
 			_ = cmd.Process.Kill()
-			<-exited
+			_ = <-exited
 		}
 		if t.Failed() {
 			t.Logf("speaker:\n%s", out.String())
