@@ -168,7 +168,9 @@ func TestBackToBackTermsDoNotOverlap(t *testing.T) {
 	t.Cleanup(func() {
 		if !stopped {
 			_ = cmd.Process.Kill()
-			_ = <-exited
+			if err := <-exited; err != nil {
+				t.Logf("speaker killed: %v", err)
+			}
 		}
 		if t.Failed() {
 			t.Logf("speaker:\n%s", out.String())
