@@ -265,6 +265,12 @@ func (a *Announcer) closeResponder(iface string) {
 	a.mu.Unlock()
 }
 
+// linkUp reports whether the link with index is there and up with carrier.
+func linkUp(index int) bool {
+	ifi, err := net.InterfaceByIndex(index)
+	return err == nil && ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagRunning != 0
+}
+
 // pruneResponders closes the responders of NICs that are gone, down or
 // replaced: a responder's socket dies with its NIC, and that is no fault
 // of the speaker's, so /healthz must not fail on it. Addresses on such a
@@ -742,6 +748,13 @@ func (a *Announcer) responder(iface string) (*responder.Responder, error) {
 	go r.Refresh(a.garpCtx, a.cfg.Refresh)
 	go func() {
 		err := r.Serve()
+		stopped := err != nil
+		if err != nil && !linkUp(r.Interface().Index) {
+			// The NIC went down or away under the socket: not the
+			// speaker's fault, and the next reconcile closes it.
+			a.cfg.Log.Info("ARP responder stopped with its NIC", "interface", iface, "err", err)
+			err = nil
+		}
 		a.mu.Lock()
 		// Only this responder's own entry: a closed one must not
 		// overwrite its successor's.
@@ -751,6 +764,8 @@ func (a *Announcer) responder(iface string) (*responder.Responder, error) {
 		a.mu.Unlock()
 		if err != nil {
 			a.cfg.Log.Error("ARP responder stopped", "interface", iface, "err", err)
+		}
+		if stopped {
 			a.poke()
 		}
 	}()
