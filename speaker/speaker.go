@@ -71,9 +71,11 @@ type Options struct {
 	MetricsAddress string
 	HandoffGrace   time.Duration
 
-	ARPProbe    responder.ProbeConfig
-	Reprobe     time.Duration
-	GARPRefresh time.Duration
+	ARPProbe      responder.ProbeConfig
+	Reprobe       time.Duration
+	GARPRefresh   time.Duration
+	TakeoverCheck time.Duration
+	StarvedGrace  time.Duration
 
 	LeaseDuration    time.Duration
 	RenewDeadline    time.Duration
@@ -151,6 +153,8 @@ on the porter-allocator Lease, also gives pool addresses to Services.`,
 	f.DurationVar(&opts.ARPProbe.Interval, "arp-probe-interval", 150*time.Millisecond, "Time between ARP probes")
 	f.DurationVar(&opts.ARPProbe.Wait, "arp-probe-wait", 200*time.Millisecond, "Time to listen for an answer after the last probe")
 	f.DurationVar(&opts.GARPRefresh, "gratuitous-arp-refresh", time.Minute, "How often to announce every owned address again with gratuitous ARP, against switches' MAC and hosts' ARP aging; 0 turns it off")
+	f.DurationVar(&opts.TakeoverCheck, "takeover-check", 50*time.Millisecond, "Before taking an address from a member that failed, how long to ask the wire whether its owner or its node still answers; 0 takes it as soon as gossip says")
+	f.DurationVar(&opts.StarvedGrace, "starved-grace", 3*time.Second, "How long a failed member whose node still answers ARP keeps its addresses: its speaker may only be starved of CPU")
 	f.DurationVar(&opts.Reprobe, "reprobe-interval", 30*time.Second, "How long an address found in use waits before it is probed again")
 	f.DurationVar(&opts.LeaseDuration, "lease-duration", 15*time.Second, "Allocator Lease duration")
 	f.DurationVar(&opts.RenewDeadline, "lease-renew-deadline", 10*time.Second, "Allocator Lease renew deadline")
@@ -328,6 +332,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		Changed: kickInventory,
 		Members: mem, Metrics: m, Recorder: rec, Log: log,
 		Probe: opts.ARPProbe, Reprobe: opts.Reprobe, Refresh: opts.GARPRefresh,
+		TakeoverCheck: opts.TakeoverCheck, StarvedGrace: opts.StarvedGrace,
 	})
 
 	runCtx, stopRun := context.WithCancel(ctx)

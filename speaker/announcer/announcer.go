@@ -78,6 +78,13 @@ type Config struct {
 	Recorder record.EventRecorder
 	Log      *slog.Logger
 	Probe    responder.ProbeConfig
+	// TakeoverCheck is how long the wire is asked, before taking an
+	// address from a member that failed, whether its owner or its node
+	// still answers; zero takes it at once, as gossip says.
+	TakeoverCheck time.Duration
+	// StarvedGrace is how long a failed member whose node still answers
+	// ARP keeps its addresses: its speaker may only be starved of CPU.
+	StarvedGrace time.Duration
 	// Refresh is how often every announced address is announced again
 	// with gratuitous ARP; zero turns it off.
 	Refresh time.Duration
@@ -133,8 +140,17 @@ type Announcer struct {
 	conflicts map[netip.Addr]conflict
 	refused   map[string]bool
 	results   chan probeResult
-	claims    chan claimed
-	links     *links
+	checks    chan takeoverCheck
+	// pendingFrom are addresses the decision gives this node that a
+	// failed member held, with that member; checked those the wire has
+	// cleared; checkDue, by member, those to ask about; checking the
+	// members asked about now.
+	pendingFrom map[netip.Addr]string
+	checked     map[netip.Addr]bool
+	checkDue    map[string][]netip.Addr
+	checking    map[string]bool
+	claims      chan claimed
+	links       *links
 	// liveMACs are the MACs of the NICs of live members, and of members
 	// that left within leftRecently, for the responders'
 	// claim callbacks; replaced whole on each reconcile.
@@ -203,24 +219,29 @@ func New(cfg Config) *Announcer {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Announcer{
-		cfg:        cfg,
-		kick:       make(chan struct{}, 1),
-		garpCtx:    ctx,
-		garpCancel: cancel,
-		responders: map[string]*responder.Responder{},
-		owned:      map[netip.Addr]ownership{},
-		probing:    map[netip.Addr]bool{},
-		lastOwners: map[netip.Addr]string{},
-		lastLive:   map[string]time.Time{},
-		started:    time.Now(),
-		probeSlots: make(chan struct{}, maxProbes),
-		cleared:    map[netip.Addr]bool{},
-		conflicts:  map[netip.Addr]conflict{},
-		refused:    map[string]bool{},
-		results:    make(chan probeResult, 16),
-		claims:     make(chan claimed, 64),
-		writer:     newWriter(cfg.Kube, cfg.Log),
-		health:     map[string]responderHealth{},
+		cfg:         cfg,
+		kick:        make(chan struct{}, 1),
+		garpCtx:     ctx,
+		garpCancel:  cancel,
+		responders:  map[string]*responder.Responder{},
+		owned:       map[netip.Addr]ownership{},
+		probing:     map[netip.Addr]bool{},
+		lastOwners:  map[netip.Addr]string{},
+		lastLive:    map[string]time.Time{},
+		started:     time.Now(),
+		probeSlots:  make(chan struct{}, maxProbes),
+		cleared:     map[netip.Addr]bool{},
+		conflicts:   map[netip.Addr]conflict{},
+		refused:     map[string]bool{},
+		results:     make(chan probeResult, 16),
+		checks:      make(chan takeoverCheck, 16),
+		pendingFrom: map[netip.Addr]string{},
+		checked:     map[netip.Addr]bool{},
+		checkDue:    map[string][]netip.Addr{},
+		checking:    map[string]bool{},
+		claims:      make(chan claimed, 64),
+		writer:      newWriter(cfg.Kube, cfg.Log),
+		health:      map[string]responderHealth{},
 	}
 }
 
@@ -339,6 +360,8 @@ func (a *Announcer) Run(ctx context.Context) error {
 		case <-changed:
 		case c := <-a.claims:
 			a.claimedBy(c)
+		case c := <-a.checks:
+			a.takeChecked(c)
 		case r := <-a.results:
 			a.probed(r)
 			// Thousands of probes finish together when a large pool
@@ -663,7 +686,10 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 		if _, ok := a.owned[ip]; ok {
 			continue
 		}
-		if !a.cleared[ip] && (t.Probe || !a.handedOver(ip)) {
+		if !a.gateTakeover(ip) {
+			continue
+		}
+		if !a.cleared[ip] && (t.Probe || !a.handedOver(ip) && !a.checked[ip]) {
 			a.startProbe(ctx, ip, t)
 			continue
 		}
@@ -692,6 +718,8 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 		a.cfg.Log.Info("announcing", "interface", iface, "count", len(ips), "first", ips[0])
 	}
 	a.ownedChanged(len(gained) > 0 || len(lost) > 0)
+	a.forgetTakeovers(desired)
+	a.startChecks(ctx, desired)
 	// A suspect address is never handed over unprobed.
 	a.lastOwners = make(map[netip.Addr]string, len(d.Owners))
 	for ip, o := range d.Owners {

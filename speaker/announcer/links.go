@@ -129,3 +129,21 @@ func watchLinks(ctx context.Context, kick func()) error {
 	}()
 	return nil
 }
+
+// onSubnetOf returns the up link whose subnet holds ip, nil if none does.
+func (l *links) onSubnetOf(ip netip.Addr) *link {
+	if !ip.IsValid() {
+		return nil
+	}
+	for _, lk := range l.byName {
+		if !lk.up || nics.Ignored(lk.name) {
+			continue
+		}
+		for _, p := range lk.addrs {
+			if p.Masked().Contains(ip) {
+				return lk
+			}
+		}
+	}
+	return nil
+}

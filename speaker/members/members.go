@@ -43,10 +43,11 @@ type Members struct {
 	log     *slog.Logger
 	addr    string
 
-	mu    sync.Mutex
-	meta  []byte
-	subs  []chan struct{}
-	peers map[string]Peer // the live members, as the events told them
+	mu       sync.Mutex
+	meta     []byte
+	subs     []chan struct{}
+	peers    map[string]Peer // the live members, as the events told them
+	departed map[string]Departure
 }
 
 // Start creates the member and listens. It does not join anyone yet.
@@ -137,11 +138,37 @@ func (m *Members) NotifyJoin(n *memberlist.Node) {
 }
 
 func (m *Members) NotifyLeave(n *memberlist.Node) {
-	m.log.Info("member left or failed", "member", n.Name, "address", n.Address())
+	left := n.State == memberlist.StateLeft
+	m.log.Info("member left or failed", "member", n.Name, "address", n.Address(), "left", left)
 	m.mu.Lock()
 	delete(m.peers, n.Name)
+	if m.departed == nil {
+		m.departed = map[string]Departure{}
+	}
+	m.departed[n.Name] = Departure{At: time.Now(), Left: left}
 	m.mu.Unlock()
 	m.notify()
+}
+
+// Departure is how a member stopped being live.
+type Departure struct {
+	At time.Time
+	// Left is true when it said it was leaving (a graceful stop), false
+	// when the others found it failed: dead, cut off from gossip, or too
+	// starved of CPU to answer.
+	Left bool
+}
+
+// Departed tells how name last stopped being live; ok is false when it is
+// live or never was.
+func (m *Members) Departed(name string) (Departure, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, live := m.peers[name]; live {
+		return Departure{}, false
+	}
+	d, ok := m.departed[name]
+	return d, ok
 }
 
 func (m *Members) NotifyUpdate(n *memberlist.Node) {

@@ -21,6 +21,7 @@ type Metrics struct {
 	OwnershipChanges *prometheus.CounterVec
 	Members          prometheus.Gauge
 	UnknownMembers   prometheus.Gauge
+	TakeoversHeld    prometheus.Counter
 	Conflicts        prometheus.Counter
 }
 
@@ -56,12 +57,16 @@ func New() *Metrics {
 			Name: "porter_unknown_members",
 			Help: "Gossip members ignored because the cluster does not vouch for them: no such Node, no ready speaker pod there, or another address than its speaker published.",
 		}),
+		TakeoversHeld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "porter_takeovers_held_total",
+			Help: "Times an address was not taken from a member gossip found failed, as its owner still answered for it or its node was still up.",
+		}),
 		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "porter_address_conflicts_total",
 			Help: "Probes that found an address already answered by another host.",
 		}),
 	}
-	m.Registry.MustRegister(m.ARPRequests, m.ARPReplies, m.GratuitousARPs, m.OwnedIPs, m.OwnershipChanges, m.Members, m.UnknownMembers, m.Conflicts,
+	m.Registry.MustRegister(m.ARPRequests, m.ARPReplies, m.GratuitousARPs, m.OwnedIPs, m.OwnershipChanges, m.Members, m.UnknownMembers, m.TakeoversHeld, m.Conflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

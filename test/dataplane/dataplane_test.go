@@ -176,8 +176,21 @@ func TestOwnerLinkDownMovesTheAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMembers(t, 3)
+	var now string
 	poll(t, 10*time.Second, "one ARP answer after the cable is back", func(context.Context) (bool, error) {
-		return len(whoHas(t, ip, 300*time.Millisecond)) == 1, nil
+		macs := whoHas(t, ip, 300*time.Millisecond)
+		if len(macs) == 1 {
+			now = macs[0]
+		}
+		return len(macs) == 1, nil
+	})
+	// The client moves with the owner's gratuitous ARP, without a flush of
+	// its neighbour cache: the prober kept the entry in use all along.
+	p = backend.StartProber(env.Net.Client, ip, 10*time.Millisecond)
+	defer p.Stop()
+	poll(t, 5*time.Second, "the client's neighbour entry for "+ip.String()+" to name "+now, func(ctx context.Context) (bool, error) {
+		mac, err := env.Net.Client.Neighbor(ctx, ip)
+		return err == nil && mac.String() == now, nil
 	})
 	servedBy(t, ip, 10*time.Second, func(string) bool { return true })
 }

@@ -3,7 +3,10 @@ package dataplane
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/memberkey"
 	"github.com/porterlb/porter/test/lab"
+	"github.com/porterlb/porter/test/netlab"
 )
 
 // rogueIP is the InternalIP of the Node the foreign speaker poses as. No
@@ -174,6 +178,123 @@ func TestSpeakersStartedTogetherTakeOverAtOnce(t *testing.T) {
 	for _, e := range events(t, "together") {
 		if strings.HasPrefix(e, "AddressConflict") {
 			t.Errorf("a conflict among speakers: %s", e)
+		}
+	}
+}
+
+// gossipCut drops every packet to or from the member port that node
+// sends, with a tc filter: the node stays on the LAN, and only gossip is
+// cut.
+func gossipCut(t *testing.T, n *netlab.Host) func() {
+	t.Helper()
+	del := []string{"tc", "qdisc", "del", "dev", netlab.NIC1, "root"}
+	run(t, n, []string{"tc", "qdisc", "add", "dev", netlab.NIC1, "root", "handle", "1:", "prio"}, del)
+	for _, dir := range []string{"dport", "sport"} {
+		run(t, n, []string{"tc", "filter", "add", "dev", netlab.NIC1, "parent", "1:", "protocol", "ip", "prio", "1",
+			"u32", "match", "ip", dir, "7947", "0xffff", "action", "drop"}, nil)
+	}
+	return func() { run(t, n, del, nil) }
+}
+
+// owners maps each address to the one node that answers ARP for it, and
+// fails when none or several do.
+func owners(t *testing.T, ips []netip.Addr) map[netip.Addr]string {
+	t.Helper()
+	out := map[netip.Addr]string{}
+	for _, ip := range ips {
+		macs := whoHas(t, ip, 150*time.Millisecond)
+		if len(macs) != 1 {
+			t.Errorf("%s answered by %v, want exactly one node", ip, macs)
+			continue
+		}
+		out[ip] = nodeByMAC(macs[0])
+	}
+	return out
+}
+
+// A node cut off from gossip only, still on the LAN: the others find it
+// failed, ask the wire before taking its addresses, hear it still answer,
+// and leave them. No address is answered twice, and none moves.
+func TestGossipOnlyPartitionMovesNothing(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	startSpeakers(t)
+	var ips []netip.Addr
+	for i := range 6 {
+		name := fmt.Sprintf("part-%d", i)
+		createService(t, name)
+		ips = append(ips, waitIP(t, name))
+	}
+	poll(t, 10*time.Second, "every address answered by one node", func(context.Context) (bool, error) {
+		for _, ip := range ips {
+			if len(whoHas(t, ip, 150*time.Millisecond)) != 1 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	before := owners(t, ips)
+	cut := nodeByName(before[ips[0]])
+	heal := gossipCut(t, cut)
+	poll(t, 10*time.Second, "the others to lose "+cut.Name+" from gossip", func(context.Context) (bool, error) {
+		for _, n := range env.Net.Nodes {
+			if n.Name == cut.Name {
+				continue
+			}
+			if m := report(t, n.Name).Status.Speaker.Members; slices.Contains(m, cut.Name) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+		if now := owners(t, ips); !maps.Equal(now, before) {
+			t.Fatalf("during the partition: owners %v, want %v", now, before)
+		}
+	}
+	heal()
+	waitMembers(t, len(env.Net.Nodes))
+	time.Sleep(time.Second)
+	if now := owners(t, ips); !maps.Equal(now, before) {
+		t.Errorf("after the heal: owners %v, want %v", now, before)
+	}
+}
+
+// A speaker frozen (SIGSTOP, the far end of CPU starvation) for less than
+// --starved-grace: gossip finds it failed, but its node still answers ARP,
+// so nobody takes its address, and it keeps it when it thaws.
+func TestFrozenSpeakerKeepsItsAddresses(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	sp := startSpeakers(t)
+	createService(t, "frozen")
+	ip := waitIP(t, "frozen")
+	owner := ownerOf(t, "frozen", ip)
+	sp[owner].signal(t, syscall.SIGSTOP)
+	thawed := false
+	t.Cleanup(func() {
+		if !thawed {
+			sp[owner].signal(t, syscall.SIGCONT)
+		}
+	})
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		for _, mac := range whoHas(t, ip, 100*time.Millisecond) {
+			if n := nodeByMAC(mac); n != owner {
+				t.Fatalf("%s answered for %s while the speaker on %s was frozen", n, ip, owner)
+			}
+		}
+	}
+	sp[owner].signal(t, syscall.SIGCONT)
+	thawed = true
+	waitMembers(t, len(env.Net.Nodes))
+	poll(t, 5*time.Second, owner+" answering for "+ip.String()+" again", func(context.Context) (bool, error) {
+		macs := whoHas(t, ip, 150*time.Millisecond)
+		return len(macs) == 1 && nodeByMAC(macs[0]) == owner, nil
+	})
+	for _, n := range env.Net.Nodes {
+		if n.Name == owner {
+			continue
+		}
+		if b := httpGet(t, n, "/metrics"); strings.Contains(b, `porter_ownership_changes_total{change="gained"}`) {
+			t.Errorf("%s gained an address while %s was frozen", n.Name, owner)
 		}
 	}
 }
