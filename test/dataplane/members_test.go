@@ -183,15 +183,21 @@ func TestSpeakersStartedTogetherTakeOverAtOnce(t *testing.T) {
 }
 
 // gossipCut drops every packet to or from the member port that node
-// sends, with a tc filter: the node stays on the LAN, and only gossip is
-// cut.
+// sends, so the node stays on the LAN and only gossip is cut. The kernel
+// here has no tc actions, so the filter sends those packets to an htb
+// class whose queue holds none.
 func gossipCut(t *testing.T, n *netlab.Host) func() {
 	t.Helper()
 	del := []string{"tc", "qdisc", "del", "dev", netlab.NIC1, "root"}
-	run(t, n, []string{"tc", "qdisc", "add", "dev", netlab.NIC1, "root", "handle", "1:", "prio"}, del)
-	for _, dir := range []string{"dport", "sport"} {
-		run(t, n, []string{"tc", "filter", "add", "dev", netlab.NIC1, "parent", "1:", "protocol", "ip", "prio", "1",
-			"u32", "match", "ip", dir, "7947", "0xffff", "action", "drop"}, nil)
+	run(t, n, []string{"tc", "qdisc", "add", "dev", netlab.NIC1, "root", "handle", "1:", "htb", "default", "10"}, del)
+	for _, c := range [][]string{
+		{"tc", "class", "add", "dev", netlab.NIC1, "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit"},
+		{"tc", "class", "add", "dev", netlab.NIC1, "parent", "1:", "classid", "1:20", "htb", "rate", "8bit", "ceil", "8bit"},
+		{"tc", "qdisc", "add", "dev", netlab.NIC1, "parent", "1:20", "handle", "20:", "pfifo", "limit", "0"},
+		{"tc", "filter", "add", "dev", netlab.NIC1, "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "ip", "dport", "7947", "0xffff", "flowid", "1:20"},
+		{"tc", "filter", "add", "dev", netlab.NIC1, "parent", "1:", "protocol", "ip", "prio", "2", "u32", "match", "ip", "sport", "7947", "0xffff", "flowid", "1:20"},
+	} {
+		run(t, n, c, nil)
 	}
 	return func() { run(t, n, del, nil) }
 }
