@@ -38,14 +38,16 @@ ratio between the two is what carries from one run to the next.
   two are interleaved request by request so both see the same noise.
 - **Failover.** The client connects to the Service address every
   ` + probeEvery.String() + ` (TCP, 100 ms connect timeout). The announcing node then
-  fails: its speaker is killed (SIGKILL), its link goes down, or its speaker
-  is stopped gracefully (SIGTERM). *Client outage* is the longest gap between
+  fails: its speaker is killed (SIGKILL), its link goes down, the node dies
+  (its speaker killed and its link down together), or its speaker is
+  stopped gracefully (SIGTERM). *Client outage* is the longest gap between
   two served connects after the failure; *takeover* is the time until the
   client is first served by another node. When only the speaker is killed,
   the node's kernel still holds the address and keeps serving the client
   until the new owner's gratuitous ARP moves it, so the outage stays near
-  the probe period and the takeover is the figure held to the target: it is
-  the outage a client would see had the whole node died. Before each trial
+  the probe period; the takeover waits out --starved-grace (3 s), since
+  from outside a dead speaker on a live node looks like a starved one, and
+  is held to 5 s. Node death is held to 500 ms of client outage. Before each trial
   every speaker sees every other, and the client's neighbour cache is
   flushed so that it starts at the current owner. The baseline is the
   probe floor: the p99 gap between served connects while nothing fails.

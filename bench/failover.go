@@ -22,10 +22,8 @@ type failureKind struct {
 	name string
 	// cause makes node n fail; recover undoes it.
 	cause, recover func(ctx context.Context, n *netlab.Host) error
-	// target bounds the figure held to it: the client's outage, or for
-	// SIGKILL, where the node's kernel keeps serving the address it holds
-	// while only the speaker is dead, the takeover time, which is the
-	// outage a client would see had the whole node died with it.
+	// target bounds the figure held to it: the client's outage, or with
+	// onTakeover the takeover time.
 	target     time.Duration
 	onTakeover bool
 }
@@ -42,7 +40,25 @@ func (b *bench) kinds() []failureKind {
 	}
 	restart := func(_ context.Context, n *netlab.Host) error { return b.speakers.Restart(n.Name) }
 	return []failureKind{
-		{name: "SIGKILL", cause: signal(syscall.SIGKILL), recover: restart, target: time.Second, onTakeover: true},
+		// The speaker alone dies: its node's kernel keeps serving the
+		// address it holds, so the client sees little, and the others
+		// take the address only after --starved-grace (3 s), as a
+		// starved speaker looks the same from outside.
+		{name: "SIGKILL", cause: signal(syscall.SIGKILL), recover: restart, target: 5 * time.Second, onTakeover: true},
+		// The node dies: speaker and link together.
+		{name: "node death", target: 500 * time.Millisecond,
+			cause: func(ctx context.Context, n *netlab.Host) error {
+				if err := signal(syscall.SIGKILL)(ctx, n); err != nil {
+					return err
+				}
+				return n.SetLink(ctx, netlab.NIC1, false)
+			},
+			recover: func(ctx context.Context, n *netlab.Host) error {
+				if err := n.SetLink(ctx, netlab.NIC1, true); err != nil {
+					return err
+				}
+				return restart(ctx, n)
+			}},
 		{name: "link down", target: time.Second,
 			cause:   func(ctx context.Context, n *netlab.Host) error { return n.SetLink(ctx, netlab.NIC1, false) },
 			recover: func(ctx context.Context, n *netlab.Host) error { return n.SetLink(ctx, netlab.NIC1, true) }},
