@@ -48,11 +48,13 @@ type Members struct {
 	subs     []chan struct{}
 	peers    map[string]Peer // the live members, as the events told them
 	departed map[string]Departure
+	leaving  map[string]time.Time // peers that said they are leaving
+	name     string
 }
 
 // Start creates the member and listens. It does not join anyone yet.
 func Start(cfg Config) (*Members, error) {
-	m := &Members{log: cfg.Log}
+	m := &Members{log: cfg.Log, name: cfg.Name}
 	c := memberlist.DefaultLANConfig()
 	c.Name = cfg.Name
 	c.BindAddr = cfg.BindAddr
@@ -138,7 +140,11 @@ func (m *Members) NotifyJoin(n *memberlist.Node) {
 }
 
 func (m *Members) NotifyLeave(n *memberlist.Node) {
-	left := n.State == memberlist.StateLeft
+	m.mu.Lock()
+	at, said := m.leaving[n.Name]
+	left := said && time.Since(at) < leavingFor
+	delete(m.leaving, n.Name)
+	m.mu.Unlock()
 	m.log.Info("member left or failed", "member", n.Name, "address", n.Address(), "left", left)
 	m.mu.Lock()
 	delete(m.peers, n.Name)
@@ -196,7 +202,29 @@ func (m *Members) NodeMeta(limit int) []byte {
 	return slices.Clone(m.meta)
 }
 
-func (m *Members) NotifyMsg([]byte)                           {}
+// NotifyMsg takes a peer's word that it is leaving. memberlist's own
+// leave cannot be told from a failure by its events (the state it passes
+// along is not updated), so a leaving member says so first.
+func (m *Members) NotifyMsg(b []byte) {
+	name, ok := strings.CutPrefix(string(b), leavingPrefix)
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	if m.leaving == nil {
+		m.leaving = map[string]time.Time{}
+	}
+	m.leaving[name] = time.Now()
+	m.mu.Unlock()
+}
+
+// leavingPrefix starts the message a member sends its peers before it
+// leaves. Gossip is authenticated, so nobody without the key can send it.
+const leavingPrefix = "porter-leaving:"
+
+// leavingFor is how long a peer's word that it is leaving holds.
+const leavingFor = 10 * time.Second
+
 func (m *Members) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (m *Members) LocalState(join bool) []byte                { return nil }
 func (m *Members) MergeRemoteState(buf []byte, join bool)     {}
@@ -288,6 +316,24 @@ func (m *Members) Join(addrs []string) int {
 // Leave tells the others this member is going, so they take over without
 // waiting to detect a failure, then stops.
 func (m *Members) Leave(timeout time.Duration) error {
+	// Say so first, twice over UDP, as one datagram may be lost.
+	msg := []byte(leavingPrefix + m.name)
+	for range 2 {
+		for _, p := range m.Peers() {
+			if p.Name == m.name {
+				continue
+			}
+			host, port, err := net.SplitHostPort(p.Addr)
+			if err != nil {
+				continue
+			}
+			pn, _ := strconv.Atoi(port)
+			to := &memberlist.Node{Name: p.Name, Addr: net.ParseIP(host), Port: uint16(pn)}
+			if err := m.ml.SendBestEffort(to, msg); err != nil {
+				m.log.Debug("tell a peer this member leaves", "peer", p.Name, "err", err)
+			}
+		}
+	}
 	err := m.ml.Leave(timeout)
 	if serr := m.ml.Shutdown(); err == nil {
 		err = serr
