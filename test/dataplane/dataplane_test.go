@@ -138,6 +138,12 @@ func TestGracefulStopHandsOff(t *testing.T) {
 	at := time.Now()
 	sp[old].signal(t, syscall.SIGTERM)
 	next := servedBy(t, ip, 10*time.Second, func(n string) bool { return n != old })
+	took := time.Since(at)
+	// A speaker that leaves says so, and the others take over at once:
+	// they do not wait out --starved-grace as for one that failed.
+	if took >= 3*time.Second {
+		t.Errorf("handed over after %s: the others treated a graceful stop as a failure", took.Round(time.Millisecond))
+	}
 	sp[old].exited(t, 10*time.Second)
 	time.Sleep(300 * time.Millisecond)
 	gap, failed := backend.Outage(p.Stop(), at)
