@@ -156,7 +156,7 @@ func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 		}
 		policy = addrpolicy.New(facts.Snapshot)
 	}
-	svcCat, svcs, err := services(ctx, cs, policy, inv, ready)
+	svcCat, svcs, err := services(ctx, cs, policy, nodes.Items, inv, ready)
 	if err != nil {
 		return nil, err
 	}
@@ -267,10 +267,10 @@ func inventories(ctx context.Context, dyn dynamic.Interface) map[string]*v1alpha
 // run: a speaker that misses some peers is cut off from them, and one that
 // no peer sees is down or cut off from all, whatever its own (possibly
 // stale) report says.
-func members(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) Category {
-	cat := Category{Name: "members"}
-	var views, partial, unseen []string
-	seenBy := map[string]int{}
+// viewsOf lists the ready speakers that report a view, and how many of
+// them see each node besides itself.
+func viewsOf(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) (views []string, seenBy map[string]int) {
+	seenBy = map[string]int{}
 	for _, n := range nodes {
 		if i := inv[n.Name]; ready[n.Name] && i != nil && i.Status.Speaker != nil {
 			views = append(views, n.Name)
@@ -281,6 +281,13 @@ func members(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[s
 			}
 		}
 	}
+	return views, seenBy
+}
+
+func members(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) Category {
+	cat := Category{Name: "members"}
+	var partial, unseen []string
+	views, seenBy := viewsOf(nodes, inv, ready)
 	for _, n := range nodes {
 		if !ready[n.Name] {
 			continue
@@ -479,7 +486,7 @@ func pools(list *v1alpha2.EipList, err error) (Category, []Pool) {
 // announcer is a node that reports answering for an address.
 type announcer struct{ node, iface string }
 
-func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.Policy, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) (Category, []Service, error) {
+func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.Policy, nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) (Category, []Service, error) {
 	cat := Category{Name: "services"}
 	out := []Service{}
 	list, err := cs.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
@@ -497,7 +504,9 @@ func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.P
 	// writes.
 	// Who answers for an address, and which addresses another host
 	// answers for, come from the speakers' own reports, which only Porter
-	// writes; a report whose speaker is not ready may be stale.
+	// writes. A report is stale when its speaker is not ready, or when no
+	// other speaker sees it (dead while its pod still looks ready).
+	views, seenBy := viewsOf(nodes, inv, ready)
 	wire := map[netip.Addr]string{}
 	announcers := map[netip.Addr][]announcer{}
 	for _, n := range inv {
@@ -505,7 +514,7 @@ func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.P
 		for _, c := range r.Conflicts {
 			wire[c.IP] = c.MAC
 		}
-		if !ready[r.Node] {
+		if !ready[r.Node] || len(views) > 1 && seenBy[r.Node] == 0 {
 			continue
 		}
 		for ip, iface := range r.Announced {

@@ -155,6 +155,8 @@ type Announcer struct {
 	// that left within leftRecently, for the responders'
 	// claim callbacks; replaced whole on each reconcile.
 	liveMACs atomic.Pointer[map[string]string]
+	// claimMACs are peerMACs for the responders' claim callbacks.
+	claimMACs atomic.Pointer[map[string]string]
 
 	writer *writer
 	ready  atomic.Bool
@@ -406,7 +408,10 @@ func (a *Announcer) known(policy *addrpolicy.Policy) (map[string][]byte, members
 	}
 	known, unknown := membership.Split(ms, c)
 	knownNames := slices.Sorted(maps.Keys(known))
-	a.knownNames.Store(&knownNames)
+	if !slices.Equal(knownNames, a.KnownMembers()) {
+		a.knownNames.Store(&knownNames)
+		a.reportChanged()
+	}
 	out := make(map[string][]byte, len(known))
 	for _, p := range peers {
 		if known[p.Name] {
@@ -544,8 +549,11 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	}
 	for _, lk := range a.links.byName {
 		macs[lk.mac.String()] = a.cfg.Node
+		a.peerMACs[lk.mac.String()] = a.cfg.Node
 	}
 	a.liveMACs.Store(&macs)
+	peers := maps.Clone(a.peerMACs)
+	a.claimMACs.Store(&peers)
 	a.dropPeerConflicts()
 	a.mu.Lock()
 	for ip, c := range a.conflicts {
@@ -865,12 +873,16 @@ func (a *Announcer) probed(r probeResult) {
 }
 
 // claim is the responders' Claim: another host said it has an address
-// this node answers for. A live member's claim is a handoff the next
-// decision settles; anyone else's is a conflict.
+// this node answers for. A speaker node's claim is a handoff or a view not
+// yet shared, which the next decision settles; anyone else's, a node
+// without a speaker included, is a conflict.
 func (a *Announcer) claim(iface string) responder.Claim {
 	return func(ip netip.Addr, mac net.HardwareAddr) bool {
-		if m := a.liveMACs.Load(); m != nil {
-			if _, member := (*m)[mac.String()]; member {
+		// Another speaker's claim is views that differ for a moment (a
+		// handoff, or a member not yet seen): the next decisions settle
+		// it, and it is never a conflict.
+		if m := a.claimMACs.Load(); m != nil {
+			if _, peer := (*m)[mac.String()]; peer {
 				a.poke()
 				return false
 			}
