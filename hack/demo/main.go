@@ -373,6 +373,7 @@ func (d *demo) failover(ctx context.Context) error {
 		}
 	}
 	d.say("%s took over %s after the kill (its gratuitous ARP moved the client)", next, takeover.Round(time.Millisecond))
+	d.say("the node itself still answered ARP, so the others waited out --starved-grace (3s) first: from outside, a dead speaker on a live node looks like a starved one, and a starved one must keep its addresses")
 	d.say("longest gap between the client's successful connects: %s; %d of %d connects failed",
 		gap.Round(time.Millisecond), failed, len(events))
 	if failed == 0 {
