@@ -76,6 +76,8 @@ type Options struct {
 	GARPRefresh   time.Duration
 	TakeoverCheck time.Duration
 	StarvedGrace  time.Duration
+	HoldDown      time.Duration
+	MaxHoldDown   time.Duration
 
 	LeaseDuration    time.Duration
 	RenewDeadline    time.Duration
@@ -155,6 +157,8 @@ on the porter-allocator Lease, also gives pool addresses to Services.`,
 	f.DurationVar(&opts.GARPRefresh, "gratuitous-arp-refresh", time.Minute, "How often to announce every owned address again with gratuitous ARP, against switches' MAC and hosts' ARP aging; 0 turns it off")
 	f.DurationVar(&opts.TakeoverCheck, "takeover-check", 50*time.Millisecond, "Before taking an address from a member that failed, how long to ask the wire whether its owner or its node still answers; 0 takes it as soon as gossip says")
 	f.DurationVar(&opts.StarvedGrace, "starved-grace", 3*time.Second, "How long a failed member whose node still answers ARP keeps its addresses: its speaker may only be starved of CPU")
+	f.DurationVar(&opts.HoldDown, "hold-down", 5*time.Second, "How long a member found failed waits, once it is back, before it takes addresses back; it doubles with each failure in 15 minutes; 0 turns damping off")
+	f.DurationVar(&opts.MaxHoldDown, "max-hold-down", 5*time.Minute, "The longest hold-down of a member that keeps failing")
 	f.DurationVar(&opts.Reprobe, "reprobe-interval", 30*time.Second, "How long an address found in use waits before it is probed again")
 	f.DurationVar(&opts.LeaseDuration, "lease-duration", 15*time.Second, "Allocator Lease duration")
 	f.DurationVar(&opts.RenewDeadline, "lease-renew-deadline", 10*time.Second, "Allocator Lease renew deadline")
@@ -333,6 +337,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		Members: mem, Metrics: m, Recorder: rec, Log: log,
 		Probe: opts.ARPProbe, Reprobe: opts.Reprobe, Refresh: opts.GARPRefresh,
 		TakeoverCheck: opts.TakeoverCheck, StarvedGrace: opts.StarvedGrace,
+		Damping: membership.Damping{Base: opts.HoldDown, Max: opts.MaxHoldDown, Forget: 15 * time.Minute},
 	})
 
 	runCtx, stopRun := context.WithCancel(ctx)

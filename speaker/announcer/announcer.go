@@ -85,6 +85,9 @@ type Config struct {
 	// StarvedGrace is how long a failed member whose node still answers
 	// ARP keeps its addresses: its speaker may only be starved of CPU.
 	StarvedGrace time.Duration
+	// Damping holds back a member found failed that comes back: it takes
+	// no address back until its hold-down ends.
+	Damping membership.Damping
 	// Refresh is how often every announced address is announced again
 	// with gratuitous ARP; zero turns it off.
 	Refresh time.Duration
@@ -149,6 +152,25 @@ type Announcer struct {
 	checked     map[netip.Addr]bool
 	checkDue    map[string][]netip.Addr
 	checking    map[string]bool
+	// lastAnswered is, by member, when the wire last heard it answer for
+	// an address another member was about to take.
+	lastAnswered map[string]time.Time
+	// nodeGone are the nodes whose kernel last failed to answer ARP for
+	// the node's own address, with when; they do not count against the
+	// quorum.
+	nodeGone map[string]time.Time
+	// restricted is set while this speaker is in the minority or held
+	// down: a claim from another speaker then makes it yield. yielded are
+	// the addresses it gave up so, with to whom; askedKept the kept
+	// addresses it has asked the wire about.
+	restricted atomic.Bool
+	yielded    map[netip.Addr]string
+	askedKept  map[netip.Addr]bool
+	// damped are the members this speaker holds down, for its meta;
+	// minority is the last quorum verdict.
+	damped      []string
+	minority    bool
+	heldDownNow map[string]bool
 	claims      chan claimed
 	links       *links
 	// liveMACs are the MACs of the NICs of live members, and of members
@@ -193,10 +215,13 @@ type probeResult struct {
 }
 
 // claimed is another host found answering for an announced address.
+// yield is set when it is another speaker's node and this speaker, cut off
+// or held down, gives the address up to it.
 type claimed struct {
 	ip    netip.Addr
 	mac   net.HardwareAddr
 	iface string
+	yield string
 }
 
 // New creates an Announcer; Run starts it.
@@ -221,29 +246,33 @@ func New(cfg Config) *Announcer {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Announcer{
-		cfg:         cfg,
-		kick:        make(chan struct{}, 1),
-		garpCtx:     ctx,
-		garpCancel:  cancel,
-		responders:  map[string]*responder.Responder{},
-		owned:       map[netip.Addr]ownership{},
-		probing:     map[netip.Addr]bool{},
-		lastOwners:  map[netip.Addr]string{},
-		lastLive:    map[string]time.Time{},
-		started:     time.Now(),
-		probeSlots:  make(chan struct{}, maxProbes),
-		cleared:     map[netip.Addr]bool{},
-		conflicts:   map[netip.Addr]conflict{},
-		refused:     map[string]bool{},
-		results:     make(chan probeResult, 16),
-		checks:      make(chan takeoverCheck, 16),
-		pendingFrom: map[netip.Addr]string{},
-		checked:     map[netip.Addr]bool{},
-		checkDue:    map[string][]netip.Addr{},
-		checking:    map[string]bool{},
-		claims:      make(chan claimed, 64),
-		writer:      newWriter(cfg.Kube, cfg.Log),
-		health:      map[string]responderHealth{},
+		cfg:          cfg,
+		kick:         make(chan struct{}, 1),
+		garpCtx:      ctx,
+		garpCancel:   cancel,
+		responders:   map[string]*responder.Responder{},
+		owned:        map[netip.Addr]ownership{},
+		probing:      map[netip.Addr]bool{},
+		lastOwners:   map[netip.Addr]string{},
+		lastLive:     map[string]time.Time{},
+		started:      time.Now(),
+		probeSlots:   make(chan struct{}, maxProbes),
+		cleared:      map[netip.Addr]bool{},
+		conflicts:    map[netip.Addr]conflict{},
+		refused:      map[string]bool{},
+		results:      make(chan probeResult, 16),
+		checks:       make(chan takeoverCheck, 16),
+		pendingFrom:  map[netip.Addr]string{},
+		checked:      map[netip.Addr]bool{},
+		checkDue:     map[string][]netip.Addr{},
+		checking:     map[string]bool{},
+		lastAnswered: map[string]time.Time{},
+		nodeGone:     map[string]time.Time{},
+		yielded:      map[netip.Addr]string{},
+		askedKept:    map[netip.Addr]bool{},
+		claims:       make(chan claimed, 64),
+		writer:       newWriter(cfg.Kube, cfg.Log),
+		health:       map[string]responderHealth{},
 	}
 }
 
@@ -492,12 +521,21 @@ func (a *Announcer) reconcile(ctx context.Context) {
 		nicOf[p.Name] = lk.name
 	}
 	sort.Strings(unservable)
-	a.publishMeta(unservable)
 
 	live, cluster := a.known(policy)
 	a.cfg.Metrics.Members.Set(float64(len(live)))
 	if len(live) > 1 {
 		a.joined = true
+	}
+	damped := a.heldDown(live)
+	a.heldDownNow = damped
+	a.publishMeta(unservable)
+	minority := a.quorum(cluster, live)
+	restricted := minority || damped[a.cfg.Node]
+	a.restricted.Store(restricted)
+	if !restricted {
+		clear(a.yielded)
+		clear(a.askedKept)
 	}
 	candidates := map[string][]string{}
 	for name, raw := range live {
@@ -511,6 +549,13 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	in := Input{
 		Node: a.cfg.Node, Policy: policy, Candidates: candidates, NICs: nicOf,
 		Local: a.links.local, Held: map[netip.Addr]bool{}, Suspect: map[netip.Addr]bool{},
+		Damped: damped, Minority: minority, Announcing: map[netip.Addr]string{}, Yielded: map[netip.Addr]bool{},
+	}
+	for ip, o := range a.owned {
+		in.Announcing[ip] = o.iface
+	}
+	for ip := range a.yielded {
+		in.Yielded[ip] = true
 	}
 	// A member that just left may still answer, and send its last
 	// gratuitous ARPs, while it hands over: its MACs count as the
@@ -654,8 +699,95 @@ func (a *Announcer) dropPeerConflicts() {
 	}
 }
 
+// heldDown are the live members held down for flapping. Each speaker
+// publishes, in its meta, the members it saw fail and come back within
+// their hold-down; a member is held down when most of the other live
+// members say so. A majority, because a node cut off from the rest sees
+// every other member fail and come back, as they see it: only its own
+// failure is the one most of them saw.
+func (a *Announcer) heldDown(live map[string][]byte) map[string]bool {
+	now := time.Now()
+	var mine []string
+	for name := range live {
+		if name == a.cfg.Node {
+			continue
+		}
+		f, back := a.cfg.Members.Flaps(name)
+		if now.Before(a.cfg.Damping.Until(f, back)) {
+			mine = append(mine, name)
+		}
+	}
+	sort.Strings(mine)
+	a.damped = mine
+	out := map[string]bool{}
+	for subject := range live {
+		votes, voters := 0, 0
+		for name, meta := range live {
+			if name == subject {
+				continue
+			}
+			voters++
+			if name == a.cfg.Node && slices.Contains(mine, subject) || name != a.cfg.Node && metaDamps(meta, subject) {
+				votes++
+			}
+		}
+		if voters > 0 && 2*votes > voters {
+			out[subject] = true
+		}
+	}
+	a.cfg.Metrics.HeldDown.Set(float64(len(out)))
+	return out
+}
+
+// goneFor is how long the wire's word that a node is gone stands.
+const goneFor = 2 * time.Second
+
+// quorum reports whether this speaker is in the minority
+// (membership.QuorumOf), and has the wire asked about the speakers it
+// misses while it is: a dead one counts for nothing.
+func (a *Announcer) quorum(c membership.Cluster, live map[string][]byte) (minority bool) {
+	expected := map[string]bool{}
+	for n := range c.Ready {
+		if c.Published[n] != "" {
+			expected[n] = true
+		}
+	}
+	visible := map[string]bool{}
+	for n := range live {
+		visible[n] = true
+	}
+	gone := map[string]bool{}
+	for n, at := range a.nodeGone {
+		if time.Since(at) < goneFor {
+			gone[n] = true
+		} else {
+			delete(a.nodeGone, n)
+		}
+	}
+	q := membership.QuorumOf(a.cfg.Node, expected, visible, gone)
+	if q.OK == a.minority {
+		if q.OK {
+			a.cfg.Log.Info("quorum regained: taking on addresses again", "see", q.Have, "need", q.Need)
+		} else {
+			a.cfg.Log.Warn("quorum lost: keeping the addresses held, taking on none", "see", q.Have, "need", q.Need, "missing", q.Missing)
+		}
+	}
+	a.minority = !q.OK
+	if q.OK {
+		a.cfg.Metrics.Quorum.Set(1)
+		return false
+	}
+	a.cfg.Metrics.Quorum.Set(0)
+	for _, n := range q.Missing {
+		if _, due := a.checkDue[n]; !due {
+			a.checkDue[n] = nil
+		}
+	}
+	return true
+}
+
 func (a *Announcer) publishMeta(unservable []string) {
-	if err := a.cfg.Members.SetMeta(encodeMeta(unservable, members.MaxMeta)); err != nil {
+	if err := a.cfg.Members.SetMeta(encodeMeta(unservable, a.damped, members.MaxMeta)); err != nil {
 		a.cfg.Log.Warn("publish member meta", "err", err)
 	}
 }
@@ -727,6 +859,7 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 	}
 	a.ownedChanged(len(gained) > 0 || len(lost) > 0)
 	a.forgetTakeovers(desired)
+	a.askKept(ctx, desired)
 	a.startChecks(ctx, desired)
 	// A suspect address is never handed over unprobed.
 	a.lastOwners = make(map[netip.Addr]string, len(d.Owners))
@@ -739,6 +872,31 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 	// before it.
 	for _, e := range events {
 		e()
+	}
+}
+
+// askKept asks the wire, once, who else answers for each address this
+// speaker keeps while another member owns it. An answer from another
+// speaker's node reaches the claim callback, which yields the address:
+// the owner took it while this speaker was cut off or starved.
+func (a *Announcer) askKept(ctx context.Context, desired map[netip.Addr]Target) {
+	for ip := range a.askedKept {
+		if t, ok := desired[ip]; !ok || !t.Kept {
+			delete(a.askedKept, ip)
+		}
+	}
+	pc := responder.ProbeConfig{Count: 1, Wait: max(a.cfg.TakeoverCheck, 50*time.Millisecond)}
+	for ip, t := range desired {
+		if !t.Kept || a.askedKept[ip] {
+			continue
+		}
+		o, own := a.owned[ip]
+		r := a.responders[o.iface]
+		if !own || r == nil {
+			continue
+		}
+		a.askedKept[ip] = true
+		go func() { _, _ = r.Probe(ctx, ip, pc, nil) }()
 	}
 }
 
@@ -882,9 +1040,18 @@ func (a *Announcer) claim(iface string) responder.Claim {
 		// handoff, or a member not yet seen): the next decisions settle
 		// it, and it is never a conflict.
 		if m := a.claimMACs.Load(); m != nil {
-			if _, peer := (*m)[mac.String()]; peer {
-				a.poke()
-				return false
+			if node, peer := (*m)[mac.String()]; peer {
+				if !a.restricted.Load() {
+					a.poke()
+					return false
+				}
+				// Cut off or held down, this speaker's view is the
+				// one not to trust: the others' owner has it.
+				select {
+				case a.claims <- claimed{ip: ip, mac: mac, iface: iface, yield: node}:
+				default:
+				}
+				return true
 			}
 		}
 		select {
@@ -907,6 +1074,18 @@ func (a *Announcer) claimedBy(c claimed) {
 	delete(a.owned, c.ip)
 	a.ownedChanged(true)
 	a.cfg.Metrics.OwnershipChanges.WithLabelValues("lost").Inc()
+	if c.yield != "" {
+		// The responder stopped answering already; Withdraw again in
+		// case this came from a kept address's probe.
+		if r := a.responders[o.iface]; r != nil {
+			r.Withdraw([]netip.Addr{c.ip})
+		}
+		a.yielded[c.ip] = c.yield
+		a.cfg.Metrics.Yields.Inc()
+		a.cfg.Log.Info("yielding an address to the speaker that answers for it: this one is cut off or held down", "ip", c.ip, "to", c.yield)
+		a.poke()
+		return
+	}
 	a.conflict(c.ip, c.mac, c.iface, o.svc, "announce")
 }
 

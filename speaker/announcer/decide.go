@@ -63,6 +63,17 @@ type Input struct {
 	// Suspect are addresses some speaker found answered by another host
 	// whose wait is over: their owner probes them before it answers.
 	Suspect map[netip.Addr]bool
+	// Damped are the members held down for flapping: no address goes to
+	// one while another member can serve it.
+	Damped map[string]bool
+	// Minority is set while this node sees fewer than a quorum of the
+	// speakers it expects: it gains no address.
+	Minority bool
+	// Announcing are the addresses this node answers for now, with the
+	// NIC; Yielded those it gave up, while held down or in the minority,
+	// to another speaker that answered for them.
+	Announcing map[netip.Addr]string
+	Yielded    map[netip.Addr]bool
 }
 
 // Target is an address this node answers for.
@@ -72,6 +83,11 @@ type Target struct {
 	// Probe is set for a suspect address: it is probed first, whoever
 	// held it before.
 	Probe bool
+	// Kept is set for an address another member owns that this node
+	// keeps answering for, because it is held down or in the minority
+	// and the owner may not have taken it: it yields once the owner
+	// answers.
+	Kept bool
 }
 
 // Refusal is a Service address no node may answer for.
@@ -131,21 +147,41 @@ func Decide(in Input) Decision {
 		if s.Local {
 			cands = intersect(cands, s.Endpoints)
 		}
+		// A member held down serves only where nobody else can.
+		if steady := without(cands, in.Damped); len(steady) > 0 {
+			cands = steady
+		}
 		o := owner.Pick(ip, cands)
 		if o == "" {
 			continue
 		}
 		d.Owners[ip] = o
-		if o != in.Node {
-			continue
-		}
 		iface, ok := in.NICs[v.Pool.Name]
 		if !ok {
 			continue
 		}
-		d.Announce[ip] = Target{Service: s.Key, Iface: iface, Probe: in.Suspect[ip]}
+		_, announcing := in.Announcing[ip]
+		switch {
+		case o == in.Node && (announcing || !in.Minority):
+			d.Announce[ip] = Target{Service: s.Key, Iface: iface, Probe: in.Suspect[ip]}
+		case o != in.Node && announcing && !in.Yielded[ip] && (in.Minority || in.Damped[in.Node]):
+			d.Announce[ip] = Target{Service: s.Key, Iface: iface, Kept: true}
+		}
 	}
 	return d
+}
+
+func without(cands []string, drop map[string]bool) []string {
+	if len(drop) == 0 {
+		return cands
+	}
+	out := make([]string, 0, len(cands))
+	for _, c := range cands {
+		if !drop[c] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func intersect(cands, nodes []string) []string {

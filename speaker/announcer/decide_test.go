@@ -224,6 +224,72 @@ func TestDecide(t *testing.T) {
 			i.Held = map[netip.Addr]bool{addr("198.18.0.1"): true}
 			return i
 		}(), want{refused: map[string]string{"198.18.0.1": "default gateway"}}},
+		{"a held-down member gets nothing while another can serve", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"), svc("a/b", "198.18.0.101"), svc("a/c", "198.18.0.102"))
+			i.Candidates["main"] = []string{"n1", "n2"}
+			i.Damped = map[string]bool{"n2": true}
+			return i
+		}(), want{announce: map[string]string{"198.18.0.100": "eth0", "198.18.0.101": "eth0", "198.18.0.102": "eth0"},
+			owners: map[string]string{"198.18.0.100": "n1", "198.18.0.101": "n1", "198.18.0.102": "n1"}}},
+		{"a held-down member serves where nobody else can", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"))
+			i.Damped = map[string]bool{"n1": true}
+			return i
+		}(), want{announce: map[string]string{"198.18.0.100": "eth0"}, owners: map[string]string{"198.18.0.100": "n1"}}},
+		{"held down, it keeps what it answers for", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"), svc("a/b", "198.18.0.101"))
+			i.Candidates["main"] = []string{"n1", "n2"}
+			i.Damped = map[string]bool{"n1": true}
+			i.Announcing = map[netip.Addr]string{addr("198.18.0.100"): "eth0"}
+			return i
+		}(), want{announce: map[string]string{"198.18.0.100": "eth0"}, owners: map[string]string{"198.18.0.100": "n2", "198.18.0.101": "n2"}}},
+		{"held down, it keeps nothing it yielded", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"))
+			i.Candidates["main"] = []string{"n1", "n2"}
+			i.Damped = map[string]bool{"n1": true}
+			i.Announcing = map[netip.Addr]string{addr("198.18.0.100"): "eth0"}
+			i.Yielded = map[netip.Addr]bool{addr("198.18.0.100"): true}
+			return i
+		}(), want{owners: map[string]string{"198.18.0.100": "n2"}}},
+		{"another member held down keeps nothing here", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"))
+			i.Candidates["main"] = []string{"n1", "n2"}
+			i.Damped = map[string]bool{"n2": true}
+			i.Announcing = map[netip.Addr]string{addr("198.18.0.100"): "eth0"}
+			return i
+		}(), want{announce: map[string]string{"198.18.0.100": "eth0"}, owners: map[string]string{"198.18.0.100": "n1"}}},
+		{"in the minority, it gains nothing", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"))
+			i.Minority = true
+			return i
+		}(), want{owners: map[string]string{"198.18.0.100": "n1"}}},
+		{"in the minority, it keeps what it answers for", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"), svc("a/b", "198.18.0.101"))
+			i.Minority = true
+			i.Announcing = map[netip.Addr]string{addr("198.18.0.100"): "eth0"}
+			return i
+		}(), want{announce: map[string]string{"198.18.0.100": "eth0"}}},
+		{"in the minority, it keeps an address a visible member owns", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"))
+			i.Candidates["main"] = []string{"n2"}
+			i.Minority = true
+			i.Announcing = map[netip.Addr]string{addr("198.18.0.100"): "eth0"}
+			return i
+		}(), want{announce: map[string]string{"198.18.0.100": "eth0"}, owners: map[string]string{"198.18.0.100": "n2"}}},
+		{"in the minority, it keeps no refused address", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.1"))
+			i.Minority = true
+			i.Announcing = map[netip.Addr]string{addr("198.18.0.1"): "eth0"}
+			return i
+		}(), want{refused: map[string]string{"198.18.0.1": "default gateway"}}},
+		{"in the minority, it keeps nothing of a disabled pool", func() Input {
+			i := in(with(func(s *addrpolicy.Snapshot) {
+				s.Pools = []addrpolicy.Pool{pool("main", "198.18.0.0/24", 0, disabled)}
+			}), svc("a/a", "198.18.0.100"))
+			i.Minority = true
+			i.Announcing = map[netip.Addr]string{addr("198.18.0.100"): "eth0"}
+			return i
+		}(), want{owners: map[string]string{}}},
 	}
 	if len(cases) < 40 {
 		t.Fatalf("%d cases; the decision deserves at least 40", len(cases))

@@ -24,12 +24,20 @@ import (
 //   - nobody answers for the address and the old owner's node does not
 //     answer ARP for its own address: the node is gone; take it at once;
 //   - nobody answers for the address but the node's kernel does: its
-//     speaker is dead or starved; take it only once that has lasted
-//     StarvedGrace, asking again meanwhile.
+//     speaker is dead or starved; take it only once it has been silent
+//     for StarvedGrace, asking again meanwhile.
+//
+// An address that moves from a live member, as decisions change, is
+// asked about the same way: it is taken once that member no longer
+// answers, so a handover is break-before-make and never puts two MACs on
+// one address. A member held down for flapping keeps what it still
+// answers for, and gives up only what the new owner answers for (see
+// Target.Kept).
 
 // takeoverCheck is one round of asking the wire about a failed member.
 type takeoverCheck struct {
 	from      string
+	nodeAsked bool
 	nodeAlive bool
 	answers   map[netip.Addr]net.HardwareAddr
 	targets   map[netip.Addr]Target
@@ -48,8 +56,11 @@ func (a *Announcer) gateTakeover(ip netip.Addr) bool {
 		if prev == "" || prev == a.cfg.Node || prev == startedWith {
 			return true
 		}
-		dep, ok := a.cfg.Members.Departed(prev)
-		if !ok || dep.Left {
+		// A member that left handed over. One that failed is asked
+		// about as above; so is one still live, whose decision has not
+		// yet let the address go: it is taken once that member is
+		// silent, so that no two nodes ever answer for it.
+		if dep, failed := a.cfg.Members.Departed(prev); failed && dep.Left {
 			return true
 		}
 		from = prev
@@ -115,6 +126,7 @@ func (a *Announcer) startChecks(ctx context.Context, targets map[netip.Addr]Targ
 			}
 			var mu sync.Mutex
 			var wg sync.WaitGroup
+			c.nodeAsked = nodeR != nil
 			if nodeR != nil {
 				wg.Go(func() {
 					mac, err := nodeR.Probe(ctx, nodeIP, pc, nil)
@@ -149,8 +161,22 @@ func (a *Announcer) startChecks(ctx context.Context, targets map[netip.Addr]Targ
 // old owner, or found in use by a host outside the cluster.
 func (a *Announcer) takeChecked(c takeoverCheck) {
 	delete(a.checking, c.from)
-	dep, _ := a.cfg.Members.Departed(c.from)
-	again := false
+	if c.nodeAsked {
+		if c.nodeAlive {
+			delete(a.nodeGone, c.from)
+		} else {
+			a.nodeGone[c.from] = time.Now()
+		}
+	}
+	dep, failed := a.cfg.Members.Departed(c.from)
+	// Silent since: a starved speaker that answers now and then keeps its
+	// addresses; only StarvedGrace of unbroken silence gives them up.
+	silent := dep.At
+	if at := a.lastAnswered[c.from]; at.After(silent) {
+		silent = at
+	}
+	again := a.minority // the quorum waits on the wire's word
+	soon := false       // a live member hands over within moments
 	for ip, mac := range c.answers {
 		if a.pendingFrom[ip] != c.from {
 			continue // no longer this node's to take
@@ -158,14 +184,22 @@ func (a *Announcer) takeChecked(c takeoverCheck) {
 		switch {
 		case mac != nil && a.peerMACs[mac.String()] != "":
 			// The old owner, or another speaker, still answers.
+			a.lastAnswered[c.from] = time.Now()
+			if !failed {
+				// A live member not done with the address yet: ask
+				// again soon. One held down keeps what it still
+				// serves; the next reconcile asks again.
+				soon = soon || !a.heldDownNow[c.from]
+				continue
+			}
+			a.cfg.Metrics.TakeoversHeld.Inc()
 			a.cfg.Log.Info("not taking an address whose owner still answers for it, though gossip lost it",
 				"ip", ip, "owner", c.from, "answered", a.peerMACs[mac.String()])
-			a.cfg.Metrics.TakeoversHeld.Inc()
 			again = true
 		case mac != nil:
 			t := c.targets[ip]
 			a.conflict(ip, mac, t.Iface, t.Service, "probe")
-		case c.nodeAlive && time.Since(dep.At) < a.cfg.StarvedGrace:
+		case failed && c.nodeAlive && time.Since(silent) < a.cfg.StarvedGrace:
 			// Its node is up and its speaker silent: dead, or starved.
 			a.cfg.Metrics.TakeoversHeld.Inc()
 			again = true
@@ -173,15 +207,24 @@ func (a *Announcer) takeChecked(c takeoverCheck) {
 			a.checked[ip] = true
 		}
 	}
-	for ip, from := range a.pendingFrom {
-		if from == c.from && !a.checked[ip] {
-			again = true
+	if failed {
+		for ip, from := range a.pendingFrom {
+			if from == c.from && !a.checked[ip] {
+				again = true
+			}
 		}
 	}
-	if again {
+	switch {
+	case soon:
+		time.AfterFunc(handoverAgain, a.poke)
+	case again:
 		time.AfterFunc(checkAgain, a.poke)
 	}
 }
 
 // checkAgain is how soon a held takeover is asked about again.
 const checkAgain = 250 * time.Millisecond
+
+// handoverAgain is how soon an address a live member still answers for is
+// asked about again: its own decision lets it go within moments.
+const handoverAgain = 50 * time.Millisecond

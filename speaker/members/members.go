@@ -49,6 +49,10 @@ type Members struct {
 	peers    map[string]Peer // the live members, as the events told them
 	departed map[string]Departure
 	leaving  map[string]time.Time // peers that said they are leaving
+	// failures are, by member, when it was last found failed (not left),
+	// newest last; returned, when it came back after its last failure.
+	failures map[string][]time.Time
+	returned map[string]time.Time
 	name     string
 }
 
@@ -135,6 +139,14 @@ func (m *Members) notify() {
 // that lock being available to readers, so the view is copied here.
 func (m *Members) NotifyJoin(n *memberlist.Node) {
 	m.log.Info("member joined", "member", n.Name, "address", n.Address())
+	m.mu.Lock()
+	if d, ok := m.departed[n.Name]; ok && !d.Left {
+		if m.returned == nil {
+			m.returned = map[string]time.Time{}
+		}
+		m.returned[n.Name] = time.Now()
+	}
+	m.mu.Unlock()
 	m.set(n)
 	m.notify()
 }
@@ -152,6 +164,13 @@ func (m *Members) NotifyLeave(n *memberlist.Node) {
 		m.departed = map[string]Departure{}
 	}
 	m.departed[n.Name] = Departure{At: time.Now(), Left: left}
+	if !left {
+		if m.failures == nil {
+			m.failures = map[string][]time.Time{}
+		}
+		f := append(m.failures[n.Name], time.Now())
+		m.failures[n.Name] = f[max(0, len(f)-maxFailures):]
+	}
 	m.mu.Unlock()
 	m.notify()
 }
@@ -163,6 +182,18 @@ type Departure struct {
 	// when the others found it failed: dead, cut off from gossip, or too
 	// starved of CPU to answer.
 	Left bool
+}
+
+// maxFailures is how many failures of a member are kept: enough to reach
+// any hold-down cap.
+const maxFailures = 16
+
+// Flaps are the times name was found failed, oldest first, and when it
+// last came back after a failure (zero if it has not).
+func (m *Members) Flaps(name string) (failures []time.Time, returned time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.failures[name]), m.returned[name]
 }
 
 // Departed tells how name last stopped being live; ok is false when it is

@@ -23,6 +23,9 @@ type Metrics struct {
 	UnknownMembers   prometheus.Gauge
 	TakeoversHeld    prometheus.Counter
 	Conflicts        prometheus.Counter
+	Quorum           prometheus.Gauge
+	HeldDown         prometheus.Gauge
+	Yields           prometheus.Counter
 }
 
 // New creates and registers the metrics.
@@ -65,8 +68,20 @@ func New() *Metrics {
 			Name: "porter_address_conflicts_total",
 			Help: "Probes that found an address already answered by another host.",
 		}),
+		Quorum: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "porter_quorum",
+			Help: "1 while this speaker sees a majority of the speakers it expects and may take on addresses; 0 while it only keeps those it has.",
+		}),
+		HeldDown: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "porter_held_down_members",
+			Help: "Members held down for flapping: they keep what they answer for but take nothing back until their hold-down ends.",
+		}),
+		Yields: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "porter_yields_total",
+			Help: "Addresses this speaker gave up, while cut off or held down, to another speaker that answered for them.",
+		}),
 	}
-	m.Registry.MustRegister(m.ARPRequests, m.ARPReplies, m.GratuitousARPs, m.OwnedIPs, m.OwnershipChanges, m.Members, m.UnknownMembers, m.TakeoversHeld, m.Conflicts,
+	m.Registry.MustRegister(m.ARPRequests, m.ARPReplies, m.GratuitousARPs, m.OwnedIPs, m.OwnershipChanges, m.Members, m.UnknownMembers, m.TakeoversHeld, m.Conflicts, m.Quorum, m.HeldDown, m.Yields,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/memberkey"
+	"github.com/porterlb/porter/speaker/owner"
 	"github.com/porterlb/porter/test/lab"
 	"github.com/porterlb/porter/test/netlab"
 )
@@ -220,7 +222,10 @@ func owners(t *testing.T, ips []netip.Addr) map[netip.Addr]string {
 
 // A node cut off from gossip only, still on the LAN: the others find it
 // failed, ask the wire before taking its addresses, hear it still answer,
-// and leave them. No address is answered twice, and none moves.
+// and leave them. The cut-off node sees one speaker of three, no quorum,
+// so it takes on nothing new: a Service created meanwhile goes to the
+// others. The client asks for every address every 50 ms throughout, and no
+// address is ever answered by two MACs; none moves, then or after the heal.
 func TestGossipOnlyPartitionMovesNothing(t *testing.T) {
 	createPool(t, "main", "198.18.0.100-198.18.0.109")
 	startSpeakers(t)
@@ -240,6 +245,24 @@ func TestGossipOnlyPartitionMovesNothing(t *testing.T) {
 	})
 	before := owners(t, ips)
 	cut := nodeByName(before[ips[0]])
+	// A free address of the pool that the hash gives the node to be cut
+	// off, when all three count.
+	var names []string
+	for _, n := range env.Net.Nodes {
+		names = append(names, n.Name)
+	}
+	var lateIP netip.Addr
+	for ip := netip.MustParseAddr("198.18.0.100"); ip.Compare(netip.MustParseAddr("198.18.0.109")) <= 0; ip = ip.Next() {
+		if !slices.Contains(ips, ip) && owner.Pick(ip, names) == cut.Name {
+			lateIP = ip
+			break
+		}
+	}
+	if !lateIP.IsValid() {
+		t.Fatalf("no free address of the pool hashes to %s", cut.Name)
+	}
+	t0 := time.Now()
+	smp := sampleARP(t, append(slices.Clone(ips), lateIP), 50*time.Millisecond)
 	heal := gossipCut(t, cut)
 	poll(t, 10*time.Second, "the others to lose "+cut.Name+" from gossip", func(context.Context) (bool, error) {
 		for _, n := range env.Net.Nodes {
@@ -252,16 +275,121 @@ func TestGossipOnlyPartitionMovesNothing(t *testing.T) {
 		}
 		return true, nil
 	})
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+	poll(t, 10*time.Second, cut.Name+" to lose its quorum", func(context.Context) (bool, error) {
+		return strings.Contains(httpGet(t, cut, "/metrics"), "porter_quorum 0"), nil
+	})
+	// A Service created now, asking for the address the hash gives the
+	// cut-off node: it must not take it, as it has no quorum.
+	createService(t, "part-late", func(s *corev1.Service) { s.Spec.LoadBalancerIP = lateIP.String() })
+	waitIP(t, "part-late")
+	var late string
+	poll(t, 10*time.Second, "one node answering for the Service created during the partition", func(context.Context) (bool, error) {
+		macs := whoHas(t, lateIP, 150*time.Millisecond)
+		if len(macs) == 1 {
+			late = nodeByMAC(macs[0])
+		}
+		return len(macs) == 1, nil
+	})
+	if late == cut.Name {
+		t.Errorf("%s, cut off from gossip without a quorum, took on %s", cut.Name, lateIP)
+	}
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
 		if now := owners(t, ips); !maps.Equal(now, before) {
 			t.Fatalf("during the partition: owners %v, want %v", now, before)
 		}
 	}
 	heal()
 	waitMembers(t, len(env.Net.Nodes))
-	time.Sleep(time.Second)
+	// Past the hold-down of the node the others found failed.
+	time.Sleep(7 * time.Second)
+	smp.finish(t)
+	if d := smp.doubles(t0); len(d) > 0 {
+		t.Errorf("%d double answers in %d rounds of ARP, 50 ms apart; first: %v", len(d), smp.count(), d[:min(len(d), 5)])
+	}
+	t.Logf("%d rounds of ARP for %d addresses, every 50 ms, from before the cut to 7 s after the heal", smp.count(), len(ips)+1)
 	if now := owners(t, ips); !maps.Equal(now, before) {
 		t.Errorf("after the heal: owners %v, want %v", now, before)
+	}
+}
+
+// A speaker frozen past --starved-grace loses its address, and when it
+// thaws it gives it up at once to the node that took it, which keeps it
+// for the hold-down before it goes back: a node that flaps is damped.
+func TestFlappingSpeakerIsHeldDown(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	sp := startSpeakers(t)
+	createService(t, "flap")
+	ip := waitIP(t, "flap")
+	owner := ownerOf(t, "flap", ip)
+	sp[owner].signal(t, syscall.SIGSTOP)
+	thawed := false
+	t.Cleanup(func() {
+		if !thawed {
+			sp[owner].signal(t, syscall.SIGCONT)
+		}
+	})
+	var next string
+	poll(t, 10*time.Second, "another node answering for "+ip.String(), func(context.Context) (bool, error) {
+		macs := whoHas(t, ip, 100*time.Millisecond)
+		for _, m := range macs {
+			if n := nodeByMAC(m); n != owner {
+				next = n
+			}
+		}
+		return next != "", nil
+	})
+	t0 := time.Now()
+	smp := sampleARP(t, []netip.Addr{ip}, 50*time.Millisecond)
+	sp[owner].signal(t, syscall.SIGCONT)
+	thawed = true
+	waitMembers(t, len(env.Net.Nodes))
+	back := time.Now()
+	// The thawed speaker's first answers come from requests queued while
+	// it was frozen; after a second it must have yielded.
+	time.Sleep(time.Second)
+	for end := back.Add(4 * time.Second); time.Now().Before(end); {
+		macs := whoHas(t, ip, 100*time.Millisecond)
+		if len(macs) != 1 || nodeByMAC(macs[0]) != next {
+			names := []string{}
+			for _, m := range macs {
+				names = append(names, nodeByMAC(m))
+			}
+			t.Fatalf("%s after %s came back: answered by %v, want %s alone for the hold-down", time.Since(back).Round(time.Millisecond), owner, names, next)
+		}
+	}
+	if m := httpGet(t, nodeByName(next), "/metrics"); !strings.Contains(m, "porter_held_down_members 1") {
+		t.Errorf("%s does not count %s held down", next, owner)
+	}
+	poll(t, 10*time.Second, owner+" answering for "+ip.String()+" again after its hold-down", func(context.Context) (bool, error) {
+		macs := whoHas(t, ip, 150*time.Millisecond)
+		return len(macs) == 1 && nodeByMAC(macs[0]) == owner, nil
+	})
+	took := time.Since(back)
+	smp.finish(t)
+	if took < 4*time.Second {
+		t.Errorf("%s took its address back %s after it came back, inside its 5 s hold-down", owner, took.Round(time.Millisecond))
+	}
+	// Doubles only in the second after the thaw, while the speaker works
+	// through what queued up when it was frozen.
+	var late []string
+	for _, d := range smp.doubles(t0) {
+		late = append(late, d)
+	}
+	t.Logf("%s took %s back %s after it came back; double answers in %d rounds: %v", owner, ip, took.Round(time.Millisecond), smp.count(), late)
+	if len(late) > 0 {
+		var after []string
+		for _, d := range late {
+			var ms time.Duration
+			if i := strings.LastIndex(d, "+"); i >= 0 {
+				ms, _ = time.ParseDuration(d[i+1:])
+			}
+			if t0.Add(ms).After(back.Add(time.Second)) {
+				after = append(after, d)
+			}
+		}
+		if len(after) > 0 {
+			t.Errorf("double answers later than a second after the thaw: %v", after)
+		}
 	}
 }
 

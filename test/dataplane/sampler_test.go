@@ -1,0 +1,116 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/arp"
+
+	"github.com/porterlb/porter/test/netlab"
+)
+
+// arpSampler asks the client's LAN, every period, who has each of a set of
+// addresses, with one raw socket, and keeps every round's answers.
+type arpSampler struct {
+	stop chan struct{}
+	done chan error
+	mu   sync.Mutex
+	// rounds are, per round, the MACs that answered for each address.
+	rounds []map[netip.Addr][]string
+	at     []time.Time
+}
+
+func sampleARP(t *testing.T, ips []netip.Addr, period time.Duration) *arpSampler {
+	t.Helper()
+	s := &arpSampler{stop: make(chan struct{}), done: make(chan error, 1)}
+	go func() {
+		s.done <- onARP(env.Net.Client, netlab.NIC1, func(c *arp.Client, _ *net.Interface) error {
+			for {
+				select {
+				case <-s.stop:
+					return nil
+				default:
+				}
+				start := time.Now()
+				round := map[netip.Addr][]string{}
+				for _, ip := range ips {
+					if err := c.Request(ip); err != nil {
+						return fmt.Errorf("who-has %s: %w", ip, err)
+					}
+				}
+				if err := c.SetReadDeadline(start.Add(period)); err != nil {
+					return err
+				}
+				for {
+					p, _, err := c.Read()
+					if err != nil {
+						var ne net.Error
+						if errors.As(err, &ne) && ne.Timeout() {
+							break
+						}
+						return err
+					}
+					if p.Operation != arp.OperationReply || !slices.Contains(ips, p.SenderIP) {
+						continue
+					}
+					if m := p.SenderHardwareAddr.String(); !slices.Contains(round[p.SenderIP], m) {
+						round[p.SenderIP] = append(round[p.SenderIP], m)
+					}
+				}
+				s.mu.Lock()
+				s.rounds = append(s.rounds, round)
+				s.at = append(s.at, start)
+				s.mu.Unlock()
+			}
+		})
+	}()
+	t.Cleanup(func() { s.finish(t) })
+	return s
+}
+
+// finish stops the sampler and fails t on a socket error.
+func (s *arpSampler) finish(t *testing.T) {
+	t.Helper()
+	select {
+	case <-s.stop:
+		return
+	default:
+	}
+	close(s.stop)
+	if err := <-s.done; err != nil {
+		t.Fatalf("ARP sampler: %v", err)
+	}
+}
+
+// doubles are the rounds in which two or more MACs answered for one
+// address, described for a failure message.
+func (s *arpSampler) doubles(t0 time.Time) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for i, r := range s.rounds {
+		for ip, macs := range r {
+			if len(macs) > 1 {
+				names := make([]string, len(macs))
+				for j, m := range macs {
+					names[j] = nodeByMAC(m)
+				}
+				out = append(out, fmt.Sprintf("%s answered by %v at +%s", ip, names, s.at[i].Sub(t0).Round(time.Millisecond)))
+			}
+		}
+	}
+	return out
+}
+
+// count is how many rounds there were.
+func (s *arpSampler) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.rounds)
+}
