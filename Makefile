@@ -97,12 +97,16 @@ demo: deps lab ## From nothing to a LoadBalancer IP and a live failover, on this
 	$(GO) run ./hack/demo
 
 .PHONY: bench
-bench: deps lab ## Measure ARP latency, failover and scale against their targets into bench/results.json and docs/benchmarks.md (root; not part of test)
+bench: bench-deps lab metallb ## Measure ARP latency, failover and scale against their targets into bench/results.json and docs/benchmarks.md (root; not part of test)
 	$(GO) run ./bench $(BENCH_FLAGS)
 
 .PHONY: deps
 deps: ## Install the system packages the tests need
 	hack/install-deps.sh
+
+.PHONY: bench-deps
+bench-deps: ## Install the system packages the tests and the benchmark need
+	hack/install-deps.sh bench
 
 .PHONY: lab
 lab: $(LAB_TOOLS) ## Build the lab cluster's binaries (only what is missing)
@@ -119,6 +123,21 @@ $(LAB_BIN)/kwok $(LAB_BIN)/kwokctl: hack/tools/kwok.version $(LAB_RECIPE)
 	@echo "building $(notdir $@) $(KWOK_VERSION) for the lab cluster"
 	GOBIN=$(LAB_BIN) $(GO) install sigs.k8s.io/kwok/cmd/$(notdir $@)@$(KWOK_VERSION)
 	@touch $@
+
+# MetalLB, for the benchmark only, from a tools module of its own.
+METALLB_DIR := $(CURDIR)/.cache/metallb
+METALLB_BIN := $(METALLB_DIR)/bin
+export PORTER_METALLB_BIN := $(METALLB_BIN)
+
+.PHONY: metallb
+metallb: $(METALLB_BIN)/speaker $(METALLB_BIN)/controller ## Build MetalLB's speaker and controller for the benchmark (only what is missing)
+
+$(METALLB_DIR)/frr-k8s/go.mod: hack/metallb/frr-k8s.sh
+	hack/metallb/frr-k8s.sh $(METALLB_DIR)/frr-k8s
+
+$(METALLB_BIN)/speaker $(METALLB_BIN)/controller: $(METALLB_BIN)/%: hack/metallb/go.mod hack/metallb/go.sum $(METALLB_DIR)/frr-k8s/go.mod
+	@echo "building MetalLB's $* for the benchmark"
+	cd hack/metallb && $(GO) build -o $@ go.universe.tf/metallb/$*
 
 .PHONY: clean
 clean: ## Remove build output (keeps the lab cache)

@@ -51,6 +51,23 @@ ratio between the two is what carries from one run to the next.
   every speaker sees every other, and the client's neighbour cache is
   flushed so that it starts at the current owner. The baseline is the
   probe floor: the p99 gap between served connects while nothing fails.
+- **MetalLB, in the same run.** MetalLB v0.16.2's speaker and controller
+  (built by ` + "`make metallb`" + ` from the module proxy, in a tools module of
+  their own) run beside Porter in the same lab: their own namespace, load
+  balancer class, pool, memberlist port and key, with MetalLB's default
+  memberlist timers. Its Service has one ready endpoint, as MetalLB announces
+  nothing without one. The same client, prober and trial code measure it
+  (node death, and both false-failover scenarios). Its figures are named
+  "MetalLB …" and carry no target.
+- **False failovers.** Nothing fails; for each scenario, ` + "`-false-failover-for`" + `
+  (3 minutes) with the client connecting every ` + probeEvery.String() + `: every thread of
+  every speaker at nice 19 against 8 busy loops at nice 0 on the 2 cores; or
+  5% of the frames (ARP included) dropped both ways on every node's LAN NIC,
+  by nftables at the NIC's ingress and egress hooks (the kernel has no
+  netem). Figures: the owner changes the client saw (the node serving it
+  changed), and the addresses the speakers say they gained (Porter:
+  ` + "`porter_ownership_changes_total{change=\"gained\"}`" + `; MetalLB: its "service has IP,
+  announcing" log lines). Porter's target is 0.
 - **Scale.** The DaemonSet is pinned to one lab node, so one speaker owns
   every address, in a cluster of 1,000 nodes. Services are created in a 10,240-address pool until there are
   1,000, then 10,000. Figures: the time until every Service has an address
@@ -86,7 +103,7 @@ scale; they were not measured here.
 | tool | failover |
 |---|---|
 | kube-vip (ARP, leader election) | about 3 s (its documentation) |
-| MetalLB (Layer 2, memberlist) | "within a few seconds" (its documentation) |
+| MetalLB (Layer 2, memberlist) | measured above, in the same run |
 | VRRP, 1 s advertisements | about 3.6 s (RFC 5798: 3 × interval + skew) |
 | Cilium L2 announcements (Lease) | 10–20 s with default timers |
 

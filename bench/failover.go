@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 
@@ -28,18 +29,20 @@ type failureKind struct {
 	onTakeover bool
 }
 
-func (b *bench) kinds() []failureKind {
+// kinds are the failures s is put through; MetalLB, the peer, goes
+// through node death only.
+func (b *bench) kinds(s *stack) []failureKind {
 	signal := func(sig syscall.Signal) func(context.Context, *netlab.Host) error {
 		return func(_ context.Context, n *netlab.Host) error {
-			p := b.speakers.Proc(n.Name)
+			p := s.speakers.Proc(n.Name)
 			if p == nil {
-				return fmt.Errorf("no speaker on %s", n.Name)
+				return fmt.Errorf("no %s speaker on %s", s.name, n.Name)
 			}
 			return p.Signal(sig)
 		}
 	}
-	restart := func(_ context.Context, n *netlab.Host) error { return b.speakers.Restart(n.Name) }
-	return []failureKind{
+	restart := func(_ context.Context, n *netlab.Host) error { return s.speakers.Restart(n.Name) }
+	kinds := []failureKind{
 		// The speaker alone dies: its node's kernel keeps serving the
 		// address it holds, so the client sees little, and the others
 		// take the address only after --starved-grace (3 s), as a
@@ -64,6 +67,10 @@ func (b *bench) kinds() []failureKind {
 			recover: func(ctx context.Context, n *netlab.Host) error { return n.SetLink(ctx, netlab.NIC1, true) }},
 		{name: "SIGTERM", cause: signal(syscall.SIGTERM), recover: restart, target: 100 * time.Millisecond},
 	}
+	if s.name != "Porter" {
+		return slices.DeleteFunc(kinds, func(k failureKind) bool { return k.name != "node death" })
+	}
+	return kinds
 }
 
 func (b *bench) failover(ctx context.Context) error {
@@ -72,18 +79,26 @@ func (b *bench) failover(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "probe floor (no failure, 5 s): p99 gap between served probes %s\n", floor)
-	for _, k := range b.kinds() {
+	for _, s := range b.stacks(ctx) {
+		b.failoverOf(ctx, s, floor)
+	}
+	return nil
+}
+
+// failoverOf runs every failure kind of s, trials times each.
+func (b *bench) failoverOf(ctx context.Context, s *stack, floor time.Duration) {
+	for _, k := range b.kinds(s) {
 		var outages, takeovers []time.Duration
 		for i := range b.o.trials {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return
 			}
-			o, t, err := b.trial(ctx, k)
+			o, t, err := b.trial(ctx, s, k)
 			if err != nil {
-				b.res.problem("failover %s trial %d: %v", k.name, i+1, err)
+				b.res.problem("failover %s %s trial %d: %v", s.name, k.name, i+1, err)
 				continue
 			}
-			fmt.Fprintf(os.Stderr, "%s trial %2d: outage %4dms, takeover %4dms\n", k.name, i+1, o.Milliseconds(), t.Milliseconds())
+			fmt.Fprintf(os.Stderr, "%s %s trial %2d: outage %4dms, takeover %4dms\n", s.name, k.name, i+1, o.Milliseconds(), t.Milliseconds())
 			outages, takeovers = append(outages, o), append(takeovers, t)
 		}
 		if len(outages) == 0 {
@@ -100,9 +115,9 @@ func (b *bench) failover(ctx context.Context) error {
 				q    float64
 			}{{"p50", 0.5}, {"p99", 0.99}, {"max", 1}} {
 				v := quantile(series.d, q.q)
-				f := Figure{Section: "failover", Name: fmt.Sprintf("%s: %s %s", k.name, series.what, q.name), Value: ms(v), Unit: "ms",
+				f := Figure{Section: "failover", Name: fmt.Sprintf("%s%s: %s %s", prefix(s), k.name, series.what, q.name), Value: ms(v), Unit: "ms",
 					Baseline: ms(floor), BaselineName: "probe floor p99", Note: note}
-				if series.target && q.name == "p99" {
+				if series.target && q.name == "p99" && s.name == "Porter" {
 					f.Target = "< " + k.target.String()
 					f.Met = met(v < k.target)
 				}
@@ -110,13 +125,20 @@ func (b *bench) failover(ctx context.Context) error {
 			}
 		}
 	}
-	return nil
+}
+
+// prefix names the stack in a figure: Porter's figures keep their names.
+func prefix(s *stack) string {
+	if s.name == "Porter" {
+		return ""
+	}
+	return s.name + " "
 }
 
 // probeFloor is the p99 gap between served probes when nothing fails: the
 // finest outage the prober can see on this machine now.
 func (b *bench) probeFloor(ctx context.Context) (time.Duration, error) {
-	if err := b.settle(ctx); err != nil {
+	if err := b.settleStack(ctx, b.porter()); err != nil {
 		return 0, err
 	}
 	p := backend.StartProber(b.env.Net.Client, b.vip, probeEvery)
@@ -141,11 +163,11 @@ func (b *bench) probeFloor(ctx context.Context) (time.Duration, error) {
 
 // trial fails the announcing node once, and returns the longest gap the
 // client saw and the time until another node served it.
-func (b *bench) trial(ctx context.Context, k failureKind) (outage, takeover time.Duration, err error) {
-	if err := b.settle(ctx); err != nil {
+func (b *bench) trial(ctx context.Context, s *stack, k failureKind) (outage, takeover time.Duration, err error) {
+	if err := b.settleStack(ctx, s); err != nil {
 		return 0, 0, err
 	}
-	owner, err := b.owner(ctx, "bench")
+	owner, err := b.ownerOf(ctx, s)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -157,12 +179,12 @@ func (b *bench) trial(ctx context.Context, k failureKind) (outage, takeover time
 		return 0, 0, fmt.Errorf("flush the client's neighbours: %w: %s", err, out)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	_, err = backend.ServedBy(wctx, client, b.vip, func(n string) bool { return n == owner.Name })
+	_, err = backend.ServedBy(wctx, client, s.vip, func(n string) bool { return n == owner.Name })
 	cancel()
 	if err != nil {
 		return 0, 0, fmt.Errorf("client not served by the owner %s: %w", owner.Name, err)
 	}
-	p := backend.StartProber(client, b.vip, probeEvery)
+	p := backend.StartProber(client, s.vip, probeEvery)
 	time.Sleep(500 * time.Millisecond)
 	at := time.Now()
 	if err := k.cause(ctx, owner); err != nil {
@@ -175,7 +197,7 @@ func (b *bench) trial(ctx context.Context, k failureKind) (outage, takeover time
 		}
 	}()
 	wctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-	_, err = backend.ServedBy(wctx, client, b.vip, func(n string) bool { return n != owner.Name })
+	_, err = backend.ServedBy(wctx, client, s.vip, func(n string) bool { return n != owner.Name })
 	cancel()
 	time.Sleep(300 * time.Millisecond)
 	events := p.Stop()
@@ -192,24 +214,41 @@ func (b *bench) trial(ctx context.Context, k failureKind) (outage, takeover time
 	return outage, takeover, nil
 }
 
-// settle waits until every speaker runs and sees all three members, and
-// the Service's announcer is stable.
-func (b *bench) settle(ctx context.Context) error {
-	nodes := b.env.Net.Nodes
-	err := poll(ctx, 30*time.Second, func() bool {
-		for _, n := range nodes {
-			v, err := metric(ctx, n, "porter_live_members")
-			if err != nil || int(v) != len(nodes) {
-				return false
+// porter is Porter as a stack.
+func (b *bench) porter() *stack {
+	return &stack{
+		name: "Porter", vip: b.vip, speakers: b.speakers,
+		gains: func(ctx context.Context) (float64, error) {
+			var sum float64
+			for _, n := range b.env.Net.Nodes {
+				v, err := metricWith(ctx, n, "porter_ownership_changes_total", `change="gained"`)
+				if err != nil {
+					return 0, err
+				}
+				sum += v
 			}
-		}
-		return true
-	})
-	if err != nil {
-		return fmt.Errorf("wait for %d live members on every speaker: %w", len(nodes), err)
+			return sum, nil
+		},
+		// Every speaker runs and sees all three members.
+		settled: func(ctx context.Context) bool {
+			for _, n := range b.env.Net.Nodes {
+				v, err := metric(ctx, n, "porter_live_members")
+				if err != nil || int(v) != len(b.env.Net.Nodes) {
+					return false
+				}
+			}
+			return true
+		},
 	}
-	// Ownership moves back to a returning node right after it rejoins;
-	// give that handoff time to finish.
-	time.Sleep(time.Second)
-	return nil
+}
+
+// stacks are Porter and, when it could be set up, MetalLB.
+func (b *bench) stacks(ctx context.Context) []*stack {
+	out := []*stack{b.porter()}
+	if m, err := b.metalLB(ctx); err != nil {
+		b.res.problem("MetalLB: %v", err)
+	} else {
+		out = append(out, m)
+	}
+	return out
 }

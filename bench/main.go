@@ -44,6 +44,7 @@ type options struct {
 	out, doc    string
 	arpRequests int
 	trials      int
+	falseFor    time.Duration
 	scales      []int
 	nodes       int
 }
@@ -55,6 +56,7 @@ func main() {
 	flag.StringVar(&o.doc, "doc", "docs/benchmarks.md", "Where to write the report")
 	flag.IntVar(&o.arpRequests, "arp-requests", 2000, "ARP requests per latency figure")
 	flag.IntVar(&o.trials, "trials", 20, "Trials per failover kind")
+	flag.DurationVar(&o.falseFor, "false-failover-for", 3*time.Minute, "How long each false-failover scenario runs")
 	flag.StringVar(&scales, "scales", "1000,10000", "Address counts for the scale section")
 	flag.IntVar(&o.nodes, "nodes", 1000, "Cluster size for the plugin section")
 	flag.Parse()
@@ -84,11 +86,14 @@ type bench struct {
 	speakers *daemons.Runner
 	// vip is the address of the Service the ARP and failover sections use.
 	vip netip.Addr
+	// mlb is MetalLB, once set up; cleanups stop what it runs.
+	mlb      *stack
+	cleanups []func()
 }
 
 func run(ctx context.Context, o options) int {
 	b := &bench{o: o, res: &Results{Started: time.Now().UTC(), Machine: describeMachine(), Commit: commit(),
-		Settings: Settings{ARPRequests: o.arpRequests, Trials: o.trials, ProbeEvery: probeEvery.String(), Scales: o.scales, Nodes: o.nodes}}}
+		Settings: Settings{ARPRequests: o.arpRequests, Trials: o.trials, FalseFailoverFor: o.falseFor.String(), ProbeEvery: probeEvery.String(), Scales: o.scales, Nodes: o.nodes}}}
 	if err := b.setup(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: set up the lab: %v\n", err)
 		b.teardown()
@@ -100,6 +105,7 @@ func run(ctx context.Context, o options) int {
 	}{
 		{"ARP reply round trip", b.arpLatency},
 		{"failover", b.failover},
+		{"false failovers", b.falseFailovers},
 		{"plugin", b.plugin},
 		{"scale", b.scale},
 		{"status at scale", b.statusAtScale},
@@ -212,6 +218,9 @@ func lbService(name, pool string) *corev1.Service {
 }
 
 func (b *bench) teardown() {
+	for i := len(b.cleanups) - 1; i >= 0; i-- {
+		b.cleanups[i]()
+	}
 	if b.speakers != nil {
 		b.speakers.Stop()
 	}

@@ -38,6 +38,41 @@ func metric(ctx context.Context, n *netlab.Host, name string) (float64, error) {
 	return v, nil
 }
 
+// metricWith reads one speaker metric, summed over the samples whose
+// labels hold label (such as `change="gained"`).
+func metricWith(ctx context.Context, n *netlab.Host, name, label string) (float64, error) {
+	client := &http.Client{
+		Timeout:   time.Second,
+		Transport: &http.Transport{DialContext: n.Dial, DisableKeepAlives: true},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:7473/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("read metrics on %s: %w", n.Name, err)
+	}
+	defer resp.Body.Close()
+	var kept strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, name+"{") && strings.Contains(line, label) {
+			kept.WriteString(line + "\n")
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read metrics on %s: %w", n.Name, err)
+	}
+	v, err := sumMetric(strings.NewReader(kept.String()), name)
+	if err != nil {
+		// A counter with no sample yet has counted nothing.
+		return 0, nil
+	}
+	return v, nil
+}
+
 // sumMetric sums the samples of name, over all its labels, in the
 // Prometheus text format.
 func sumMetric(r io.Reader, name string) (float64, error) {

@@ -56,11 +56,13 @@ type Results struct {
 
 // Settings are the sizes the run used.
 type Settings struct {
-	ARPRequests int    `json:"arpRequests"`
-	Trials      int    `json:"trials"`
-	ProbeEvery  string `json:"probeEvery"`
-	Scales      []int  `json:"scales"`
-	Nodes       int    `json:"nodes"`
+	ARPRequests int `json:"arpRequests"`
+	Trials      int `json:"trials"`
+	// FalseFailoverFor is how long each false-failover scenario ran.
+	FalseFailoverFor string `json:"falseFailoverFor,omitempty"`
+	ProbeEvery       string `json:"probeEvery"`
+	Scales           []int  `json:"scales"`
+	Nodes            int    `json:"nodes"`
 }
 
 func (r *Results) add(f Figure) {

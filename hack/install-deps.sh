@@ -9,6 +9,10 @@ command -v ss >/dev/null || need+=(iproute2)
 command -v pgrep >/dev/null || need+=(procps)
 # The race detector (make test runs with -race) needs cgo.
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
+# The benchmark drops frames with nftables (the kernel has no netem).
+if [ "${1:-}" = bench ]; then
+  command -v nft >/dev/null || need+=(nftables)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -23,8 +23,9 @@ type Quorum struct {
 //   - expected are the speakers the cluster says run: nodes with a ready
 //     speaker pod that published a member address;
 //   - visible are the members that count (Judge), self included;
-//   - gone are expected nodes whose kernel no longer answers ARP for the
-//     node's own address: dead, not cut off, so they count for nothing.
+//   - gone are expected nodes whose speaker said it leaves, or whose
+//     kernel no longer answers ARP for the node's own address: dead, not
+//     cut off. They count for nothing.
 //
 // A speaker needs a strict majority of the expected speakers that are not
 // gone. A gone node is the witness that breaks the tie of two nodes: the

@@ -310,7 +310,7 @@ func members(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[s
 		cat.Checks = append(cat.Checks, Check{Name: "members", State: Failed, Detail: "no speaker runs", Hint: "kubectl porter init"})
 	case len(unseen) > 0:
 		cat.Checks = append(cat.Checks, Check{Name: "members", State: Warning,
-			Detail: fmt.Sprintf("no other speaker sees %s: down, or cut off; its addresses have moved to other nodes", first(unseen, 10)),
+			Detail: fmt.Sprintf("no other speaker sees %s: down, or cut off from gossip; a dead node's addresses move, a cut-off one keeps what it answers for and takes on nothing", first(unseen, 10)),
 			Hint:   "kubectl -n porter-system get pods -o wide --field-selector spec.nodeName=" + unseen[0] + ", then read that pod's logs; check UDP and TCP port 7947"})
 	case len(partial) > 0:
 		cat.Checks = append(cat.Checks, Check{Name: "members", State: Warning,

@@ -757,6 +757,13 @@ func (a *Announcer) quorum(c membership.Cluster, live map[string][]byte) (minori
 		visible[n] = true
 	}
 	gone := map[string]bool{}
+	// A speaker that said it leaves (a rolling update) is not missed: the
+	// one left of two must take its addresses.
+	for n := range expected {
+		if dep, ok := a.cfg.Members.Departed(n); ok && dep.Left {
+			gone[n] = true
+		}
+	}
 	for n, at := range a.nodeGone {
 		if time.Since(at) < goneFor {
 			gone[n] = true

@@ -300,6 +300,17 @@ func (r *Runner) Logs(tail int) string {
 	return out
 }
 
+// LogFiles are the log files of every process started, oldest first.
+func (r *Runner) LogFiles() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.all))
+	for _, p := range r.all {
+		out = append(out, p.Log)
+	}
+	return out
+}
+
 // Stop ends the mirroring and every process.
 func (r *Runner) Stop() {
 	r.cancel()

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/mdlayher/arp"
+
+	"github.com/porterlb/porter/test/daemons"
+	"github.com/porterlb/porter/test/netlab"
+)
+
+// stack is one load balancer under measurement, Porter or MetalLB, run in
+// the same lab and probed by the same client.
+type stack struct {
+	name string
+	// vip is the address of its Service.
+	vip netip.Addr
+	// speakers mirror its speaker DaemonSet.
+	speakers *daemons.Runner
+	// gains is how many times, by its speakers' own count, any speaker
+	// started to answer for an address.
+	gains func(ctx context.Context) (float64, error)
+	// settled reports whether its speakers are all up and agree.
+	settled func(ctx context.Context) bool
+}
+
+// owner is the node that answers ARP for s's address, asked from the
+// client: the same question for every stack.
+func (b *bench) ownerOf(ctx context.Context, s *stack) (*netlab.Host, error) {
+	var last []string
+	err := poll(ctx, 30*time.Second, func() bool {
+		macs, err := whoHas(b.env.Net.Client, s.vip, 200*time.Millisecond)
+		last = macs
+		return err == nil && len(macs) == 1
+	})
+	if err != nil {
+		return nil, fmt.Errorf("wait for one node to answer ARP for %s (%s): answered by %v: %w", s.vip, s.name, last, err)
+	}
+	for _, n := range b.env.Net.Nodes {
+		if n.MAC.String() == last[0] {
+			return n, nil
+		}
+	}
+	return nil, fmt.Errorf("%s is answered by %s, no lab node", s.vip, last[0])
+}
+
+// settleStack waits until s's speakers are all up and agree, and one node
+// answers for its address.
+func (b *bench) settleStack(ctx context.Context, s *stack) error {
+	if err := poll(ctx, 60*time.Second, func() bool { return s.settled(ctx) }); err != nil {
+		return fmt.Errorf("wait for %s's speakers to settle: %w", s.name, err)
+	}
+	if _, err := b.ownerOf(ctx, s); err != nil {
+		return err
+	}
+	// A returning node may take its addresses back after its hold-down;
+	// let that finish.
+	time.Sleep(time.Second)
+	return nil
+}
+
+// whoHas asks from the client's LAN NIC, with a raw socket, who has ip, and
+// returns every MAC that answers within wait.
+func whoHas(client *netlab.Host, ip netip.Addr, wait time.Duration) ([]string, error) {
+	var macs []string
+	err := client.Do(func() error {
+		ifi, err := net.InterfaceByName(netlab.NIC1)
+		if err != nil {
+			return err
+		}
+		c, err := arp.Dial(ifi)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = c.Close() }()
+		if err := c.Request(ip); err != nil {
+			return err
+		}
+		if err := c.SetReadDeadline(time.Now().Add(wait)); err != nil {
+			return err
+		}
+		for {
+			p, _, err := c.Read()
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					return nil
+				}
+				return err
+			}
+			if p.Operation == arp.OperationReply && p.SenderIP == ip && !slices.Contains(macs, p.SenderHardwareAddr.String()) {
+				macs = append(macs, p.SenderHardwareAddr.String())
+			}
+		}
+	})
+	return macs, err
+}
