@@ -88,12 +88,23 @@ func (s *arpSampler) finish(t *testing.T) {
 	}
 }
 
+// double is an address two or more MACs answered for in one round.
+type double struct {
+	at    time.Time
+	ip    netip.Addr
+	nodes []string
+}
+
+func (d double) String() string {
+	return fmt.Sprintf("%s answered by %v at %s", d.ip, d.nodes, d.at.Format("15:04:05.000"))
+}
+
 // doubles are the rounds in which two or more MACs answered for one
-// address, described for a failure message.
-func (s *arpSampler) doubles(t0 time.Time) []string {
+// address.
+func (s *arpSampler) doubles() []double {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []string
+	var out []double
 	for i, r := range s.rounds {
 		for ip, macs := range r {
 			if len(macs) > 1 {
@@ -101,7 +112,7 @@ func (s *arpSampler) doubles(t0 time.Time) []string {
 				for j, m := range macs {
 					names[j] = nodeByMAC(m)
 				}
-				out = append(out, fmt.Sprintf("%s answered by %v at +%s", ip, names, s.at[i].Sub(t0).Round(time.Millisecond)))
+				out = append(out, double{at: s.at[i], ip: ip, nodes: names})
 			}
 		}
 	}
