@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,7 +35,30 @@ func (b *bench) falseFailovers(ctx context.Context) error {
 	// MetalLB is done after this section: its speakers would otherwise
 	// watch the scale section's 10,000 Services beside Porter's.
 	defer b.stopMetalLB()
-	for _, s := range b.stacks(ctx) {
+	stacks := b.stacks(ctx)
+	var porterCPU float64
+	for _, s := range stacks {
+		if err := b.settleStack(ctx, s); err != nil {
+			b.res.problem("speaker CPU, %s: %v", s.name, err)
+			continue
+		}
+		mc, err := b.cpuAtRest(ctx, s, cpuWindow)
+		if err != nil {
+			b.res.problem("speaker CPU, %s: %v", s.name, err)
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "%s speaker CPU at rest: %.1f millicores\n", s.name, mc)
+		f := Figure{Section: "false failovers", Name: prefix(s) + "speaker CPU at rest, mean of 3 speakers", Value: mc, Unit: "millicores",
+			Note: fmt.Sprintf("over %s, the client connecting every %s", cpuWindow, probeEvery)}
+		if s.name == "Porter" {
+			porterCPU = mc
+		} else if porterCPU > 0 {
+			// MetalLB's figure beside Porter's, as the baseline.
+			f.Baseline, f.BaselineName = porterCPU, "Porter's speaker"
+		}
+		b.res.add(f)
+	}
+	for _, s := range stacks {
 		for _, st := range b.stressors() {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -104,6 +128,70 @@ func (b *bench) falseFailover(ctx context.Context, s *stack, st stressor) (clien
 		return 0, 0, err
 	}
 	return client, after - before, nil
+}
+
+// cpuWindow is how long speaker CPU is measured at rest.
+const cpuWindow = 30 * time.Second
+
+// cpuAtRest is the mean CPU of s's speakers over window, in millicores.
+func (b *bench) cpuAtRest(ctx context.Context, s *stack, window time.Duration) (float64, error) {
+	var pids []int
+	for _, n := range b.env.Net.Nodes {
+		p := s.speakers.Proc(n.Name)
+		if p == nil {
+			return 0, fmt.Errorf("no %s speaker on %s", s.name, n.Name)
+		}
+		pids = append(pids, p.Pid())
+	}
+	p := backend.StartProber(b.env.Net.Client, s.vip, probeEvery)
+	defer p.Stop()
+	before, err := cpuTicks(pids)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(window):
+	}
+	after, err := cpuTicks(pids)
+	if err != nil {
+		return 0, err
+	}
+	// /proc counts in clock ticks of 1/100 s on Linux.
+	used := float64(after-before) / 100
+	return used / time.Since(start).Seconds() * 1000 / float64(len(pids)), nil
+}
+
+// cpuTicks is the user and system time of the processes, all threads, in
+// clock ticks.
+func cpuTicks(pids []int) (int64, error) {
+	var sum int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, err
+		}
+		// The command name may hold spaces; the fields after it do not.
+		rest := string(b)
+		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) < 13 {
+			return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+		}
+		// utime and stime are fields 14 and 15 of stat, 12 and 13 here.
+		for _, v := range f[11:13] {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+			}
+			sum += n
+		}
+	}
+	return sum, nil
 }
 
 // starve sets every thread of s's speakers to nice 19 and runs 8 busy

@@ -45,6 +45,8 @@ type options struct {
 	arpRequests int
 	trials      int
 	falseFor    time.Duration
+	only        map[string]bool
+	logs        string
 	scales      []int
 	nodes       int
 }
@@ -57,9 +59,18 @@ func main() {
 	flag.IntVar(&o.arpRequests, "arp-requests", 2000, "ARP requests per latency figure")
 	flag.IntVar(&o.trials, "trials", 20, "Trials per failover kind")
 	flag.DurationVar(&o.falseFor, "false-failover-for", 3*time.Minute, "How long each false-failover scenario runs")
+	var only string
+	flag.StringVar(&only, "only", "", "Run only these sections, comma-separated (as the run prints them: \"failover,false failovers\"); all when empty")
+	flag.StringVar(&o.logs, "logs", "", "Copy the daemons' logs here before the lab is torn down")
 	flag.StringVar(&scales, "scales", "1000,10000", "Address counts for the scale section")
 	flag.IntVar(&o.nodes, "nodes", 1000, "Cluster size for the plugin section")
 	flag.Parse()
+	if only != "" {
+		o.only = map[string]bool{}
+		for _, s := range strings.Split(only, ",") {
+			o.only[strings.TrimSpace(s)] = true
+		}
+	}
 	for _, s := range strings.Split(scales, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -111,6 +122,9 @@ func run(ctx context.Context, o options) int {
 		{"status at scale", b.statusAtScale},
 	}
 	for _, s := range sections {
+		if o.only != nil && !o.only[s.name] {
+			continue
+		}
 		if ctx.Err() != nil {
 			b.res.problem("interrupted before %s", s.name)
 			break
@@ -220,6 +234,11 @@ func lbService(name, pool string) *corev1.Service {
 func (b *bench) teardown() {
 	for i := len(b.cleanups) - 1; i >= 0; i-- {
 		b.cleanups[i]()
+	}
+	if b.o.logs != "" && b.env != nil {
+		if out, err := exec.Command("cp", "-r", b.env.Sandbox.Dir()+"/.", b.o.logs).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: keep the logs: %v: %s\n", err, out)
+		}
 	}
 	if b.speakers != nil {
 		b.speakers.Stop()

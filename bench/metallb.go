@@ -35,9 +35,10 @@ const (
 	metalLBService   = "bench-metallb"
 )
 
-// metalLBObjects are MetalLB's namespace, its speaker DaemonSet (kwok
-// pretends to run the pods; daemons runs the real processes), its pool and
-// its layer 2 advertisement.
+// metalLBObjects are MetalLB's namespace, its speaker DaemonSet and
+// controller Deployment (kwok pretends to run the pods, whose names MetalLB
+// reads; the real processes run beside them), its pool and its layer 2
+// advertisement.
 var metalLBObjects = `apiVersion: v1
 kind: Namespace
 metadata:
@@ -61,6 +62,25 @@ spec:
       containers:
       - name: speaker
         image: quay.io/metallb/speaker:v0.16.2
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: controller
+  namespace: metallb-system
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: metallb, component: controller}
+  template:
+    metadata:
+      labels: {app: metallb, component: controller}
+    spec:
+      tolerations:
+      - operator: Exists
+      containers:
+      - name: controller
+        image: quay.io/metallb/controller:v0.16.2
 ---
 apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
@@ -137,8 +157,12 @@ func (b *bench) metalLB(ctx context.Context) (*stack, error) {
 			if n == nil {
 				return nil, fmt.Errorf("no lab node %s", node)
 			}
+			pod, err := b.metalLBPod(ctx, metalLBLabels, node)
+			if err != nil {
+				return nil, err
+			}
 			return []string{"env", "KUBECONFIG=" + kc, filepath.Join(bin, "speaker"),
-				"--node-name", node, "--namespace", metalLBNamespace,
+				"--node-name", node, "--pod-name", pod, "--namespace", metalLBNamespace,
 				"--ml-bindaddr", n.IP.String(), "--ml-labels", metalLBLabels, "--ml-secret-key-path", keyDir,
 				"--lb-class", metalLBClass, "--port", "0", "--log-level", "info"}, nil
 		},
@@ -151,9 +175,17 @@ func (b *bench) metalLB(ctx context.Context) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctl := exec.Command(filepath.Join(bin, "controller"), "--namespace", metalLBNamespace, "--lb-class", metalLBClass,
+	var ctlPod string
+	if err := poll(ctx, time.Minute, func() bool {
+		ctlPod, err = b.metalLBPod(ctx, "app=metallb,component=controller", "")
+		return err == nil
+	}); err != nil {
+		return nil, fmt.Errorf("wait for MetalLB's controller pod: %w", err)
+	}
+	// On a lab node, where the API server's LAN address is reachable.
+	ctl := b.env.Net.Nodes[0].Command(context.Background(), "env", "KUBECONFIG="+kc, filepath.Join(bin, "controller"),
+		"--namespace", metalLBNamespace, "--pod-name", ctlPod, "--lb-class", metalLBClass,
 		"--webhook-mode", "disabled", "--disable-cert-rotation", "--port", "0", "--health-probe-port", "0", "--log-level", "info")
-	ctl.Env = append(os.Environ(), "KUBECONFIG="+b.env.Cluster.Kubeconfig)
 	ctl.Stdout, ctl.Stderr = log, log
 	if err := ctl.Start(); err != nil {
 		return nil, fmt.Errorf("run MetalLB's controller: %w", err)
@@ -210,6 +242,25 @@ func (b *bench) metalLB(ctx context.Context) (*stack, error) {
 	b.mlb = s
 	fmt.Fprintf(os.Stderr, "MetalLB answers for %s\n", vip)
 	return s, nil
+}
+
+// metalLBPod is the name of the MetalLB pod that selector picks, on node
+// unless node is "".
+func (b *bench) metalLBPod(ctx context.Context, selector, node string) (string, error) {
+	opts := metav1.ListOptions{LabelSelector: selector}
+	if node != "" {
+		opts.FieldSelector = "spec.nodeName=" + node
+	}
+	l, err := b.kube.CoreV1().Pods(metalLBNamespace).List(ctx, opts)
+	if err != nil {
+		return "", fmt.Errorf("list MetalLB pods: %w", err)
+	}
+	for _, p := range l.Items {
+		if p.DeletionTimestamp == nil {
+			return p.Name, nil
+		}
+	}
+	return "", fmt.Errorf("no MetalLB pod %s on %q", selector, node)
 }
 
 // metalLBService creates MetalLB's Service, with a ready endpoint (MetalLB

@@ -148,10 +148,11 @@ type Announcer struct {
 	// failed member held, with that member; checked those the wire has
 	// cleared; checkDue, by member, those to ask about; checking the
 	// members asked about now.
-	pendingFrom map[netip.Addr]string
-	checked     map[netip.Addr]bool
-	checkDue    map[string][]netip.Addr
-	checking    map[string]bool
+	pendingFrom  map[netip.Addr]string
+	pendingSince map[netip.Addr]time.Time
+	checked      map[netip.Addr]bool
+	checkDue     map[string][]netip.Addr
+	checking     map[string]bool
 	// lastAnswered is, by member, when the wire last heard it answer for
 	// an address another member was about to take.
 	lastAnswered map[string]time.Time

@@ -65,6 +65,7 @@ func (a *Announcer) gateTakeover(ip netip.Addr) bool {
 		}
 		from = prev
 		a.pendingFrom[ip] = from
+		a.pendingSince[ip] = time.Now()
 	}
 	if a.checked[ip] {
 		return true
@@ -81,6 +82,7 @@ func (a *Announcer) forgetTakeovers(desired map[netip.Addr]Target) {
 		_, own := a.owned[ip]
 		if !want || own {
 			delete(a.pendingFrom, ip)
+			delete(a.pendingSince, ip)
 			delete(a.checked, ip)
 		}
 	}
@@ -169,11 +171,20 @@ func (a *Announcer) takeChecked(c takeoverCheck) {
 		}
 	}
 	dep, failed := a.cfg.Members.Departed(c.from)
+	heldDown := !failed && a.heldDownNow[c.from]
 	// Silent since: a starved speaker that answers now and then keeps its
-	// addresses; only StarvedGrace of unbroken silence gives them up.
-	silent := dep.At
-	if at := a.lastAnswered[c.from]; at.After(silent) {
-		silent = at
+	// addresses; only StarvedGrace of unbroken silence gives them up. A
+	// member held down is as likely starved as one gossip lost: its
+	// silence counts from when the address was first asked about.
+	silentSince := func(ip netip.Addr) time.Time {
+		t := dep.At
+		if heldDown {
+			t = a.pendingSince[ip]
+		}
+		if at := a.lastAnswered[c.from]; at.After(t) {
+			t = at
+		}
+		return t
 	}
 	again := a.minority // the quorum waits on the wire's word
 	soon := false       // a live member hands over within moments
@@ -199,7 +210,7 @@ func (a *Announcer) takeChecked(c takeoverCheck) {
 		case mac != nil:
 			t := c.targets[ip]
 			a.conflict(ip, mac, t.Iface, t.Service, "probe")
-		case failed && c.nodeAlive && time.Since(silent) < a.cfg.StarvedGrace:
+		case (failed || heldDown) && c.nodeAlive && time.Since(silentSince(ip)) < a.cfg.StarvedGrace:
 			// Its node is up and its speaker silent: dead, or starved.
 			a.cfg.Metrics.TakeoversHeld.Inc()
 			again = true

@@ -333,6 +333,7 @@ func (r *Responder) Probe(ctx context.Context, ip netip.Addr, pc ProbeConfig, ig
 		if i == count-1 {
 			wait = pc.Wait
 		}
+		due := time.Now().Add(wait)
 		deadline := time.After(wait)
 	listen:
 		for {
@@ -347,6 +348,31 @@ func (r *Responder) Probe(ctx context.Context, ip netip.Addr, pc ProbeConfig, ig
 				break listen
 			}
 		}
+		// A process starved of CPU wakes with its timer and its read loop
+		// runnable together, an answer unread: give the read loop its
+		// turn, and call a wait that ended far too late no answer at all.
+		time.Sleep(time.Millisecond)
+		for drained := false; !drained; {
+			select {
+			case mac := <-ch:
+				if ignore == nil || !ignore(mac) {
+					return mac, nil
+				}
+			default:
+				drained = true
+			}
+		}
+		if late := time.Since(due); late > max(wait, lateProbe) {
+			return nil, fmt.Errorf("%w: the wait for %s on %s ended %s late", ErrStarved, ip, r.ifi.Name, late.Round(time.Millisecond))
+		}
 	}
 	return nil, nil
 }
+
+// ErrStarved is a probe that says nothing: this process was too starved of
+// CPU to hear an answer in time.
+var ErrStarved = errors.New("probe inconclusive, this speaker is starved of CPU")
+
+// lateProbe is how late a probe's wait may end before its silence counts
+// for nothing.
+const lateProbe = 20 * time.Millisecond

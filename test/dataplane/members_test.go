@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
@@ -415,5 +416,88 @@ func TestFrozenSpeakerKeepsItsAddresses(t *testing.T) {
 		if b := httpGet(t, n, "/metrics"); strings.Contains(b, `porter_ownership_changes_total{change="gained"}`) {
 			t.Errorf("%s gained an address while %s was frozen", n.Name, owner)
 		}
+	}
+}
+
+// Two speakers: a majority of two is both, so the quorum leans on the
+// wire. Cut off from each other's gossip, each still sees the other's
+// node answer ARP: both keep what they hold, take on nothing, and no
+// address is answered twice. When one node dies, the survivor finds it
+// gone on the wire and takes over.
+func TestTwoNodesKeepTheirAddressesWhenCutAndTakeOverWhenOneDies(t *testing.T) {
+	third := env.Net.Nodes[2]
+	ctx := context.Background()
+	if err := env.Cluster.Client.CoreV1().Pods("porter-system").Delete(ctx, "porter-speaker-"+third.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		poll(t, 30*time.Second, "the old speaker pod on "+third.Name+" to go", func(ctx context.Context) (bool, error) {
+			_, err := env.Cluster.Client.CoreV1().Pods("porter-system").Get(ctx, "porter-speaker-"+third.Name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err := speakerPod(context.Background(), env, third.Name); err != nil {
+			t.Errorf("restore the speaker pod on %s: %v", third.Name, err)
+		}
+	})
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	sp := map[string]*speaker{}
+	for _, n := range env.Net.Nodes[:2] {
+		sp[n.Name] = startSpeaker(t, n)
+	}
+	waitMembers(t, 2)
+	var ips []netip.Addr
+	for i := range 4 {
+		name := fmt.Sprintf("two-%d", i)
+		createService(t, name)
+		ips = append(ips, waitIP(t, name))
+	}
+	poll(t, 10*time.Second, "every address answered by one node", func(context.Context) (bool, error) {
+		for _, ip := range ips {
+			if len(whoHas(t, ip, 150*time.Millisecond)) != 1 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	before := owners(t, ips)
+
+	smp := sampleARP(t, ips, 50*time.Millisecond)
+	heal := gossipCut(t, env.Net.Nodes[0])
+	for _, n := range env.Net.Nodes[:2] {
+		poll(t, 10*time.Second, n.Name+" to lose its quorum", func(context.Context) (bool, error) {
+			return strings.Contains(httpGet(t, n, "/metrics"), "porter_quorum 0"), nil
+		})
+	}
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		if now := owners(t, ips); !maps.Equal(now, before) {
+			t.Fatalf("cut off: owners %v, want %v", now, before)
+		}
+	}
+	heal()
+	waitMembers(t, 2)
+	time.Sleep(7 * time.Second) // past the hold-down
+	smp.finish(t)
+	if d := smp.doubles(); len(d) > 0 {
+		t.Fatalf("%d double answers in %d rounds of ARP; first: %v", len(d), smp.count(), d[:min(len(d), 5)])
+	}
+
+	// Node death: the speaker killed and the cable pulled together.
+	dead := nodeByName(before[ips[0]])
+	var survivor *netlab.Host
+	for _, n := range env.Net.Nodes[:2] {
+		if n != dead {
+			survivor = n
+		}
+	}
+	at := time.Now()
+	sp[dead.Name].signal(t, syscall.SIGKILL)
+	if err := dead.SetCable(ctx, netlab.NIC1, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dead.SetCable(context.Background(), netlab.NIC1, true) })
+	servedBy(t, ips[0], 10*time.Second, func(n string) bool { return n == survivor.Name })
+	t.Logf("%s died: %s, alone of two, served %s after %s", dead.Name, survivor.Name, ips[0], time.Since(at).Round(time.Millisecond))
+	if m := httpGet(t, survivor, "/metrics"); !strings.Contains(m, "porter_quorum 1") {
+		t.Errorf("%s has no quorum after %s died", survivor.Name, dead.Name)
 	}
 }
