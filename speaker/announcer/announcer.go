@@ -174,10 +174,6 @@ type Announcer struct {
 	heldDownNow map[string]bool
 	claims      chan claimed
 	links       *links
-	// liveMACs are the MACs of the NICs of live members, and of members
-	// that left within leftRecently, for the responders'
-	// claim callbacks; replaced whole on each reconcile.
-	liveMACs atomic.Pointer[map[string]string]
 	// claimMACs are peerMACs for the responders' claim callbacks.
 	claimMACs atomic.Pointer[map[string]string]
 
@@ -264,6 +260,7 @@ func New(cfg Config) *Announcer {
 		results:      make(chan probeResult, 16),
 		checks:       make(chan takeoverCheck, 16),
 		pendingFrom:  map[netip.Addr]string{},
+		pendingSince: map[netip.Addr]time.Time{},
 		checked:      map[netip.Addr]bool{},
 		checkDue:     map[string][]netip.Addr{},
 		checking:     map[string]bool{},
@@ -570,16 +567,12 @@ func (a *Announcer) reconcile(ctx context.Context) {
 			delete(a.lastLive, name)
 		}
 	}
-	macs := map[string]string{}
 	a.peerMACs = map[string]string{}
 	for _, r := range a.cfg.Facts.Reports() {
 		_, recent := a.lastLive[r.Node]
 		for _, n := range r.NICs {
 			if n.MAC == "" {
 				continue
-			}
-			if recent {
-				macs[n.MAC] = r.Node
 			}
 			if recent || cluster.Ready[r.Node] {
 				a.peerMACs[n.MAC] = r.Node
@@ -594,10 +587,8 @@ func (a *Announcer) reconcile(ctx context.Context) {
 		}
 	}
 	for _, lk := range a.links.byName {
-		macs[lk.mac.String()] = a.cfg.Node
 		a.peerMACs[lk.mac.String()] = a.cfg.Node
 	}
-	a.liveMACs.Store(&macs)
 	peers := maps.Clone(a.peerMACs)
 	a.claimMACs.Store(&peers)
 	a.dropPeerConflicts()
@@ -702,10 +693,12 @@ func (a *Announcer) dropPeerConflicts() {
 
 // heldDown are the live members held down for flapping. Each speaker
 // publishes, in its meta, the members it saw fail and come back within
-// their hold-down; a member is held down when most of the other live
-// members say so. A majority, because a node cut off from the rest sees
-// every other member fail and come back, as they see it: only its own
-// failure is the one most of them saw.
+// their hold-down. A member holds itself down when most of the other live
+// members say so: a majority, because a node cut off from the rest sees
+// every other member fail and come back, as they see it, and only its own
+// failure is the one most of them saw. Views that differ meanwhile move
+// nothing: an address leaves a member that still answers for it only
+// through the takeover check.
 func (a *Announcer) heldDown(live map[string][]byte) map[string]bool {
 	now := time.Now()
 	var mine []string
@@ -732,7 +725,10 @@ func (a *Announcer) heldDown(live map[string][]byte) map[string]bool {
 				votes++
 			}
 		}
-		if voters > 0 && 2*votes > voters {
+		// Its own word is enough for this speaker not to hand an
+		// address to a member it saw flap, even before the others' meta
+		// arrives; a member holds itself down only when most say so.
+		if voters > 0 && 2*votes > voters || slices.Contains(mine, subject) {
 			out[subject] = true
 		}
 	}
@@ -991,14 +987,11 @@ func (a *Announcer) startProbe(ctx context.Context, ip netip.Addr, t Target) {
 	a.probing[ip] = true
 	pc := a.cfg.Probe
 	go func() {
-		// A live member's answer is a handoff in progress, not a
-		// conflict; any other host's is reported, and probed decides
-		// what it is.
-		mac, err := r.Probe(ctx, ip, pc, func(m net.HardwareAddr) bool {
-			members := a.liveMACs.Load()
-			_, member := (*members)[m.String()]
-			return member
-		})
+		// Any answer is reported, and probed decides what it is: another
+		// speaker's is a member not done with the address yet, whose
+		// own decision lets it go (handovers are break-before-make), so
+		// the address is probed again rather than answered twice.
+		mac, err := r.Probe(ctx, ip, pc, nil)
 		// Free the slot before the result wakes the reconcile that
 		// starts the next probe.
 		<-a.probeSlots
