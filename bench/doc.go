@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // writeDoc writes docs/benchmarks.md: the method, then the latest run's
@@ -88,6 +89,7 @@ ratio between the two is what carries from one run to the next.
 	fmt.Fprintf(&b, "Run %s, commit %s, %s. Machine: %s, %d cores, %d GiB, Linux %s, %s.\n\n",
 		r.Started.Format("2006-01-02 15:04 UTC"), r.Commit, r.Duration, r.Machine.CPU, r.Machine.Cores, r.Machine.MemoryGiB, r.Machine.Kernel, r.Machine.Go)
 	r.table(&b)
+	sideBySide(&b, r)
 	if len(r.Problems) > 0 {
 		b.WriteString("\nNot measured in this run:\n\n")
 		for _, p := range r.Problems {
@@ -111,4 +113,38 @@ Porter's failover rests on a memberlist failure detector with LAN timers and
 on gratuitous ARP from the new owner; docs/speaker.md explains the timers.
 `)
 	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// sideBySide puts each MetalLB figure beside Porter's of the same name,
+// from the same run.
+func sideBySide(b *bytes.Buffer, r *Results) {
+	porter := map[string]Figure{}
+	for _, f := range r.Figures {
+		if !strings.HasPrefix(f.Name, "MetalLB ") {
+			porter[f.Section+"/"+f.Name] = f
+		}
+	}
+	var rows []string
+	for _, m := range r.Figures {
+		name, ok := strings.CutPrefix(m.Name, "MetalLB ")
+		if !ok {
+			continue
+		}
+		p, ok := porter[m.Section+"/"+name]
+		if !ok {
+			continue
+		}
+		ratio := ""
+		if p.Value != 0 {
+			ratio = fmt.Sprintf("%s×", trim(round(m.Value/p.Value, 2)))
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %s %s | %s %s | %s |", name, trim(p.Value), p.Unit, trim(m.Value), m.Unit, ratio))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("\n### Porter beside MetalLB v0.16.2, same run\n\n| figure | Porter | MetalLB | MetalLB ÷ Porter |\n|---|---|---|---|\n")
+	for _, row := range rows {
+		b.WriteString(row + "\n")
+	}
 }

@@ -62,6 +62,7 @@ func main() {
 	var only string
 	flag.StringVar(&only, "only", "", "Run only these sections, comma-separated (as the run prints them: \"failover,false failovers\"); all when empty")
 	flag.StringVar(&o.logs, "logs", "", "Copy the daemons' logs here before the lab is torn down")
+	redoc := flag.Bool("redoc", false, "Only rewrite -doc from the results in -out, measuring nothing")
 	flag.StringVar(&scales, "scales", "1000,10000", "Address counts for the scale section")
 	flag.IntVar(&o.nodes, "nodes", 1000, "Cluster size for the plugin section")
 	flag.Parse()
@@ -78,6 +79,13 @@ func main() {
 			os.Exit(2)
 		}
 		o.scales = append(o.scales, n)
+	}
+	if *redoc {
+		if err := rewriteDoc(o.out, o.doc); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench: the network lab needs root: run `sudo make bench`")

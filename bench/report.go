@@ -123,6 +123,19 @@ func describeMachine() Machine {
 	return m
 }
 
+// rewriteDoc writes the report at doc from the results at out.
+func rewriteDoc(out, doc string) error {
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return fmt.Errorf("read the results: %w", err)
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("read the results %s: %w", out, err)
+	}
+	return writeDoc(doc, &r)
+}
+
 func (r *Results) writeJSON(path string) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
