@@ -2,6 +2,7 @@ package announcer
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -39,8 +40,11 @@ type takeoverCheck struct {
 	from      string
 	nodeAsked bool
 	nodeAlive bool
-	answers   map[netip.Addr]net.HardwareAddr
-	targets   map[netip.Addr]Target
+	// unsure is set when a probe ended too late to mean anything: this
+	// speaker was starved of CPU itself, and asks again at once.
+	unsure  bool
+	answers map[netip.Addr]net.HardwareAddr
+	targets map[netip.Addr]Target
 }
 
 // gateTakeover says whether ip, which the decision gives this node, may be
@@ -136,6 +140,7 @@ func (a *Announcer) startChecks(ctx context.Context, targets map[netip.Addr]Targ
 					// A probe that could not run says nothing: count the
 					// node alive, the cautious answer.
 					c.nodeAlive = mac != nil || err != nil
+					c.unsure = c.unsure || errors.Is(err, responder.ErrStarved)
 					mu.Unlock()
 				})
 			}
@@ -143,6 +148,9 @@ func (a *Announcer) startChecks(ctx context.Context, targets map[netip.Addr]Targ
 				wg.Go(func() {
 					mac, err := p.r.Probe(ctx, p.ip, pc, nil)
 					if err != nil {
+						mu.Lock()
+						c.unsure = c.unsure || errors.Is(err, responder.ErrStarved)
+						mu.Unlock()
 						return // asked again on the next round
 					}
 					mu.Lock()
@@ -163,6 +171,11 @@ func (a *Announcer) startChecks(ctx context.Context, targets map[netip.Addr]Targ
 // old owner, or found in use by a host outside the cluster.
 func (a *Announcer) takeChecked(c takeoverCheck) {
 	delete(a.checking, c.from)
+	if c.unsure {
+		// Nothing this round said can be trusted, silence least of all.
+		time.AfterFunc(handoverAgain, a.poke)
+		return
+	}
 	if c.nodeAsked {
 		if c.nodeAlive {
 			delete(a.nodeGone, c.from)
