@@ -36,6 +36,7 @@ import (
 	"github.com/porterlb/porter/speaker/facts"
 	"github.com/porterlb/porter/speaker/members"
 	"github.com/porterlb/porter/speaker/metrics"
+	"github.com/porterlb/porter/speaker/owner"
 	"github.com/porterlb/porter/speaker/responder"
 )
 
@@ -165,15 +166,20 @@ type Announcer struct {
 	// the addresses it gave up so, with to whom; askedKept the kept
 	// addresses it has asked the wire about.
 	restricted atomic.Bool
-	yielded    map[netip.Addr]string
-	askedKept  map[netip.Addr]bool
+	// leaving is set once Run has returned: the speaker is handing over.
+	leaving   atomic.Bool
+	yielded   map[netip.Addr]string
+	askedKept map[netip.Addr]bool
 	// damped are the members this speaker holds down, for its meta;
 	// minority is the last quorum verdict.
 	damped      []string
 	minority    bool
 	heldDownNow map[string]bool
-	claims      chan claimed
-	links       *links
+	// claimView is who is live and who is held down, for the
+	// responders' claim callbacks.
+	claimView atomic.Pointer[claimView]
+	claims    chan claimed
+	links     *links
 	// claimMACs are peerMACs for the responders' claim callbacks.
 	claimMACs atomic.Pointer[map[string]string]
 
@@ -209,6 +215,11 @@ type probeResult struct {
 	iface string
 	mac   net.HardwareAddr
 	err   error
+}
+
+// claimView is the last reconcile's view of the other members.
+type claimView struct {
+	live, heldDown map[string]bool
 }
 
 // claimed is another host found answering for an announced address.
@@ -336,6 +347,7 @@ func (a *Announcer) pruneResponders() {
 // Run decides and announces until ctx ends. It leaves every announcement
 // in place when it returns: Close ends them, after the handoff.
 func (a *Announcer) Run(ctx context.Context) error {
+	defer a.leaving.Store(true)
 	h := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { a.poke() },
 		UpdateFunc: func(any, any) { a.poke() },
@@ -527,6 +539,11 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	}
 	damped := a.heldDown(live)
 	a.heldDownNow = damped
+	cv := &claimView{live: map[string]bool{}, heldDown: maps.Clone(damped)}
+	for name := range live {
+		cv.live[name] = true
+	}
+	a.claimView.Store(cv)
 	a.publishMeta(unservable)
 	minority := a.quorum(cluster, live)
 	restricted := minority || damped[a.cfg.Node]
@@ -815,6 +832,9 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 		}
 		lost[o.iface] = append(lost[o.iface], ip)
 		delete(a.owned, ip)
+		// Gained again, it is handed over or probed, never taken on the
+		// strength of having once answered for it.
+		delete(a.cleared, ip)
 	}
 	for iface, ips := range lost {
 		if r := a.responders[iface]; r != nil {
@@ -1042,12 +1062,23 @@ func (a *Announcer) claim(iface string) responder.Claim {
 		// it, and it is never a conflict.
 		if m := a.claimMACs.Load(); m != nil {
 			if node, peer := (*m)[mac.String()]; peer {
-				if !a.restricted.Load() {
+				// Views that differ for a moment are settled by the
+				// next decisions. Meanwhile two speakers must not both
+				// answer: the one whose view is not to trust yields
+				// (cut off, held down, or leaving); a speaker that is
+				// no live member here, or is held down here, never
+				// takes an address from this one; and between two with
+				// equal standing the pair's own rendezvous hash picks
+				// who keeps it. The keeper says so again, so that the
+				// other hears it.
+				keep := !a.restricted.Load() && !a.leaving.Load()
+				if v := a.claimView.Load(); keep && v != nil && v.live[node] && !v.heldDown[node] {
+					keep = owner.Pick(ip, []string{a.cfg.Node, node}) == a.cfg.Node
+				}
+				if keep {
 					a.poke()
 					return false
 				}
-				// Cut off or held down, this speaker's view is the
-				// one not to trust: the others' owner has it.
 				select {
 				case a.claims <- claimed{ip: ip, mac: mac, iface: iface, yield: node}:
 				default:
@@ -1082,6 +1113,7 @@ func (a *Announcer) claimedBy(c claimed) {
 			r.Withdraw([]netip.Addr{c.ip})
 		}
 		a.yielded[c.ip] = c.yield
+		delete(a.cleared, c.ip)
 		a.cfg.Metrics.Yields.Inc()
 		a.cfg.Log.Info("yielding an address to the speaker that answers for it: this one is cut off or held down", "ip", c.ip, "to", c.yield)
 		a.poke()

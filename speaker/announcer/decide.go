@@ -147,7 +147,10 @@ func Decide(in Input) Decision {
 		if s.Local {
 			cands = intersect(cands, s.Endpoints)
 		}
-		// A member held down serves only where nobody else can.
+		// A member held down takes on nothing while another member could
+		// serve the address, and is no candidate where another that is
+		// not held down can.
+		mayGain := !in.Minority && (!in.Damped[in.Node] || len(cands) == 1)
 		if steady := without(cands, in.Damped); len(steady) > 0 {
 			cands = steady
 		}
@@ -162,7 +165,7 @@ func Decide(in Input) Decision {
 		}
 		_, announcing := in.Announcing[ip]
 		switch {
-		case o == in.Node && (announcing || !in.Minority):
+		case o == in.Node && (announcing || mayGain):
 			d.Announce[ip] = Target{Service: s.Key, Iface: iface, Probe: in.Suspect[ip]}
 		case o != in.Node && announcing && !in.Yielded[ip] && (in.Minority || in.Damped[in.Node]):
 			d.Announce[ip] = Target{Service: s.Key, Iface: iface, Kept: true}

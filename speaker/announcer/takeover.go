@@ -105,6 +105,13 @@ func (a *Announcer) startChecks(ctx context.Context, targets map[netip.Addr]Targ
 			ip netip.Addr
 			r  *responder.Responder
 		}
+		// A member held down answers for all its addresses or none: a
+		// few of them tell whether it still serves, and the rest wait
+		// their turn, so a hold-down of thousands of addresses does not
+		// flood the LAN with probes every second.
+		if a.heldDownNow[from] && len(ips) > heldDownSample {
+			ips = ips[:heldDownSample]
+		}
 		var probes []probe
 		for _, ip := range ips {
 			r, err := a.responder(targets[ip].Iface)
@@ -201,6 +208,7 @@ func (a *Announcer) takeChecked(c takeoverCheck) {
 	}
 	again := a.minority // the quorum waits on the wire's word
 	soon := false       // a live member hands over within moments
+	later := false      // a member held down still serves
 	for ip, mac := range c.answers {
 		if a.pendingFrom[ip] != c.from {
 			continue // no longer this node's to take
@@ -212,8 +220,13 @@ func (a *Announcer) takeChecked(c takeoverCheck) {
 			if !failed {
 				// A live member not done with the address yet: ask
 				// again soon. One held down keeps what it still
-				// serves; the next reconcile asks again.
-				soon = soon || !a.heldDownNow[c.from]
+				// serves; it is asked again every second, so that a
+				// missed answer or two never reads as its silence.
+				if heldDown {
+					later = true
+				} else {
+					soon = true
+				}
 				continue
 			}
 			a.cfg.Metrics.TakeoversHeld.Inc()
@@ -243,11 +256,17 @@ func (a *Announcer) takeChecked(c takeoverCheck) {
 		time.AfterFunc(handoverAgain, a.poke)
 	case again:
 		time.AfterFunc(checkAgain, a.poke)
+	case later:
+		time.AfterFunc(time.Second, a.poke)
 	}
 }
 
 // checkAgain is how soon a held takeover is asked about again.
 const checkAgain = 250 * time.Millisecond
+
+// heldDownSample is how many addresses of a member held down are asked
+// about in one round.
+const heldDownSample = 4
 
 // handoverAgain is how soon an address a live member still answers for is
 // asked about again: its own decision lets it go within moments.

@@ -27,11 +27,12 @@ import (
 var GratuitousSchedule = []time.Duration{0, 250 * time.Millisecond, 1 * time.Second, 3 * time.Second}
 
 // Claim is called when another host says, in any ARP packet, that it has
-// an address this responder answers for. It returns whether that is a
-// conflict; the responder then stops answering for the address at once,
-// before the call returns, so no client is told two MACs any longer than
-// one packet takes.
-type Claim func(ip netip.Addr, mac net.HardwareAddr) (conflict bool)
+// an address this responder answers for. It returns whether to give the
+// address up; the responder then stops answering for it at once, before
+// the call returns, so no client is told two MACs any longer than one
+// packet takes. Otherwise the responder keeps it and announces it again,
+// at most once a second, so that the claimer hears who keeps it.
+type Claim func(ip netip.Addr, mac net.HardwareAddr) (giveUp bool)
 
 // Responder answers ARP on one interface.
 type Responder struct {
@@ -44,6 +45,9 @@ type Responder struct {
 	mu     sync.RWMutex
 	owned  map[netip.Addr]struct{}
 	probes map[netip.Addr]chan net.HardwareAddr
+	// reasserted is when each owned address was last announced again
+	// against a claim this responder's owner rejected.
+	reasserted map[netip.Addr]time.Time
 
 	done   chan struct{}
 	err    error
@@ -63,9 +67,10 @@ func Open(name string, m *metrics.Metrics, log *slog.Logger, claim Claim) (*Resp
 	}
 	return &Responder{
 		ifi: ifi, c: c, m: m, log: log.With("interface", name), claim: claim,
-		owned:  map[netip.Addr]struct{}{},
-		probes: map[netip.Addr]chan net.HardwareAddr{},
-		done:   make(chan struct{}),
+		owned:      map[netip.Addr]struct{}{},
+		probes:     map[netip.Addr]chan net.HardwareAddr{},
+		reasserted: map[netip.Addr]time.Time{},
+		done:       make(chan struct{}),
 	}, nil
 }
 
@@ -135,8 +140,24 @@ func (r *Responder) watch(p *arp.Packet) {
 		default:
 		}
 	}
-	if owned && r.claim != nil && r.claim(p.SenderIP, slices.Clone(p.SenderHardwareAddr)) {
+	if !owned || r.claim == nil {
+		return
+	}
+	if r.claim(p.SenderIP, slices.Clone(p.SenderHardwareAddr)) {
 		r.Withdraw([]netip.Addr{p.SenderIP})
+		return
+	}
+	// Kept: say so again, so that the claimer hears it; at most once a
+	// second for an address, so two stubborn claimers cannot storm.
+	r.mu.Lock()
+	last := r.reasserted[p.SenderIP]
+	due := time.Since(last) >= time.Second
+	if due {
+		r.reasserted[p.SenderIP] = time.Now()
+	}
+	r.mu.Unlock()
+	if due {
+		r.sendGratuitous([]netip.Addr{p.SenderIP})
 	}
 }
 
@@ -269,6 +290,7 @@ func (r *Responder) Withdraw(ips []netip.Addr) {
 	defer r.mu.Unlock()
 	for _, ip := range ips {
 		delete(r.owned, ip)
+		delete(r.reasserted, ip)
 	}
 }
 

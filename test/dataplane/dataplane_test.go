@@ -177,11 +177,19 @@ func TestOwnerLinkDownMovesTheAddress(t *testing.T) {
 	if macs := whoHas(t, ip, 300*time.Millisecond); len(macs) != 1 || nodeByMAC(macs[0]) != next {
 		t.Fatalf("ARP answers from %v, want only %s", macs, next)
 	}
-	// The cable back: the node rejoins and exactly one node answers.
+	// The cable back: the node rejoins, is held down, and takes its
+	// address back only once its hold-down is over; exactly one node
+	// answers at every moment, from the cable's return on.
+	smp := sampleARP(t, []netip.Addr{ip}, 50*time.Millisecond)
 	if err := n.SetCable(context.Background(), netlab.NIC1, true); err != nil {
 		t.Fatal(err)
 	}
 	waitMembers(t, 3)
+	time.Sleep(7 * time.Second)
+	smp.finish(t)
+	if d := smp.doubles(); len(d) > 0 {
+		t.Errorf("%d double answers in %d rounds of ARP after the cable came back; first: %v", len(d), smp.count(), d[:min(len(d), 5)])
+	}
 	var now string
 	poll(t, 10*time.Second, "one ARP answer after the cable is back", func(context.Context) (bool, error) {
 		macs := whoHas(t, ip, 300*time.Millisecond)
