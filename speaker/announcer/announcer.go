@@ -172,9 +172,10 @@ type Announcer struct {
 	askedKept map[netip.Addr]bool
 	// damped are the members this speaker holds down, for its meta;
 	// minority is the last quorum verdict.
-	damped      []string
-	minority    bool
-	heldDownNow map[string]bool
+	damped        []string
+	minority      bool
+	minoritySince time.Time
+	heldDownNow   map[string]bool
 	// claimView is who is live and who is held down, for the
 	// responders' claim callbacks.
 	claimView atomic.Pointer[claimView]
@@ -753,6 +754,10 @@ func (a *Announcer) heldDown(live map[string][]byte) map[string]bool {
 	return out
 }
 
+// isolationLead is how long before losing its quorum a speaker cut off
+// may have seen the first of the others fail.
+const isolationLead = 3 * time.Second
+
 // goneFor is how long the wire's word that a node is gone stands.
 const goneFor = 2 * time.Second
 
@@ -789,7 +794,12 @@ func (a *Announcer) quorum(c membership.Cluster, live map[string][]byte) (minori
 	if q.OK == a.minority {
 		if q.OK {
 			a.cfg.Log.Info("quorum regained: taking on addresses again", "see", q.Have, "need", q.Need)
+			// Cut off, this speaker saw every other fail, the first
+			// ones just before it lost its quorum: its own isolation,
+			// which must not hold them down.
+			a.cfg.Members.ForgetFailures(a.minoritySince.Add(-isolationLead))
 		} else {
+			a.minoritySince = time.Now()
 			a.cfg.Log.Warn("quorum lost: keeping the addresses held, taking on none", "see", q.Have, "need", q.Need, "missing", q.Missing)
 		}
 	}

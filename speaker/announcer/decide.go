@@ -147,12 +147,13 @@ func Decide(in Input) Decision {
 		if s.Local {
 			cands = intersect(cands, s.Endpoints)
 		}
-		// A member held down takes on nothing while another member could
-		// serve the address, and is no candidate where another that is
-		// not held down can.
-		mayGain := !in.Minority && (!in.Damped[in.Node] || len(cands) == 1)
+		// A member held down is no candidate where another that is not
+		// held down can serve, and takes on nothing new there; where
+		// every candidate is held down, they decide as if none were.
+		mayGain := !in.Minority
 		if steady := without(cands, in.Damped); len(steady) > 0 {
 			cands = steady
+			mayGain = mayGain && !in.Damped[in.Node]
 		}
 		o := owner.Pick(ip, cands)
 		if o == "" {

@@ -258,12 +258,18 @@ func TestDecide(t *testing.T) {
 			i.Announcing = map[netip.Addr]string{addr("198.18.0.100"): "eth0"}
 			return i
 		}(), want{announce: map[string]string{"198.18.0.100": "eth0"}, owners: map[string]string{"198.18.0.100": "n1"}}},
-		{"held down in its own view of the others too, it gains nothing", func() Input {
+		{"every candidate held down: they decide as if none were", func() Input {
 			i := in(cluster(), svc("a/a", "198.18.0.101"))
 			i.Candidates["main"] = []string{"n1", "n2", "n3"}
 			i.Damped = map[string]bool{"n1": true, "n2": true, "n3": true}
 			return i
-		}(), want{owners: map[string]string{"198.18.0.101": "n1"}}},
+		}(), want{announce: map[string]string{"198.18.0.101": "eth0"}, owners: map[string]string{"198.18.0.101": "n1"}}},
+		{"held down while another is not, it gains nothing", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.101"))
+			i.Candidates["main"] = []string{"n1", "n2", "n3"}
+			i.Damped = map[string]bool{"n1": true, "n2": true}
+			return i
+		}(), want{owners: map[string]string{"198.18.0.101": "n3"}}},
 		{"held down, it still keeps what its own view gives it", func() Input {
 			i := in(cluster(), svc("a/a", "198.18.0.101"))
 			i.Candidates["main"] = []string{"n1", "n2", "n3"}

@@ -196,6 +196,23 @@ func (m *Members) Flaps(name string) (failures []time.Time, returned time.Time) 
 	return slices.Clone(m.failures[name]), m.returned[name]
 }
 
+// ForgetFailures drops the failures found since since: a speaker that was
+// cut off from the others saw each of them fail, and those were its own
+// isolation, not theirs.
+func (m *Members) ForgetFailures(since time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, fs := range m.failures {
+		kept := fs[:0]
+		for _, f := range fs {
+			if f.Before(since) {
+				kept = append(kept, f)
+			}
+		}
+		m.failures[name] = kept
+	}
+}
+
 // Departed tells how name last stopped being live; ok is false when it is
 // live or never was.
 func (m *Members) Departed(name string) (Departure, bool) {

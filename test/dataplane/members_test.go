@@ -501,3 +501,37 @@ func TestTwoNodesKeepTheirAddressesWhenCutAndTakeOverWhenOneDies(t *testing.T) {
 		t.Errorf("%s has no quorum after %s died", survivor.Name, dead.Name)
 	}
 }
+
+// The cable of whichever node owns the address is pulled and put back,
+// again and again. A node cut off this way sees every other fail; that is
+// its own isolation, and must not hold the others down: at no point may
+// every node be held down and the address go silent.
+func TestRepeatedCablePullsNeverSilenceAnAddress(t *testing.T) {
+	createPool(t, "main", "198.18.0.100-198.18.0.109")
+	startSpeakers(t)
+	createService(t, "pulls")
+	ip := waitIP(t, "pulls")
+	for i := range 4 {
+		var owner string
+		poll(t, 15*time.Second, fmt.Sprintf("round %d: one node answering for %s", i+1, ip), func(context.Context) (bool, error) {
+			macs := whoHas(t, ip, 150*time.Millisecond)
+			if len(macs) == 1 {
+				owner = nodeByMAC(macs[0])
+			}
+			return len(macs) == 1, nil
+		})
+		n := nodeByName(owner)
+		if err := n.SetCable(context.Background(), netlab.NIC1, false); err != nil {
+			t.Fatal(err)
+		}
+		next := servedBy(t, ip, 10*time.Second, func(s string) bool { return s != owner })
+		if err := n.SetCable(context.Background(), netlab.NIC1, true); err != nil {
+			t.Fatal(err)
+		}
+		waitMembers(t, len(env.Net.Nodes))
+		t.Logf("round %d: cable of %s pulled, %s took over, cable back", i+1, owner, next)
+	}
+	poll(t, 15*time.Second, "one node answering for "+ip.String()+" after the last pull", func(context.Context) (bool, error) {
+		return len(whoHas(t, ip, 150*time.Millisecond)) == 1, nil
+	})
+}
