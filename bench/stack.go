@@ -94,7 +94,9 @@ func whoHas(client *netlab.Host, ip netip.Addr, wait time.Duration) ([]string, e
 				}
 				return err
 			}
-			if p.Operation == arp.OperationReply && p.SenderIP == ip && !slices.Contains(macs, p.SenderHardwareAddr.String()) {
+			// Replies to this request only, not a gratuitous ARP reply
+			// broadcast by a new owner in the same moment.
+			if p.Operation == arp.OperationReply && p.SenderIP == ip && slices.Equal(p.TargetHardwareAddr, ifi.HardwareAddr) && !slices.Contains(macs, p.SenderHardwareAddr.String()) {
 				macs = append(macs, p.SenderHardwareAddr.String())
 			}
 		}

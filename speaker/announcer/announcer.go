@@ -220,7 +220,10 @@ type probeResult struct {
 
 // claimView is the last reconcile's view of the other members.
 type claimView struct {
-	live, heldDown map[string]bool
+	live map[string]bool
+	// iHold are the members this speaker holds down by its own word;
+	// holdsMe those whose meta says they hold this speaker down.
+	iHold, holdsMe map[string]bool
 }
 
 // claimed is another host found answering for an announced address.
@@ -540,9 +543,13 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	}
 	damped := a.heldDown(live)
 	a.heldDownNow = damped
-	cv := &claimView{live: map[string]bool{}, heldDown: maps.Clone(damped)}
-	for name := range live {
+	cv := &claimView{live: map[string]bool{}, iHold: map[string]bool{}, holdsMe: map[string]bool{}}
+	for name, meta := range live {
 		cv.live[name] = true
+		cv.holdsMe[name] = name != a.cfg.Node && metaDamps(meta, a.cfg.Node)
+	}
+	for _, name := range a.damped {
+		cv.iHold[name] = true
 	}
 	a.claimView.Store(cv)
 	a.publishMeta(unservable)
@@ -1074,16 +1081,24 @@ func (a *Announcer) claim(iface string) responder.Claim {
 			if node, peer := (*m)[mac.String()]; peer {
 				// Views that differ for a moment are settled by the
 				// next decisions. Meanwhile two speakers must not both
-				// answer: the one whose view is not to trust yields
-				// (cut off, held down, or leaving); a speaker that is
-				// no live member here, or is held down here, never
-				// takes an address from this one; and between two with
-				// equal standing the pair's own rendezvous hash picks
-				// who keeps it. The keeper says so again, so that the
-				// other hears it.
+				// answer, and both must agree who keeps it from what
+				// both can see: the one whose view is not to trust
+				// yields (cut off, held down by most, or leaving); a
+				// speaker that is no live member here never takes an
+				// address from this one; one that a speaker holds down
+				// by its own word (published in its meta) yields to
+				// it; and otherwise the pair's own rendezvous hash
+				// picks who keeps it. The keeper says so again, so
+				// that the other hears it.
 				keep := !a.restricted.Load() && !a.leaving.Load()
-				if v := a.claimView.Load(); keep && v != nil && v.live[node] && !v.heldDown[node] {
-					keep = owner.Pick(ip, []string{a.cfg.Node, node}) == a.cfg.Node
+				if v := a.claimView.Load(); keep && v != nil && v.live[node] {
+					switch iHold, theyHold := v.iHold[node], v.holdsMe[node]; {
+					case iHold && !theyHold:
+					case theyHold && !iHold:
+						keep = false
+					default:
+						keep = owner.Pick(ip, []string{a.cfg.Node, node}) == a.cfg.Node
+					}
 				}
 				if keep {
 					a.poke()

@@ -57,14 +57,18 @@ func (a *Announcer) gateTakeover(ip netip.Addr) bool {
 	from, pending := a.pendingFrom[ip]
 	if !pending {
 		prev := a.lastOwners[ip]
-		if prev == "" || prev == a.cfg.Node || prev == startedWith {
+		if prev == "" || prev == a.cfg.Node {
 			return true
 		}
+		// An address allocated before this speaker started may be
+		// answered by the member that took it while this one was away:
+		// it is asked about like a live member's, and taken once nobody
+		// answers for it.
 		// A member that left handed over. One that failed is asked
 		// about as above; so is one still live, whose decision has not
 		// yet let the address go: it is taken once that member is
 		// silent, so that no two nodes ever answer for it.
-		if dep, failed := a.cfg.Members.Departed(prev); failed && dep.Left {
+		if dep, failed := a.cfg.Members.Departed(prev); failed && dep.Left && prev != startedWith {
 			return true
 		}
 		from = prev

@@ -351,7 +351,7 @@ func whoHas(t *testing.T, ip netip.Addr, wait time.Duration) []string {
 func whoHasFrom(t *testing.T, host *netlab.Host, nic string, ip netip.Addr, wait time.Duration) []string {
 	t.Helper()
 	var macs []string
-	err := onARP(host, nic, func(c *arp.Client, _ *net.Interface) error {
+	err := onARP(host, nic, func(c *arp.Client, ifi *net.Interface) error {
 		if err := c.Request(ip); err != nil {
 			return err
 		}
@@ -368,7 +368,9 @@ func whoHasFrom(t *testing.T, host *netlab.Host, nic string, ip netip.Addr, wait
 				}
 				return err
 			}
-			if p.Operation == arp.OperationReply && p.SenderIP == ip && !slices.Contains(macs, p.SenderHardwareAddr.String()) {
+			// Replies to this request only, not a gratuitous ARP reply
+			// broadcast by a new owner in the same moment.
+			if p.Operation == arp.OperationReply && p.SenderIP == ip && slices.Equal(p.TargetHardwareAddr, ifi.HardwareAddr) && !slices.Contains(macs, p.SenderHardwareAddr.String()) {
 				macs = append(macs, p.SenderHardwareAddr.String())
 			}
 		}

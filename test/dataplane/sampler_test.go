@@ -30,7 +30,7 @@ func sampleARP(t *testing.T, ips []netip.Addr, period time.Duration) *arpSampler
 	t.Helper()
 	s := &arpSampler{stop: make(chan struct{}), done: make(chan error, 1)}
 	go func() {
-		s.done <- onARP(env.Net.Client, netlab.NIC1, func(c *arp.Client, _ *net.Interface) error {
+		s.done <- onARP(env.Net.Client, netlab.NIC1, func(c *arp.Client, ifi *net.Interface) error {
 			for {
 				select {
 				case <-s.stop:
@@ -56,7 +56,11 @@ func sampleARP(t *testing.T, ips []netip.Addr, period time.Duration) *arpSampler
 						}
 						return err
 					}
-					if p.Operation != arp.OperationReply || !slices.Contains(ips, p.SenderIP) {
+					// Replies to this sampler only: a new owner's
+					// gratuitous ARP reply, broadcast in the same
+					// round as the old owner's answer, is a handover
+					// announced, not a second node answering.
+					if p.Operation != arp.OperationReply || !slices.Contains(ips, p.SenderIP) || !slices.Equal(p.TargetHardwareAddr, ifi.HardwareAddr) {
 						continue
 					}
 					if m := p.SenderHardwareAddr.String(); !slices.Contains(round[p.SenderIP], m) {
