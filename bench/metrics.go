@@ -15,23 +15,36 @@ import (
 	"github.com/porterlb/porter/test/netlab"
 )
 
-// metric reads one speaker metric, summed over its labels, from the
-// speaker's /metrics on node n.
-func metric(ctx context.Context, n *netlab.Host, name string) (float64, error) {
+// scrape reads the speaker's /metrics on node n.
+func scrape(ctx context.Context, n *netlab.Host) (string, error) {
 	client := &http.Client{
 		Timeout:   time.Second,
 		Transport: &http.Transport{DialContext: n.Dial, DisableKeepAlives: true},
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:7473/metrics", nil)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("read metrics on %s: %w", n.Name, err)
+		return "", fmt.Errorf("read metrics on %s: %w", n.Name, err)
 	}
 	defer resp.Body.Close()
-	v, err := sumMetric(resp.Body, name)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("read metrics on %s: %w", n.Name, err)
+	}
+	return string(b), nil
+}
+
+// metric reads one speaker metric, summed over its labels, from the
+// speaker's /metrics on node n.
+func metric(ctx context.Context, n *netlab.Host, name string) (float64, error) {
+	text, err := scrape(ctx, n)
+	if err != nil {
+		return 0, err
+	}
+	v, err := sumMetric(strings.NewReader(text), name)
 	if err != nil {
 		return 0, fmt.Errorf("%s on %s: %w", name, n.Name, err)
 	}
@@ -41,29 +54,15 @@ func metric(ctx context.Context, n *netlab.Host, name string) (float64, error) {
 // metricWith reads one speaker metric, summed over the samples whose
 // labels hold label (such as `change="gained"`).
 func metricWith(ctx context.Context, n *netlab.Host, name, label string) (float64, error) {
-	client := &http.Client{
-		Timeout:   time.Second,
-		Transport: &http.Transport{DialContext: n.Dial, DisableKeepAlives: true},
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:7473/metrics", nil)
+	text, err := scrape(ctx, n)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("read metrics on %s: %w", n.Name, err)
-	}
-	defer resp.Body.Close()
 	var kept strings.Builder
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if line := sc.Text(); strings.HasPrefix(line, name+"{") && strings.Contains(line, label) {
-			kept.WriteString(line + "\n")
+	for line := range strings.Lines(text) {
+		if strings.HasPrefix(line, name+"{") && strings.Contains(line, label) {
+			kept.WriteString(line)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("read metrics on %s: %w", n.Name, err)
 	}
 	v, err := sumMetric(strings.NewReader(kept.String()), name)
 	if err != nil {
