@@ -64,10 +64,12 @@ func metricWith(ctx context.Context, n *netlab.Host, name, label string) (float6
 			kept.WriteString(line)
 		}
 	}
+	if kept.Len() == 0 {
+		return 0, nil // a counter with no sample yet has counted nothing
+	}
 	v, err := sumMetric(strings.NewReader(kept.String()), name)
 	if err != nil {
-		// A counter with no sample yet has counted nothing.
-		return 0, nil
+		return 0, fmt.Errorf("%s on %s: %w", name, n.Name, err)
 	}
 	return v, nil
 }
