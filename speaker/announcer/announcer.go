@@ -1140,7 +1140,7 @@ func (a *Announcer) claimedBy(c claimed) {
 		a.yielded[c.ip] = c.yield
 		delete(a.cleared, c.ip)
 		a.cfg.Metrics.Yields.Inc()
-		a.cfg.Log.Info("yielding an address to the speaker that answers for it: this one is cut off or held down", "ip", c.ip, "to", c.yield)
+		a.cfg.Log.Info("yielding an address to another speaker that claims it (this one is cut off, held down or stopping, or the pair's hash picks the other)", "ip", c.ip, "to", c.yield)
 		a.poke()
 		return
 	}
