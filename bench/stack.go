@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"slices"
 	"time"
 
-	"github.com/mdlayher/arp"
-
+	"github.com/porterlb/porter/test/backend"
 	"github.com/porterlb/porter/test/daemons"
 	"github.com/porterlb/porter/test/netlab"
 )
@@ -65,41 +61,7 @@ func (b *bench) settleStack(ctx context.Context, s *stack) error {
 	return nil
 }
 
-// whoHas asks from the client's LAN NIC, with a raw socket, who has ip, and
-// returns every MAC that answers within wait.
+// whoHas asks from the client's LAN NIC who has ip (backend.WhoHas).
 func whoHas(client *netlab.Host, ip netip.Addr, wait time.Duration) ([]string, error) {
-	var macs []string
-	err := client.Do(func() error {
-		ifi, err := net.InterfaceByName(netlab.NIC1)
-		if err != nil {
-			return err
-		}
-		c, err := arp.Dial(ifi)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = c.Close() }()
-		if err := c.Request(ip); err != nil {
-			return err
-		}
-		if err := c.SetReadDeadline(time.Now().Add(wait)); err != nil {
-			return err
-		}
-		for {
-			p, _, err := c.Read()
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					return nil
-				}
-				return err
-			}
-			// Replies to this request only, not a gratuitous ARP reply
-			// broadcast by a new owner in the same moment.
-			if p.Operation == arp.OperationReply && p.SenderIP == ip && slices.Equal(p.TargetHardwareAddr, ifi.HardwareAddr) && !slices.Contains(macs, p.SenderHardwareAddr.String()) {
-				macs = append(macs, p.SenderHardwareAddr.String())
-			}
-		}
-	})
-	return macs, err
+	return backend.WhoHas(client, netlab.NIC1, ip, wait)
 }

@@ -9,7 +9,6 @@ package dataplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -346,39 +345,13 @@ func whoHas(t *testing.T, ip netip.Addr, wait time.Duration) []string {
 	return whoHasFrom(t, env.Net.Client, netlab.NIC1, ip, wait)
 }
 
-// whoHasFrom asks from host's nic, with a raw socket, so that it works even
-// where the kernel holds ip itself.
+// whoHasFrom asks from host's nic (backend.WhoHas).
 func whoHasFrom(t *testing.T, host *netlab.Host, nic string, ip netip.Addr, wait time.Duration) []string {
 	t.Helper()
-	var macs []string
-	err := onARP(host, nic, func(c *arp.Client, ifi *net.Interface) error {
-		if err := c.Request(ip); err != nil {
-			return err
-		}
-		deadline := time.Now().Add(wait)
-		for {
-			if err := c.SetReadDeadline(deadline); err != nil {
-				return err
-			}
-			p, _, err := c.Read()
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					return nil
-				}
-				return err
-			}
-			// Replies to this request only, not a gratuitous ARP reply
-			// broadcast by a new owner in the same moment.
-			if p.Operation == arp.OperationReply && p.SenderIP == ip && slices.Equal(p.TargetHardwareAddr, ifi.HardwareAddr) && !slices.Contains(macs, p.SenderHardwareAddr.String()) {
-				macs = append(macs, p.SenderHardwareAddr.String())
-			}
-		}
-	})
+	macs, err := backend.WhoHas(host, nic, ip, wait)
 	if err != nil {
-		t.Fatalf("ARP who-has %s from %s: %v", ip, host.Name, err)
+		t.Fatal(err)
 	}
-	slices.Sort(macs)
 	return macs
 }
 
