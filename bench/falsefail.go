@@ -38,6 +38,12 @@ func (b *bench) falseFailovers(ctx context.Context) error {
 	stacks := b.stacks(ctx)
 	var porterCPU float64
 	for _, s := range stacks {
+		if s.fresh != nil {
+			if err := s.fresh(ctx); err != nil {
+				b.res.problem("false failovers, %s: start the speakers anew: %v", s.name, err)
+				continue
+			}
+		}
 		if err := b.settleStack(ctx, s); err != nil {
 			b.res.problem("speaker CPU, %s: %v", s.name, err)
 			continue

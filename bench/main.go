@@ -46,6 +46,7 @@ type options struct {
 	trials      int
 	falseFor    time.Duration
 	only        map[string]bool
+	kinds       map[string]bool
 	logs        string
 	scales      []int
 	nodes       int
@@ -61,17 +62,14 @@ func main() {
 	flag.DurationVar(&o.falseFor, "false-failover-for", 3*time.Minute, "How long each false-failover scenario runs")
 	var only string
 	flag.StringVar(&only, "only", "", "Run only these sections, comma-separated (as the run prints them: \"failover,false failovers\"); all when empty")
+	var kinds string
+	flag.StringVar(&kinds, "kinds", "", "Run only these failover kinds, comma-separated (\"node death,SIGTERM\"); all when empty")
 	flag.StringVar(&o.logs, "logs", "", "Copy the daemons' logs here before the lab is torn down")
 	redoc := flag.Bool("redoc", false, "Only rewrite -doc from the results in -out, measuring nothing")
 	flag.StringVar(&scales, "scales", "1000,10000", "Address counts for the scale section")
 	flag.IntVar(&o.nodes, "nodes", 1000, "Cluster size for the plugin section")
 	flag.Parse()
-	if only != "" {
-		o.only = map[string]bool{}
-		for _, s := range strings.Split(only, ",") {
-			o.only[strings.TrimSpace(s)] = true
-		}
-	}
+	o.only, o.kinds = nameSet(only), nameSet(kinds)
 	for _, s := range strings.Split(scales, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -108,6 +106,18 @@ type bench struct {
 	// mlb is MetalLB, once set up; cleanups stop what it runs.
 	mlb      *stack
 	cleanups []func()
+}
+
+// nameSet is a comma-separated list as a set; nil, meaning all, when empty.
+func nameSet(list string) map[string]bool {
+	if list == "" {
+		return nil
+	}
+	set := map[string]bool{}
+	for _, s := range strings.Split(list, ",") {
+		set[strings.TrimSpace(s)] = true
+	}
+	return set
 }
 
 func run(ctx context.Context, o options) int {

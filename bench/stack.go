@@ -24,6 +24,9 @@ type stack struct {
 	gains func(ctx context.Context) (float64, error)
 	// settled reports whether its speakers are all up and agree.
 	settled func(ctx context.Context) bool
+	// fresh, when set, starts its speakers anew with no memory of
+	// earlier failures, before a measurement of steady state.
+	fresh func(ctx context.Context) error
 }
 
 // owner is the node that answers ARP for s's address, asked from the

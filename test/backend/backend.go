@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -88,13 +89,16 @@ func Fetch(ctx context.Context, client *netlab.Host, ip netip.Addr) (string, err
 
 // Probe is one fetch a Prober made.
 type Probe struct {
-	At   time.Time
+	At   time.Time // when the fetch ended
 	Node string
 	OK   bool
 	Err  error
 }
 
-// Prober fetches from a client every Interval until stopped.
+// Prober starts a fetch from a client every interval until stopped. Each
+// fetch runs on its own, so a fetch that hangs on a dead owner for its
+// whole timeout does not hold back the next: the prober sees the moment
+// service returns to within its interval.
 type Prober struct {
 	mu     sync.Mutex
 	events []Probe
@@ -108,26 +112,39 @@ func StartProber(client *netlab.Host, ip netip.Addr, interval time.Duration) *Pr
 	p := &Prober{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		for ctx.Err() == nil {
-			node, err := Fetch(ctx, client, ip)
-			if ctx.Err() != nil {
-				return // stopped mid-probe: not a result
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				node, err := Fetch(ctx, client, ip)
+				if ctx.Err() != nil {
+					return // stopped mid-probe: not a result
+				}
+				p.mu.Lock()
+				p.events = append(p.events, Probe{At: time.Now(), Node: node, OK: err == nil, Err: err})
+				p.mu.Unlock()
+			}()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
 			}
-			p.mu.Lock()
-			p.events = append(p.events, Probe{At: time.Now(), Node: node, OK: err == nil, Err: err})
-			p.mu.Unlock()
-			time.Sleep(interval)
 		}
 	}()
 	return p
 }
 
-// Stop ends probing and returns every probe made.
+// Stop ends probing and returns every probe made, in the order they ended.
 func (p *Prober) Stop() []Probe {
 	p.cancel()
 	<-p.done
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	slices.SortStableFunc(p.events, func(a, b Probe) int { return a.At.Compare(b.At) })
 	return p.events
 }
 

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -249,6 +250,28 @@ func (r *Runner) Restart(node string) error {
 	r.start(node, cur.Pod)
 	if p := r.Proc(node); p == nil || p == cur {
 		return fmt.Errorf("restart the process for %s failed; see %s", node, r.opts.LogDir)
+	}
+	return nil
+}
+
+// RestartAll ends every node's process, SIGKILL if it still runs, and
+// only then starts them all again: none of the new processes saw any of
+// the old ones die.
+func (r *Runner) RestartAll() error {
+	r.mu.Lock()
+	cur := maps.Clone(r.procs)
+	r.mu.Unlock()
+	for _, p := range cur {
+		_ = p.cmd.Process.Kill()
+	}
+	for _, p := range cur {
+		<-p.done
+	}
+	for node, p := range cur {
+		r.start(node, p.Pod)
+		if q := r.Proc(node); q == nil || q == p {
+			return fmt.Errorf("restart the process for %s failed; see %s", node, r.opts.LogDir)
+		}
 	}
 	return nil
 }
