@@ -386,6 +386,8 @@ func (a *Announcer) Run(ctx context.Context) error {
 	a.reconcile(ctx)
 	a.ready.Store(true)
 	last := time.Now()
+	// spaced fires when a kick that came too soon may reconcile.
+	var spaced <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -393,15 +395,17 @@ func (a *Announcer) Run(ctx context.Context) error {
 		case <-a.kick:
 			// Object events come in floods when thousands of Services are
 			// created or annotated, and each reconcile reads them all; so
-			// these wait out kickSpacing. A membership change never waits.
+			// these wait out kickSpacing. Nothing else waits behind them:
+			// a membership change, a claim, or the wire's answer to a
+			// takeover check is taken at once, and its reconcile serves
+			// the kick too.
 			if wait := time.Until(last.Add(kickSpacing)); wait > 0 {
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-changed:
-				case <-time.After(wait):
+				if spaced == nil {
+					spaced = time.After(wait)
 				}
+				continue
 			}
+		case <-spaced:
 		case <-changed:
 		case c := <-a.claims:
 			a.claimedBy(c)
@@ -421,6 +425,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 			}
 		case <-tick.C:
 		}
+		spaced = nil
 		last = time.Now()
 		a.reconcile(ctx)
 	}
