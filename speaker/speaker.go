@@ -146,7 +146,7 @@ on the porter-allocator Lease, also gives pool addresses to Services.`,
 	f.DurationVar(&opts.InventoryInterval, "inventory-interval", 10*time.Second, "How often to re-read the node's NICs and republish them when changed")
 	f.StringVar(&opts.BindAddress, "bind-address", os.Getenv("POD_IP"), "Address other speakers reach this one at (default $POD_IP, else the node's InternalIP)")
 	f.IntVar(&opts.MemberPort, "member-port", 7947, "UDP and TCP port of the speakers' failure detector")
-	f.DurationVar(&opts.ProbeInterval, "member-probe-interval", 100*time.Millisecond, "How often each speaker probes a peer; a dead peer is known in about 4 intervals")
+	f.DurationVar(&opts.ProbeInterval, "member-probe-interval", 80*time.Millisecond, "How often each speaker probes a peer; a dead peer is known in about 4 intervals")
 	f.DurationVar(&opts.RejoinInterval, "rejoin-interval", 2*time.Second, "How often to contact speakers that are not members, to heal a partition")
 	f.BoolVar(&opts.InsecureMember, "insecure-member", false, "Gossip without a key when the Secret "+memberkey.SecretName+" is missing; anyone who reaches the member port can then join")
 	f.StringVar(&opts.MetricsAddress, "metrics-address", ":7473", "Where to serve /metrics, /healthz and /readyz; empty turns it off")

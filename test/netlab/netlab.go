@@ -253,7 +253,16 @@ func (h *Host) Listen(network, addr string) (net.Listener, error) {
 // SetLink takes the host's NIC down or up on the host's side, as when an
 // interface is shut down on the machine.
 func (h *Host) SetLink(ctx context.Context, nic string, up bool) error {
-	return ipn(ctx, h.Netns, "link", "set", nic, upDown(up))
+	if err := ipn(ctx, h.Netns, "link", "set", nic, upDown(up)); err != nil {
+		return err
+	}
+	if up && nic == NIC1 {
+		// Taking a link down drops the routes through it; the default
+		// route comes back with the link, as a node's network manager
+		// would bring it back.
+		return ipn(ctx, h.Netns, "route", "replace", "default", "via", h.lab.LANIP.String())
+	}
+	return nil
 }
 
 // SetCable takes the switch side of the host's NIC down or up, as when its
