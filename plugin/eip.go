@@ -151,6 +151,9 @@ func runEipCreate(ctx context.Context, kube *genericclioptions.ConfigFlags, stre
 	if err := validateOutput(o.output, outputJSON, outputYAML); err != nil {
 		return err
 	}
+	if err := o.guard.validate(); err != nil {
+		return err
+	}
 	dry, err := steps.ParseDryRun(o.dryRun)
 	if err != nil {
 		return err
@@ -175,15 +178,15 @@ func runEipCreate(ctx context.Context, kube *genericclioptions.ConfigFlags, stre
 	var lg *lockoutGuard
 	if dry == steps.Write && eip.Spec.Protocol == v1alpha2.ProtocolLayer2 && !eip.Spec.Disable {
 		lg = &lockoutGuard{cs: c.kube, dyn: c.dyn, opts: o.guard, progress: func(m string) { fmt.Fprintln(streams.ErrOut, m) }}
-		if err := lg.add(ctx, "creating Eip "+name, func(p *guard.Plan) { p.DisableEips = append(p.DisableEips, name) }); err != nil {
+		if err := lg.add(ctx, "creating Eip "+name, func(p *guard.Plan) { p.DisableEips = append(p.DisableEips, name) }, eipsStand(c.dyn, name)); err != nil {
 			return err
 		}
 	}
 	created := eip
 	if dry != steps.Client {
 		if created, err = c.eips.Create(ctx, eip, dry == steps.Server); err != nil {
-			if lg != nil {
-				_ = guard.Clear(ctx, c.kube)
+			if lg != nil && lg.armed != nil {
+				_ = lg.armed.Drop(ctx, c.kube)
 			}
 			return err
 		}

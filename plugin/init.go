@@ -103,6 +103,9 @@ func runInit(ctx context.Context, kube *genericclioptions.ConfigFlags, streams g
 	if err := validateOutput(o.output, outputJSON); err != nil {
 		return err
 	}
+	if err := o.guard.validate(); err != nil {
+		return err
+	}
 	dry, err := steps.ParseDryRun(o.dryRun)
 	if err != nil {
 		return err
@@ -136,13 +139,13 @@ func runInit(ctx context.Context, kube *genericclioptions.ConfigFlags, streams g
 		poolNames = append(poolNames, p.Name)
 	}
 	work := []steps.Step{
-		guardedStep{Step: &setup.StrictARP{Client: cs, Restart: restart}, g: lg, change: "setting strictARP", undo: strictARPUndo(cs)},
+		guardedStep{Step: &setup.StrictARP{Client: cs, Restart: restart}, g: lg, change: "setting strictARP", undo: strictARPUndo(cs), verify: strictARPStands(cs)},
 		restart,
 		&setup.Speaker{Client: cs, Dynamic: dc, Mapper: mapper, Image: o.image, Timeout: o.timeout,
 			Progress: func(m string) { list.progress("deploy speaker", m) }},
 		&setup.NICAnnotations{Client: cs, Dynamic: dc, Interface: o.iface, Wait: o.nicsWait},
 		guardedStep{Step: &setup.Eips{Client: cs, Dynamic: dc, Eips: c.eips, Pools: pools, Force: o.force, Warnings: human},
-			g: lg, change: "creating pools " + strings.Join(poolNames, ", "), undo: eipsUndo(poolNames...)},
+			g: lg, change: "creating pools " + strings.Join(poolNames, ", "), undo: eipsUndo(poolNames...), verify: eipsStand(dc, poolNames...)},
 	}
 	all := append([]steps.Step{&setup.Preflight{Client: cs, Dynamic: dc, Steps: work, Pools: ranges}}, work...)
 

@@ -96,7 +96,7 @@ type manifestObject struct {
 
 // applyOrder is the order kinds are created in, so that nothing is created
 // before what it lives in or refers to; Undo deletes in reverse.
-var applyOrder = []string{"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "DaemonSet"}
+var applyOrder = []string{"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Service", "DaemonSet"}
 
 func applyRank(o *unstructured.Unstructured) int {
 	if i := slices.Index(applyOrder, o.GetKind()); i >= 0 {

@@ -28,6 +28,8 @@ func TestSpeakerObjectsComeInApplyOrder(t *testing.T) {
 		{schema.GroupVersion{Group: "rbac.authorization.k8s.io", Version: "v1"}, "Role", meta.RESTScopeNamespace},
 		{schema.GroupVersion{Group: "rbac.authorization.k8s.io", Version: "v1"}, "RoleBinding", meta.RESTScopeNamespace},
 		{schema.GroupVersion{Group: "apiextensions.k8s.io", Version: "v1"}, "CustomResourceDefinition", meta.RESTScopeRoot},
+		{schema.GroupVersion{Group: "admissionregistration.k8s.io", Version: "v1"}, "ValidatingAdmissionPolicy", meta.RESTScopeRoot},
+		{schema.GroupVersion{Group: "admissionregistration.k8s.io", Version: "v1"}, "ValidatingAdmissionPolicyBinding", meta.RESTScopeRoot},
 	} {
 		mapper.Add(k.gv.WithKind(k.kind), k.scope)
 	}

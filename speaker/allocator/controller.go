@@ -58,6 +58,9 @@ type Controller struct {
 	waiting map[string]bool // Services with no address yet
 	dirty   bool            // pool status needs writing
 	queue   workqueue.TypedRateLimitingInterface[string]
+	// guardClock times lockout guard plans from this term's start: a new
+	// leader can only delay a rollback, never hasten it.
+	guardClock guard.Clock
 }
 
 const poolsKey = "\x00pools"
@@ -532,25 +535,41 @@ func normal(s v1alpha2.EipStatus) v1alpha2.EipStatus {
 	return s
 }
 
-// enforceGuard rolls back a guarded change whose deadline passed: the
-// operator who made it has not confirmed it, so has likely lost access.
+// enforceGuard rolls back each guarded change that stood unconfirmed for
+// its timeout, timed on this allocator's clock: the operator who made it
+// has likely lost access. The plan is first marked as taken over, on the
+// version found expired, so that a plugin confirming at that moment learns
+// the change is undone instead of reporting it confirmed.
 func (c *Controller) enforceGuard(ctx context.Context) {
-	p, err := guard.Load(ctx, c.Kube)
+	plans, bad, err := guard.List(ctx, c.Kube)
 	if err != nil {
-		c.Log.Warn("read lockout guard", "err", err)
+		c.Log.Warn("read lockout guard plans", "err", err)
 		return
 	}
-	if p == nil || time.Now().Before(p.Deadline) {
-		return
+	for _, err := range bad {
+		c.Log.Warn("ignoring an unreadable lockout guard plan", "err", err)
 	}
-	c.Log.Warn("lockout guard expired: rolling back", "change", p.Change, "deadline", p.Deadline, "disableEips", p.DisableEips, "strictARP", p.StrictARP)
-	if err := guard.Execute(ctx, c.Kube, c.Dyn, p); err != nil {
-		c.Log.Error("roll back guarded change", "err", err)
-		return
+	for _, a := range c.guardClock.Due(plans, time.Now()) {
+		p := a.Plan
+		if !p.RollingBack {
+			p.RollingBack = true
+			taken := a
+			if err := taken.Extend(ctx, c.Kube, p); err != nil {
+				// The plugin extended or confirmed it just now.
+				c.Log.Info("lockout guard plan changed as it expired; timing it again", "plan", a.Name, "err", err)
+				continue
+			}
+			a = taken
+		}
+		c.Log.Warn("lockout guard expired: rolling back", "plan", a.Name, "change", p.Change, "timeout", p.TimeoutOrDefault(), "disableEips", p.DisableEips, "strictARP", p.StrictARP)
+		if err := guard.Execute(ctx, c.Kube, c.Dyn, p); err != nil {
+			c.Log.Error("roll back guarded change", "plan", a.Name, "err", err)
+			continue
+		}
+		if err := a.Drop(ctx, c.Kube); err != nil {
+			c.Log.Warn("clear lockout guard", "err", err)
+			continue
+		}
+		c.Log.Info("rolled back unconfirmed change", "plan", a.Name, "change", p.Change)
 	}
-	if err := guard.Clear(ctx, c.Kube); err != nil {
-		c.Log.Warn("clear lockout guard", "err", err)
-		return
-	}
-	c.Log.Info("rolled back unconfirmed change", "change", p.Change)
 }

@@ -62,9 +62,10 @@ func setup(e *lab.Env) {
 	crds, _ := filepath.Abs("../../manifests/crd")
 	ns, _ := filepath.Abs("../../manifests/namespace.yaml")
 	rbac, _ := filepath.Abs("../../manifests/rbac.yaml")
+	guardPolicy, _ := filepath.Abs("../../manifests/guard-policy.yaml")
 	for _, args := range [][]string{
 		{"apply", "-f", crds, "-f", ns},
-		{"apply", "-f", rbac},
+		{"apply", "-f", rbac, "-f", guardPolicy},
 		{"wait", "--for", "condition=established", "--timeout=60s", "crd/nodenics.porter.kubesphere.io", "crd/eips.network.kubesphere.io"},
 	} {
 		if out, err := e.Cluster.Kubectl(ctx, args...).CombinedOutput(); err != nil {
