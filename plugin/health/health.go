@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/porterlb/porter/manifests"
+	"github.com/porterlb/porter/pkg/guard"
 	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
@@ -125,7 +126,7 @@ func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
-	r.Categories = append(r.Categories, kubeProxy(ctx, cs))
+	r.Categories = append(r.Categories, kubeProxy(ctx, cs), lockoutGuard(ctx, cs))
 	speakerCat, ready := speakers(ctx, cs, nodes.Items)
 	r.Categories = append(r.Categories, speakerCat)
 	inv := inventories(ctx, dyn)
@@ -610,6 +611,36 @@ func others(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 	default:
 		cat.Checks = append(cat.Checks, Check{Name: "others", State: OK, Detail: "none found"})
 	}
+	return cat
+}
+
+// lockoutGuard names the guarded changes still awaiting confirmation:
+// each is rolled back in the cluster unless its command confirms it.
+func lockoutGuard(ctx context.Context, cs kubernetes.Interface) Category {
+	cat := Category{Name: "lockout guard"}
+	plans, bad, err := guard.List(ctx, cs)
+	if err != nil {
+		cat.Checks = append(cat.Checks, Check{Name: "plans", State: Warning, Detail: "could not look: " + err.Error()})
+		return cat
+	}
+	if len(plans) == 0 && len(bad) == 0 {
+		cat.Checks = append(cat.Checks, Check{Name: "plans", State: OK, Detail: "no change awaiting confirmation"})
+		return cat
+	}
+	var pending []string
+	for _, a := range plans {
+		what := fmt.Sprintf("%s (%s, timeout %s)", a.Plan.Change, a.Name, a.Plan.TimeoutOrDefault())
+		if a.Plan.RollingBack {
+			what += " being rolled back"
+		}
+		pending = append(pending, what)
+	}
+	for _, err := range bad {
+		pending = append(pending, "unreadable: "+err.Error())
+	}
+	cat.Checks = append(cat.Checks, Check{Name: "plans", State: Warning,
+		Detail: fmt.Sprintf("%d change(s) awaiting confirmation: %s", len(pending), first(pending, 3)),
+		Hint:   "each is rolled back in the cluster unless the command that made it confirms it; docs/guard.md"})
 	return cat
 }
 
