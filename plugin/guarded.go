@@ -302,7 +302,7 @@ func eipsStand(dyn dynamic.Interface, names ...string) func(ctx context.Context)
 				return fmt.Errorf("read Eip %s: %w", name, err)
 			}
 			if off, _, _ := unstructured.NestedBool(u.Object, "spec", "disable"); off {
-				return fmt.Errorf("Eip %s is disabled", name)
+				return fmt.Errorf("the pool %s is disabled", name)
 			}
 		}
 		return nil

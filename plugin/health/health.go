@@ -21,12 +21,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/porterlb/porter/manifests"
-	"github.com/porterlb/porter/pkg/guard"
 	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/clusterfacts"
 	"github.com/porterlb/porter/pkg/eips"
+	"github.com/porterlb/porter/pkg/guard"
 	"github.com/porterlb/porter/pkg/kubeproxy"
 	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/pkg/memberkey"
