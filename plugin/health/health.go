@@ -31,6 +31,7 @@ import (
 	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/pkg/memberkey"
 	"github.com/porterlb/porter/pkg/membership"
+	"github.com/porterlb/porter/plugin/rbacdrift"
 	"github.com/porterlb/porter/plugin/setup"
 )
 
@@ -128,6 +129,7 @@ func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 	}
 	r.Categories = append(r.Categories, kubeProxy(ctx, cs), lockoutGuard(ctx, cs))
 	speakerCat, ready := speakers(ctx, cs, nodes.Items)
+	speakerCat.Checks = append(speakerCat.Checks, rights(ctx, cs, rbacdrift.ServiceAccount{Namespace: speakerNamespace, Name: "porter-speaker"}))
 	r.Categories = append(r.Categories, speakerCat)
 	inv := inventories(ctx, dyn)
 	mc := members(nodes.Items, inv, ready)
@@ -612,6 +614,39 @@ func others(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 		cat.Checks = append(cat.Checks, Check{Name: "others", State: OK, Detail: "none found"})
 	}
 	return cat
+}
+
+// rights flags a ServiceAccount of Porter's that holds more than the
+// manifests grant it: someone bound it more, or widened its roles.
+func rights(ctx context.Context, cs kubernetes.Interface, sa rbacdrift.ServiceAccount) Check {
+	c := Check{Name: "rights"}
+	b, err := manifests.Read("rbac.yaml")
+	if err != nil {
+		c.State, c.Detail = Warning, err.Error()
+		return c
+	}
+	var docs [][]byte
+	for _, d := range strings.Split(string(b), "\n---\n") {
+		docs = append(docs, []byte(d))
+	}
+	granted, err := rbacdrift.FromManifests(docs, sa)
+	if err != nil {
+		c.State, c.Detail = Warning, err.Error()
+		return c
+	}
+	live, err := rbacdrift.Live(ctx, cs, sa)
+	if err != nil {
+		c.State, c.Detail = Warning, "could not look: "+err.Error()
+		return c
+	}
+	if extra := rbacdrift.Extra(granted, live); len(extra) > 0 {
+		c.State = Warning
+		c.Detail = fmt.Sprintf("%s holds %d right(s) the manifests do not grant: %s", sa, len(extra), first(extra, 4))
+		c.Hint = "a speaker runs on every node, so these are rights of every node: remove the bindings or rules named"
+		return c
+	}
+	c.State, c.Detail = OK, fmt.Sprintf("%s holds what the manifests grant, no more", sa)
+	return c
 }
 
 // lockoutGuard names the guarded changes still awaiting confirmation:

@@ -124,8 +124,9 @@ func TestStatusOnHealthyAndBrokenInstallations(t *testing.T) {
 	}
 	golden(t, "status-healthy.json", j.stdout)
 
-	// Break it three ways: a speaker stops, an address of the pool is
-	// taken on the wire, and strictARP is turned off behind Porter's back.
+	// Break it four ways: a speaker stops, an address of the pool is
+	// taken on the wire, strictARP is turned off behind Porter's back, and
+	// the speaker's account is given a right the manifests do not grant.
 	frozen := speakers.Proc("node2")
 	if err := frozen.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -148,6 +149,17 @@ func TestStatusOnHealthyAndBrokenInstallations(t *testing.T) {
 	if _, err := cluster.Client.CoreV1().ConfigMaps("kube-system").Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	for _, args := range [][]string{
+		{"create", "clusterrole", "porter-widened", "--verb=patch", "--resource=daemonsets.apps"},
+		{"create", "clusterrolebinding", "porter-widened", "--clusterrole=porter-widened", "--serviceaccount=porter-system:porter-speaker"},
+	} {
+		if out, err := cluster.Kubectl(context.Background(), args...).CombinedOutput(); err != nil {
+			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+		}
+	}
+	t.Cleanup(func() {
+		_ = cluster.Kubectl(context.Background(), "delete", "clusterrolebinding,clusterrole", "porter-widened", "--ignore-not-found").Run()
+	})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("last status:\n%s%s", r.stdout, r.stderr)
@@ -156,7 +168,8 @@ func TestStatusOnHealthyAndBrokenInstallations(t *testing.T) {
 	waitFor(t, "the broken status to settle", 60*time.Second, func() bool {
 		r = porter("status")
 		return r.err != nil && strings.Contains(r.stdout, "no other speaker sees node2") && strings.Contains(r.stdout, "in use on the wire") &&
-			strings.Contains(r.stdout, "nowhere") && strings.Contains(r.stdout, "NoPool") && announced("web")
+			strings.Contains(r.stdout, "nowhere") && strings.Contains(r.stdout, "NoPool") && announced("web") &&
+			strings.Contains(r.stdout, "patch daemonsets.apps cluster-wide (clusterrolebinding porter-widened)")
 	})
 	golden(t, "status-broken.txt", r.stdout)
 	j = porter("status", "-o", "json")
