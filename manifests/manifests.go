@@ -51,3 +51,17 @@ func Read(name string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Documents returns one embedded manifest file split into its YAML
+// documents.
+func Documents(name string) ([][]byte, error) {
+	b, err := Read(name)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for _, d := range strings.Split(string(b), "\n---\n") {
+		out = append(out, []byte(d))
+	}
+	return out, nil
+}

@@ -620,14 +620,10 @@ func others(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 // manifests grant it: someone bound it more, or widened its roles.
 func rights(ctx context.Context, cs kubernetes.Interface, sa rbacdrift.ServiceAccount) Check {
 	c := Check{Name: "rights"}
-	b, err := manifests.Read("rbac.yaml")
+	docs, err := manifests.Documents("rbac.yaml")
 	if err != nil {
 		c.State, c.Detail = Warning, err.Error()
 		return c
-	}
-	var docs [][]byte
-	for _, d := range strings.Split(string(b), "\n---\n") {
-		docs = append(docs, []byte(d))
 	}
 	granted, err := rbacdrift.FromManifests(docs, sa)
 	if err != nil {

@@ -63,13 +63,9 @@ func TestExtra(t *testing.T) {
 // The manifests' own grants, read back, cover themselves and hold what
 // the speaker's rules say.
 func TestFromManifests(t *testing.T) {
-	b, err := manifests.Read("rbac.yaml")
+	docs, err := manifests.Documents("rbac.yaml")
 	if err != nil {
 		t.Fatal(err)
-	}
-	var docs [][]byte
-	for _, d := range strings.Split(string(b), "\n---\n") {
-		docs = append(docs, []byte(d))
 	}
 	sa := ServiceAccount{Namespace: "porter-system", Name: "porter-speaker"}
 	grants, err := FromManifests(docs, sa)

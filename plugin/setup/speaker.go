@@ -110,13 +110,13 @@ func applyRank(o *unstructured.Unstructured) int {
 func (s *Speaker) objects() ([]manifestObject, error) {
 	var out []manifestObject
 	for _, name := range manifests.Names() {
-		data, err := manifests.Read(name)
+		docs, err := manifests.Documents(name)
 		if err != nil {
 			return nil, err
 		}
-		for _, doc := range strings.Split(string(data), "\n---\n") {
+		for _, doc := range docs {
 			var m map[string]any
-			if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+			if err := yaml.Unmarshal(doc, &m); err != nil {
 				return nil, fmt.Errorf("decode manifest %s: %w", name, err)
 			}
 			if len(m) == 0 {
