@@ -116,6 +116,9 @@ type Announcer struct {
 	// anything a user can write.
 	lastOwners map[netip.Addr]string
 	decided    bool
+	// reclaim are the addresses allocated when this speaker started,
+	// which it may take back for a while though held down (Input.Reclaim).
+	reclaim map[netip.Addr]bool
 	// suspect are the previous decision's suspect addresses.
 	suspect map[netip.Addr]bool
 	// unknown and knownNames are the ignored and the counted members of
@@ -271,6 +274,7 @@ func New(cfg Config) *Announcer {
 		probeSlots:   make(chan struct{}, maxProbes),
 		cleared:      map[netip.Addr]bool{},
 		conflicts:    map[netip.Addr]conflict{},
+		reclaim:      map[netip.Addr]bool{},
 		refused:      map[string]bool{},
 		results:      make(chan probeResult, 16),
 		checks:       make(chan takeoverCheck, 16),
@@ -585,6 +589,11 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	for ip := range a.yielded {
 		in.Yielded[ip] = true
 	}
+	if time.Since(a.started) < reclaimFor {
+		in.Reclaim = a.reclaim
+	} else if len(a.reclaim) > 0 {
+		clear(a.reclaim)
+	}
 	// A member that just left may still answer, and send its last
 	// gratuitous ARPs, while it hands over: its MACs count as the
 	// cluster's for a while yet.
@@ -661,6 +670,11 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	}
 	a.apply(ctx, d)
 }
+
+// reclaimFor is how long after its start a speaker held down may still take
+// back the addresses allocated when it started: a restart that found them
+// unanswered takes them within moments; later, they are the others' to take.
+const reclaimFor = 5 * time.Second
 
 // joinWait bounds how long a starting speaker that expects peers waits to
 // join them before it decides alone: they may all be down.
@@ -844,6 +858,7 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 		a.decided = true
 		for ip := range d.Owners {
 			a.lastOwners[ip] = startedWith
+			a.reclaim[ip] = true
 		}
 	}
 	lost := map[string][]netip.Addr{}

@@ -74,6 +74,13 @@ type Input struct {
 	// to another speaker that answered for them.
 	Announcing map[netip.Addr]string
 	Yielded    map[netip.Addr]bool
+	// Reclaim are addresses this speaker may take back though it is held
+	// down: those that were allocated when it started. A speaker that
+	// crashed and came straight back was found failed, and is held down,
+	// but nobody took its addresses yet; it takes back those it would own
+	// were it not held down, once the wire says nobody else answers for
+	// them, so that a crash and restart moves nothing.
+	Reclaim map[netip.Addr]bool
 }
 
 // Target is an address this node answers for.
@@ -151,6 +158,7 @@ func Decide(in Input) Decision {
 		// held down can serve, and takes on nothing new there; where
 		// every candidate is held down, they decide as if none were.
 		mayGain := !in.Minority
+		undamped := cands
 		if steady := without(cands, in.Damped); len(steady) > 0 {
 			cands = steady
 			mayGain = mayGain && !in.Damped[in.Node]
@@ -169,6 +177,8 @@ func Decide(in Input) Decision {
 		case o == in.Node && (announcing || mayGain):
 			d.Announce[ip] = Target{Service: s.Key, Iface: iface, Probe: in.Suspect[ip]}
 		case o != in.Node && announcing && !in.Yielded[ip] && (in.Minority || in.Damped[in.Node]):
+			d.Announce[ip] = Target{Service: s.Key, Iface: iface, Kept: true}
+		case o != in.Node && in.Reclaim[ip] && !in.Yielded[ip] && !in.Minority && in.Damped[in.Node] && owner.Pick(ip, undamped) == in.Node:
 			d.Announce[ip] = Target{Service: s.Key, Iface: iface, Kept: true}
 		}
 	}

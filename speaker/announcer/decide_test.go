@@ -243,6 +243,36 @@ func TestDecide(t *testing.T) {
 			i.Announcing = map[netip.Addr]string{addr("198.18.0.100"): "eth0"}
 			return i
 		}(), want{announce: map[string]string{"198.18.0.100": "eth0"}, owners: map[string]string{"198.18.0.100": "n2", "198.18.0.101": "n2"}}},
+		{"restarted and held down, it takes back only what it would own were it not", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"), svc("a/b", "198.18.0.102"))
+			i.Candidates["main"] = []string{"n1", "n2"}
+			i.Damped = map[string]bool{"n1": true}
+			i.Reclaim = map[netip.Addr]bool{addr("198.18.0.100"): true, addr("198.18.0.102"): true}
+			return i
+		}(), want{announce: map[string]string{"198.18.0.100": "eth0"}, owners: map[string]string{"198.18.0.100": "n2", "198.18.0.102": "n2"}}},
+		{"restarted and held down, it takes back nothing it yielded", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"))
+			i.Candidates["main"] = []string{"n1", "n2"}
+			i.Damped = map[string]bool{"n1": true}
+			i.Reclaim = map[netip.Addr]bool{addr("198.18.0.100"): true}
+			i.Yielded = map[netip.Addr]bool{addr("198.18.0.100"): true}
+			return i
+		}(), want{owners: map[string]string{"198.18.0.100": "n2"}}},
+		{"restarted in the minority, it takes back nothing", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"))
+			i.Candidates["main"] = []string{"n1", "n2"}
+			i.Damped = map[string]bool{"n1": true}
+			i.Minority = true
+			i.Reclaim = map[netip.Addr]bool{addr("198.18.0.100"): true}
+			return i
+		}(), want{owners: map[string]string{"198.18.0.100": "n2"}}},
+		{"not held down, a restarted speaker decides as any other", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"))
+			i.Candidates["main"] = []string{"n1", "n2"}
+			i.Damped = map[string]bool{"n2": true}
+			i.Reclaim = map[netip.Addr]bool{addr("198.18.0.100"): true}
+			return i
+		}(), want{announce: map[string]string{"198.18.0.100": "eth0"}, owners: map[string]string{"198.18.0.100": "n1"}}},
 		{"held down, it keeps nothing it yielded", func() Input {
 			i := in(cluster(), svc("a/a", "198.18.0.100"))
 			i.Candidates["main"] = []string{"n1", "n2"}
