@@ -94,7 +94,7 @@ func (g *lockoutGuard) add(ctx context.Context, change string, undo func(*guard.
 		bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		g.beat = cancel
 		g.beats.Go(func() { g.heartbeat(bctx) })
-	} else if err := g.armed.Extend(ctx, g.cs, p); err != nil {
+	} else if err := g.armed.Rewrite(ctx, g.cs, p); err != nil {
 		if errors.Is(err, guard.ErrRolledBack) {
 			g.taken = true
 			return fmt.Errorf("before %s: %w", change, err)
@@ -124,7 +124,7 @@ func (g *lockoutGuard) heartbeat(ctx context.Context) {
 			return
 		}
 		actx, cancel := context.WithTimeout(ctx, every)
-		err := g.armed.Extend(actx, g.cs, g.plan)
+		err := g.armed.Rewrite(actx, g.cs, g.plan)
 		cancel()
 		if errors.Is(err, guard.ErrRolledBack) {
 			g.taken = true

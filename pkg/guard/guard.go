@@ -153,14 +153,14 @@ func Arm(ctx context.Context, cs kubernetes.Interface, p Plan) (*Armed, error) {
 	return &Armed{Name: got.Name, ResourceVersion: got.ResourceVersion, Plan: p}, nil
 }
 
-// Extend writes p as the plan's next version, which starts its timeout
+// Rewrite writes p as the plan's next version, which starts its timeout
 // afresh. It writes only over the version this command wrote last: if the
 // allocator has taken the plan over, it returns ErrRolledBack.
-func (a *Armed) Extend(ctx context.Context, cs kubernetes.Interface, p Plan) error {
+func (a *Armed) Rewrite(ctx context.Context, cs kubernetes.Interface, p Plan) error {
 	p.Beat = a.Plan.Beat + 1
 	data, err := encode(p)
 	if err != nil {
-		return fmt.Errorf("extend guard: %w", err)
+		return fmt.Errorf("rewrite guard: %w", err)
 	}
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: a.Name, Namespace: Namespace, ResourceVersion: a.ResourceVersion,
@@ -172,7 +172,7 @@ func (a *Armed) Extend(ctx context.Context, cs kubernetes.Interface, p Plan) err
 	case apierrors.IsConflict(err), apierrors.IsNotFound(err):
 		return ErrRolledBack
 	case err != nil:
-		return fmt.Errorf("extend guard %s/%s: %w", Namespace, a.Name, err)
+		return fmt.Errorf("rewrite guard %s/%s: %w", Namespace, a.Name, err)
 	}
 	a.ResourceVersion, a.Plan = got.ResourceVersion, p
 	return nil

@@ -554,7 +554,7 @@ func (c *Controller) enforceGuard(ctx context.Context) {
 		if !p.RollingBack {
 			p.RollingBack = true
 			taken := a
-			if err := taken.Extend(ctx, c.Kube, p); err != nil {
+			if err := taken.Rewrite(ctx, c.Kube, p); err != nil {
 				// The plugin extended or confirmed it just now.
 				c.Log.Info("lockout guard plan changed as it expired; timing it again", "plan", a.Name, "err", err)
 				continue

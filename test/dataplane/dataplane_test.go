@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -658,24 +657,12 @@ func TestGratuitousARPRefresh(t *testing.T) {
 	// The repeats after the gain end 3 s after it.
 	time.Sleep(3500 * time.Millisecond)
 	var from []string
-	err := onARP(env.Net.Client, netlab.NIC1, func(c *arp.Client, _ *net.Interface) error {
-		deadline := time.Now().Add(3200 * time.Millisecond)
-		for {
-			if err := c.SetReadDeadline(deadline); err != nil {
-				return err
-			}
-			p, _, err := c.Read()
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					return nil
-				}
-				return err
-			}
+	err := backend.OnARP(env.Net.Client, netlab.NIC1, func(c *arp.Client, _ *net.Interface) error {
+		return backend.ReadARP(c, time.Now().Add(3200*time.Millisecond), func(p *arp.Packet) {
 			if p.SenderIP == ip && p.TargetIP == ip {
 				from = append(from, p.SenderHardwareAddr.String())
 			}
-		}
+		})
 	})
 	if err != nil {
 		t.Fatal(err)

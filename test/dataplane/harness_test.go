@@ -10,7 +10,6 @@ package dataplane
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -21,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mdlayher/arp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -354,22 +352,6 @@ func whoHasFrom(t *testing.T, host *netlab.Host, nic string, ip netip.Addr, wait
 		t.Fatal(err)
 	}
 	return macs
-}
-
-// onARP runs fn with a raw ARP socket on host's nic.
-func onARP(host *netlab.Host, nic string, fn func(*arp.Client, *net.Interface) error) error {
-	return host.Do(func() error {
-		ifi, err := net.InterfaceByName(nic)
-		if err != nil {
-			return err
-		}
-		c, err := arp.Dial(ifi)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = c.Close() }()
-		return fn(c, ifi)
-	})
 }
 
 func nodeByMAC(mac string) string {

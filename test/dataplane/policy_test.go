@@ -18,6 +18,7 @@ import (
 
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/test/backend"
 	"github.com/porterlb/porter/test/netlab"
 )
 
@@ -343,7 +344,7 @@ func TestTenantConflictAnnotationChangesNothing(t *testing.T) {
 // that takes an address does.
 func announce(t *testing.T, host *netlab.Host, ip netip.Addr) {
 	t.Helper()
-	err := onARP(host, netlab.NIC1, func(c *arp.Client, ifi *net.Interface) error {
+	err := backend.OnARP(host, netlab.NIC1, func(c *arp.Client, ifi *net.Interface) error {
 		p, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, ip, ethernet.Broadcast, ip)
 		if err != nil {
 			return err

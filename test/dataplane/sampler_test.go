@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/mdlayher/arp"
 
+	"github.com/porterlb/porter/test/backend"
 	"github.com/porterlb/porter/test/netlab"
 )
 
@@ -30,7 +30,7 @@ func sampleARP(t *testing.T, ips []netip.Addr, period time.Duration) *arpSampler
 	t.Helper()
 	s := &arpSampler{stop: make(chan struct{}), done: make(chan error, 1)}
 	go func() {
-		s.done <- onARP(env.Net.Client, netlab.NIC1, func(c *arp.Client, ifi *net.Interface) error {
+		s.done <- backend.OnARP(env.Net.Client, netlab.NIC1, func(c *arp.Client, ifi *net.Interface) error {
 			for {
 				select {
 				case <-s.stop:
@@ -44,28 +44,20 @@ func sampleARP(t *testing.T, ips []netip.Addr, period time.Duration) *arpSampler
 						return fmt.Errorf("who-has %s: %w", ip, err)
 					}
 				}
-				if err := c.SetReadDeadline(start.Add(period)); err != nil {
-					return err
-				}
-				for {
-					p, _, err := c.Read()
-					if err != nil {
-						var ne net.Error
-						if errors.As(err, &ne) && ne.Timeout() {
-							break
-						}
-						return err
-					}
+				err := backend.ReadARP(c, start.Add(period), func(p *arp.Packet) {
 					// Replies to this sampler only: a new owner's
 					// gratuitous ARP reply, broadcast in the same
 					// round as the old owner's answer, is a handover
 					// announced, not a second node answering.
 					if p.Operation != arp.OperationReply || !slices.Contains(ips, p.SenderIP) || !slices.Equal(p.TargetHardwareAddr, ifi.HardwareAddr) {
-						continue
+						return
 					}
 					if m := p.SenderHardwareAddr.String(); !slices.Contains(round[p.SenderIP], m) {
 						round[p.SenderIP] = append(round[p.SenderIP], m)
 					}
+				})
+				if err != nil {
+					return err
 				}
 				s.mu.Lock()
 				s.rounds = append(s.rounds, round)
