@@ -54,9 +54,10 @@ type lockoutGuard struct {
 	opts     guardOptions
 	progress func(string)
 
-	mu    sync.Mutex
+	mu sync.Mutex
+	// armed is this command's plan as last written, nil until the first
+	// risky change.
 	armed *guard.Armed
-	plan  guard.Plan
 	// verify re-reads each change once confirmed: it must still stand.
 	verify []func(context.Context) error
 	// taken is set once the allocator took the plan over to undo it.
@@ -76,7 +77,10 @@ func (g *lockoutGuard) add(ctx context.Context, change string, undo func(*guard.
 	if g.taken {
 		return fmt.Errorf("before %s: %w", change, guard.ErrRolledBack)
 	}
-	p := g.plan
+	var p guard.Plan
+	if g.armed != nil {
+		p = g.armed.Plan
+	}
 	p.DisableEips = slices.Clone(p.DisableEips)
 	p.Timeout = metav1.Duration{Duration: g.opts.timeout}
 	if p.Change != "" {
@@ -101,7 +105,6 @@ func (g *lockoutGuard) add(ctx context.Context, change string, undo func(*guard.
 		}
 		return err
 	}
-	g.plan = p
 	if verify != nil {
 		g.verify = append(g.verify, verify)
 	}
@@ -124,7 +127,7 @@ func (g *lockoutGuard) heartbeat(ctx context.Context) {
 			return
 		}
 		actx, cancel := context.WithTimeout(ctx, every)
-		err := g.armed.Rewrite(actx, g.cs, g.plan)
+		err := g.armed.Rewrite(actx, g.cs, g.armed.Plan)
 		cancel()
 		if errors.Is(err, guard.ErrRolledBack) {
 			g.taken = true
@@ -147,7 +150,7 @@ func (g *lockoutGuard) settle(ctx context.Context) error {
 	g.beats.Wait()
 	if _, err := g.cs.Discovery().ServerVersion(); err != nil {
 		return &steps.Hinted{
-			Err:  fmt.Errorf("after %s the API server does not answer: %w; the change is rolled back in the cluster once it has stood unconfirmed for %s", g.plan.Change, err, g.opts.timeout),
+			Err:  fmt.Errorf("after %s the API server does not answer: %w; the change is rolled back in the cluster once it has stood unconfirmed for %s", g.armed.Plan.Change, err, g.opts.timeout),
 			Hint: "wait that long and check access; 'kubectl porter status' shows the result",
 		}
 	}
@@ -162,20 +165,20 @@ func (g *lockoutGuard) settle(ctx context.Context) error {
 		_ = c.Close()
 	}
 	if len(dead) > 0 {
-		g.progress("a probe target stopped answering: rolling back " + g.plan.Change)
-		if err := guard.Execute(ctx, g.cs, g.dyn, g.plan); err != nil {
+		g.progress("a probe target stopped answering: rolling back " + g.armed.Plan.Change)
+		if err := guard.Execute(ctx, g.cs, g.dyn, g.armed.Plan); err != nil {
 			return fmt.Errorf("probe failed and roll back failed: %w; the allocator retries once the plan has stood for %s", err, g.opts.timeout)
 		}
 		if err := g.armed.Drop(ctx, g.cs); err != nil {
 			return err
 		}
 		return &steps.Hinted{
-			Err:  fmt.Errorf("after %s, %s stopped answering; the change was rolled back", g.plan.Change, strings.Join(dead, ", ")),
+			Err:  fmt.Errorf("after %s, %s stopped answering; the change was rolled back", g.armed.Plan.Change, strings.Join(dead, ", ")),
 			Hint: "check the targets, then run the command again (with --no-guard to skip this check)",
 		}
 	}
 	rolledBack := &steps.Hinted{
-		Err:  fmt.Errorf("%s: %w", g.plan.Change, guard.ErrRolledBack),
+		Err:  fmt.Errorf("%s: %w", g.armed.Plan.Change, guard.ErrRolledBack),
 		Hint: "this command was held up longer than --confirm-timeout; check access, then run it again",
 	}
 	if g.taken {
@@ -190,7 +193,7 @@ func (g *lockoutGuard) settle(ctx context.Context) error {
 	for _, v := range g.verify {
 		if err := v(ctx); err != nil {
 			return &steps.Hinted{
-				Err:  fmt.Errorf("access confirmed, but %s no longer stands: %w", g.plan.Change, err),
+				Err:  fmt.Errorf("access confirmed, but %s no longer stands: %w", g.armed.Plan.Change, err),
 				Hint: "it was rolled back in the cluster or changed by someone else; check with 'kubectl porter status', then run the command again",
 			}
 		}
@@ -253,18 +256,26 @@ func (s guardedStep) UndoPlan(ctx context.Context) (string, error) {
 // strictARPUndo records the strictARP value before the change.
 func strictARPUndo(cs kubernetes.Interface) func(ctx context.Context, p *guard.Plan) error {
 	return func(ctx context.Context, p *guard.Plan) error {
-		cm, err := cs.CoreV1().ConfigMaps(kubeproxy.Namespace).Get(ctx, kubeproxy.ConfigMap, metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("arm guard: read kube-proxy ConfigMap: %w", err)
-		}
-		cfg, err := kubeproxy.Parse(cm.Data[kubeproxy.ConfigKey])
+		v, err := strictARPNow(ctx, cs)
 		if err != nil {
 			return fmt.Errorf("arm guard: %w", err)
 		}
-		v := cfg.StrictARP
 		p.StrictARP = &v
 		return nil
 	}
+}
+
+// strictARPNow reads strictARP from the kube-proxy ConfigMap.
+func strictARPNow(ctx context.Context, cs kubernetes.Interface) (bool, error) {
+	cm, err := cs.CoreV1().ConfigMaps(kubeproxy.Namespace).Get(ctx, kubeproxy.ConfigMap, metav1.GetOptions{})
+	if err != nil {
+		return false, fmt.Errorf("read kube-proxy ConfigMap: %w", err)
+	}
+	cfg, err := kubeproxy.Parse(cm.Data[kubeproxy.ConfigKey])
+	if err != nil {
+		return false, err
+	}
+	return cfg.StrictARP, nil
 }
 
 // eipsUndo disables the pools being created.
@@ -278,15 +289,11 @@ func eipsUndo(names ...string) func(ctx context.Context, p *guard.Plan) error {
 // strictARPStands says whether strictARP is still on.
 func strictARPStands(cs kubernetes.Interface) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
-		cm, err := cs.CoreV1().ConfigMaps(kubeproxy.Namespace).Get(ctx, kubeproxy.ConfigMap, metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("read kube-proxy ConfigMap: %w", err)
-		}
-		cfg, err := kubeproxy.Parse(cm.Data[kubeproxy.ConfigKey])
+		on, err := strictARPNow(ctx, cs)
 		if err != nil {
 			return err
 		}
-		if !cfg.StrictARP {
+		if !on {
 			return errors.New("strictARP is off in the kube-proxy ConfigMap")
 		}
 		return nil
