@@ -1,6 +1,7 @@
-// Package speaker is porter-speaker, Porter's in-cluster helper. Every
-// speaker answers ARP for the addresses it owns; one of them, elected on a
-// Lease, also allocates addresses to Services.
+// Package speaker is porter-speaker, Porter's data path. Every speaker
+// answers ARP for the addresses its node owns. It writes nothing in the
+// cluster but its own node's NodeNICs and Events: porter-controller gives
+// addresses to Services.
 package speaker
 
 import (
@@ -11,44 +12,28 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/porterlb/porter/manifests"
-	"github.com/porterlb/porter/pkg/addrpolicy"
-	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/pkg/facts"
 	"github.com/porterlb/porter/pkg/memberkey"
 	"github.com/porterlb/porter/pkg/membership"
 	"github.com/porterlb/porter/pkg/version"
-	"github.com/porterlb/porter/speaker/allocator"
 	"github.com/porterlb/porter/speaker/announcer"
-	"github.com/porterlb/porter/speaker/facts"
 	"github.com/porterlb/porter/speaker/members"
 	"github.com/porterlb/porter/speaker/metrics"
 	"github.com/porterlb/porter/speaker/responder"
 )
-
-// LeaseName is the Lease the allocator is elected on.
-const LeaseName = "porter-allocator"
 
 // Options are the speaker's command-line settings.
 type Options struct {
@@ -78,11 +63,6 @@ type Options struct {
 	StarvedGrace  time.Duration
 	HoldDown      time.Duration
 	MaxHoldDown   time.Duration
-
-	LeaseDuration    time.Duration
-	RenewDeadline    time.Duration
-	RetryPeriod      time.Duration
-	AllocatorWorkers int
 }
 
 // Execute runs the speaker with args and returns the process exit code.
@@ -109,15 +89,16 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "porter-speaker",
-		Short: "Porter's in-cluster helper: allocates pool IPs and answers ARP for them",
+		Short: "Porter's data path: answers ARP for the Service addresses its node owns",
 		Long: `porter-speaker runs on every node, from the porter-system DaemonSet.
 
 Every speaker answers ARP for the Service addresses its node owns. Which
 node owns an address is decided by every speaker alike from the set of live
 speakers, which they track among themselves with a fast gossip failure
 detector, so that a dead node's addresses move in well under a second and
-keep being answered while the API server is unreachable. One speaker, elected
-on the porter-allocator Lease, also gives pool addresses to Services.`,
+keep being answered while the API server is unreachable. porter-controller,
+not the speaker, gives pool addresses to Services: a speaker may write
+nothing in the cluster but its own node's NodeNICs and Events.`,
 		Example: `  # As the DaemonSet runs it:
   porter-speaker --node-name=$(NODE_NAME)
 
@@ -142,7 +123,7 @@ on the porter-allocator Lease, also gives pool addresses to Services.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster service account")
 	f.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node this speaker runs on (default $NODE_NAME, set from the downward API)")
-	f.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", manifests.Namespace), "Namespace of the allocator Lease (default $POD_NAMESPACE, else porter-system)")
+	f.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", manifests.Namespace), "Namespace of Porter's own objects: the speaker pods and the gossip key (default $POD_NAMESPACE, else porter-system)")
 	f.DurationVar(&opts.InventoryInterval, "inventory-interval", 10*time.Second, "How often to re-read the node's NICs and republish them when changed")
 	f.StringVar(&opts.BindAddress, "bind-address", os.Getenv("POD_IP"), "Address other speakers reach this one at (default $POD_IP, else the node's InternalIP)")
 	f.IntVar(&opts.MemberPort, "member-port", 7947, "UDP and TCP port of the speakers' failure detector")
@@ -160,10 +141,6 @@ on the porter-allocator Lease, also gives pool addresses to Services.`,
 	f.DurationVar(&opts.HoldDown, "hold-down", 5*time.Second, "How long a member found failed waits, once it is back, before it takes addresses back; it doubles with each failure in 15 minutes; 0 turns damping off")
 	f.DurationVar(&opts.MaxHoldDown, "max-hold-down", 5*time.Minute, "The longest hold-down of a member that keeps failing")
 	f.DurationVar(&opts.Reprobe, "reprobe-interval", 30*time.Second, "How long an address found in use waits before it is probed again")
-	f.DurationVar(&opts.LeaseDuration, "lease-duration", 15*time.Second, "Allocator Lease duration")
-	f.DurationVar(&opts.RenewDeadline, "lease-renew-deadline", 10*time.Second, "Allocator Lease renew deadline")
-	f.DurationVar(&opts.RetryPeriod, "lease-retry-period", 2*time.Second, "Allocator Lease retry period")
-	f.IntVar(&opts.AllocatorWorkers, "allocator-workers", 8, "Services the allocator writes in parallel")
 	f.BoolVarP(&verbose, "verbose", "v", false, "Log debug detail, including the failure detector's")
 	return cmd
 }
@@ -177,95 +154,47 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("load client configuration: %w", err)
 	}
-	cfg.QPS, cfg.Burst = 50, 100
-	// Built-in kinds as protobuf: at thousands of Services, decoding JSON
-	// was a large part of the speaker's work. Custom resources have no
-	// protobuf form, so the dynamic client below keeps JSON.
-	pcfg := rest.CopyConfig(cfg)
-	pcfg.ContentType = runtime.ContentTypeProtobuf
-	pcfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
-	cs, err := kubernetes.NewForConfig(pcfg)
+	clients, err := facts.NewClients(cfg)
 	if err != nil {
-		return fmt.Errorf("create Kubernetes client: %w", err)
+		return err
 	}
+	cs := clients.Kube
 	sv, err := cs.Discovery().ServerVersion()
 	if err != nil {
 		return fmt.Errorf("contact API server: %w", err)
 	}
 	log.Info("speaker started", "version", version.Get().Version, "node", opts.NodeName, "apiServer", sv.GitVersion)
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("create dynamic client: %w", err)
-	}
 
 	// Informers outlive ctx a little: the data path keeps its caches while
 	// it hands over.
 	infCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopInformers()
-	var factories []informers.SharedInformerFactory
-	kf := informers.NewSharedInformerFactory(cs, 0)
-	df := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
-	// The two ConfigMaps that name the API server's address, each alone:
-	// the speaker may read no other.
-	scoped := func(ns string, tweak func(*metav1.ListOptions)) informers.SharedInformerFactory {
-		f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns), informers.WithTweakListOptions(tweak))
-		factories = append(factories, f)
-		return f
+	src, err := facts.NewSources(clients)
+	if err != nil {
+		return err
 	}
-	byName := func(name string) func(*metav1.ListOptions) {
-		return func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + name }
-	}
-	oneConfigMap := func(ns, name string) cache.SharedIndexInformer {
-		return scoped(ns, byName(name)).Core().V1().ConfigMaps().Informer()
-	}
-	fi := facts.Informers{
-		Eips:           df.ForResource(v1alpha2.EipResource).Informer(),
-		Nodes:          kf.Core().V1().Nodes().Informer(),
-		NodeNICs:       df.ForResource(v1alpha1.NodeNICsResource).Informer(),
-		EndpointSlices: kf.Discovery().V1().EndpointSlices().Informer(),
-		ClusterInfo:    oneConfigMap(addrpolicy.ClusterInfoNamespace, addrpolicy.ClusterInfoName),
-		KubeadmConfig:  oneConfigMap(addrpolicy.KubeadmConfigNamespace, addrpolicy.KubeadmConfigName),
-	}
-	if serves(cs, networkingv1.SchemeGroupVersion.String(), "servicecidrs") {
-		fi.ServiceCIDRs = kf.Networking().V1().ServiceCIDRs().Informer()
-	} else {
+	if src.NoServiceCIDRs {
 		log.Info("the API server has no ServiceCIDR API; the Service range is taken from kubeadm-config where there is one")
 	}
+	fi := src.Informers
 	// The speakers' own pods: a gossip member counts only on a node that
 	// runs a ready one.
-	speakerPods := scoped(opts.Namespace, func(o *metav1.ListOptions) { o.LabelSelector = membership.SpeakerPodSelector }).Core().V1().Pods().Informer()
+	speakerPods := src.Scoped(opts.Namespace, func(o *metav1.ListOptions) { o.LabelSelector = membership.SpeakerPodSelector }).Core().V1().Pods().Informer()
 	if err := speakerPods.SetTransform(facts.Transform); err != nil {
 		return fmt.Errorf("set informer transform: %w", err)
-	}
-	inf := allocator.Informers{
-		Services:   kf.Core().V1().Services().Informer(),
-		Namespaces: kf.Core().V1().Namespaces().Informer(),
 	}
 	if err := fi.EndpointSlices.AddIndexers(announcer.EndpointSliceIndexers()); err != nil {
 		return fmt.Errorf("index EndpointSlices: %w", err)
 	}
 	nicsInf := fi.NodeNICs
-	for _, i := range []cache.SharedIndexInformer{inf.Services, inf.Namespaces, fi.Nodes, fi.EndpointSlices, fi.Eips, fi.NodeNICs, fi.ClusterInfo, fi.KubeadmConfig} {
-		if err := i.SetTransform(facts.Transform); err != nil {
-			return fmt.Errorf("set informer transform: %w", err)
-		}
-	}
 	fa, err := facts.New(fi)
 	if err != nil {
 		return fmt.Errorf("watch the address policy's caches: %w", err)
 	}
-	kf.Start(infCtx.Done())
-	df.Start(infCtx.Done())
-	for _, f := range factories {
-		f.Start(infCtx.Done())
-	}
+	src.Start(infCtx.Done())
 	defer func() {
 		stopInformers()
-		kf.Shutdown()
-		df.Shutdown()
-		for _, f := range factories {
-			f.Shutdown()
-		}
+		src.Shutdown()
 	}()
 	if !cache.WaitForCacheSync(ctx.Done(), fi.Nodes.HasSynced) {
 		log.Info("speaker stopping before it read the nodes", "reason", context.Cause(ctx))
@@ -302,7 +231,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	}
 	// The member key's Secret, alone: the speaker may read no other. It
 	// starts after the other caches, so it is started here.
-	keyFactory := scoped(opts.Namespace, byName(memberkey.SecretName))
+	keyFactory := src.Scoped(opts.Namespace, facts.ByName(memberkey.SecretName))
 	keySecret := keyFactory.Core().V1().Secrets().Informer()
 	keyFactory.Start(infCtx.Done())
 	keys, err := waitForKeys(ctx, keySecret, opts, log)
@@ -331,8 +260,8 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		}
 	}
 	an := announcer.New(announcer.Config{
-		Node: opts.NodeName, Kube: cs,
-		Services: inf.Services, EndpointSlices: fi.EndpointSlices, Facts: fa, SpeakerPods: speakerPods,
+		Node:     opts.NodeName,
+		Services: src.Services, EndpointSlices: fi.EndpointSlices, Facts: fa, SpeakerPods: speakerPods,
 		Changed: kickInventory,
 		Members: mem, Metrics: m, Recorder: rec, Log: log,
 		Probe: opts.ARPProbe, Reprobe: opts.Reprobe, Refresh: opts.GARPRefresh,
@@ -346,7 +275,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	go func() { done <- an.Run(runCtx) }()
 
 	inv := &inventory{
-		dyn: dyn, nodeName: opts.NodeName, log: log, every: opts.InventoryInterval,
+		dyn: clients.Dyn, nodeName: opts.NodeName, log: log, every: opts.InventoryInterval,
 		node: func() (*corev1.Node, error) { return nodeFrom(fi.Nodes, opts.NodeName) },
 		speaker: func() *v1alpha1.SpeakerStatus {
 			return &v1alpha1.SpeakerStatus{MemberAddress: mem.Address(), Members: an.KnownMembers(), Announcing: an.Announcing(), Addresses: an.Announced(), MemberKeys: memberkey.Fingerprints(mem.Keys()), UnknownMembers: an.UnknownMembers(), Version: version.Get().Version}
@@ -387,15 +316,6 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		srv = serveHTTP(opts.MetricsAddress, m, an, mem, log)
 	}
 
-	// One Controller a term: a term's table, queue and workers are its
-	// own, and end with it.
-	newTerm := func() *allocator.Controller {
-		return &allocator.Controller{
-			Kube: cs, Dyn: dyn, Inf: inf, Facts: fa, Recorder: rec, Log: log, Workers: opts.AllocatorWorkers,
-		}
-	}
-	go func() { done <- elect(runCtx, cs, opts, newTerm, log) }()
-
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -417,54 +337,6 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		cancel()
 	}
 	return runErr
-}
-
-// elect campaigns for the allocator Lease for as long as ctx lasts; losing
-// it (the API server gone for a while) only pauses allocation. Terms never
-// overlap: client-go returns from a lost term, and campaigns again, before
-// the term's own callback has returned, so each term holds running until
-// it has stopped all its workers, and the next one waits for it.
-func elect(ctx context.Context, cs kubernetes.Interface, opts Options, newTerm func() *allocator.Controller, log *slog.Logger) error {
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: opts.Namespace, Name: LeaseName},
-		Client:     cs.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: opts.NodeName},
-	}
-	var running sync.Mutex
-	for ctx.Err() == nil {
-		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-			Lock:            lock,
-			LeaseDuration:   opts.LeaseDuration,
-			RenewDeadline:   opts.RenewDeadline,
-			RetryPeriod:     opts.RetryPeriod,
-			ReleaseOnCancel: true,
-			Name:            LeaseName,
-			Callbacks: leaderelection.LeaderCallbacks{
-				OnStartedLeading: func(ctx context.Context) {
-					running.Lock()
-					defer running.Unlock()
-					if ctx.Err() != nil {
-						return // lost before the previous term had ended
-					}
-					if err := newTerm().Run(ctx); err != nil && ctx.Err() == nil {
-						log.Error("allocator", "err", err)
-					}
-				},
-				OnStoppedLeading: func() {},
-				OnNewLeader: func(id string) {
-					log.Info("allocator leader", "node", id)
-				},
-			},
-		})
-		if err != nil {
-			return fmt.Errorf("set up allocator election: %w", err)
-		}
-		le.Run(ctx)
-	}
-	// The last term ends before the speaker does.
-	running.Lock()
-	running.Unlock() //nolint:staticcheck // an empty critical section: waiting is the point
-	return nil
 }
 
 // rejoin keeps contacting the speakers that published a member address
@@ -563,18 +435,4 @@ func decodeNodeNICs(o any) (*v1alpha1.NodeNICs, error) {
 		return nil, fmt.Errorf("unexpected %T in NodeNICs cache", o)
 	}
 	return n, nil
-}
-
-// serves reports whether the API server serves resource in groupVersion.
-func serves(cs kubernetes.Interface, groupVersion, resource string) bool {
-	rl, err := cs.Discovery().ServerResourcesForGroupVersion(groupVersion)
-	if err != nil {
-		return false
-	}
-	for _, r := range rl.APIResources {
-		if r.Name == resource {
-			return true
-		}
-	}
-	return false
 }

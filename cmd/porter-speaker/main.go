@@ -1,4 +1,4 @@
-// Command porter-speaker is Porter's in-cluster helper, run as a DaemonSet.
+// Command porter-speaker is Porter's data path, run as a DaemonSet.
 package main
 
 import (

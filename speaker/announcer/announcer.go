@@ -25,15 +25,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
-	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/pkg/facts"
 	"github.com/porterlb/porter/pkg/membership"
-	"github.com/porterlb/porter/speaker/facts"
 	"github.com/porterlb/porter/speaker/members"
 	"github.com/porterlb/porter/speaker/metrics"
 	"github.com/porterlb/porter/speaker/owner"
@@ -61,7 +59,6 @@ func EndpointSliceIndexers() cache.Indexers {
 // Config wires an Announcer.
 type Config struct {
 	Node           string
-	Kube           kubernetes.Interface
 	Services       cache.SharedIndexInformer
 	EndpointSlices cache.SharedIndexInformer
 	// SpeakerPods are the porter-speaker pods: a member counts only on a
@@ -187,9 +184,8 @@ type Announcer struct {
 	// claimMACs are peerMACs for the responders' claim callbacks.
 	claimMACs atomic.Pointer[map[string]string]
 
-	writer *writer
-	ready  atomic.Bool
-	mu     sync.Mutex // guards health and conflicts
+	ready atomic.Bool
+	mu    sync.Mutex // guards health and conflicts
 	// health is the state of each open responder, by NIC; it goes with
 	// the responder, so a NIC that is gone or down fails nothing.
 	health map[string]responderHealth
@@ -288,7 +284,6 @@ func New(cfg Config) *Announcer {
 		yielded:      map[netip.Addr]string{},
 		askedKept:    map[netip.Addr]bool{},
 		claims:       make(chan claimed, 64),
-		writer:       newWriter(cfg.Kube, cfg.Log),
 		health:       map[string]responderHealth{},
 	}
 }
@@ -379,7 +374,6 @@ func (a *Announcer) Run(ctx context.Context) error {
 	if err := watchLinks(ctx, a.poke); err != nil {
 		return err
 	}
-	go a.writer.run(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), a.cfg.Services.HasSynced, a.cfg.EndpointSlices.HasSynced, a.cfg.SpeakerPods.HasSynced, a.cfg.Facts.HasSynced) {
 		return ctx.Err()
 	}
@@ -909,8 +903,6 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 				return
 			}
 			a.cfg.Recorder.Eventf(svc, corev1.EventTypeNormal, "Announcing", "announcing %s from %s on %s", ipc, a.cfg.Node, iface)
-			// For people only: no component reads it back.
-			a.writer.set(svc, lbservice.AnnouncerAnnotation, lbservice.Announcer{IP: ipc, Node: a.cfg.Node, Interface: iface}.String())
 		})
 	}
 	for iface, ips := range gained {

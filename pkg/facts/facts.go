@@ -1,5 +1,5 @@
-// Package facts keeps, inside a speaker, the address policy of the cluster
-// as its informer caches show it. The allocator and the announcer read the
+// Package facts keeps, inside a speaker or the controller, the address
+// policy of the cluster as its informer caches show it. The allocator and the announcer read the
 // same Policy, built by pkg/addrpolicy, so they cannot disagree about which
 // pool holds an address or which addresses are reserved.
 //

@@ -25,19 +25,19 @@ import (
 	"github.com/porterlb/porter/pkg/addr"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/eips"
+	"github.com/porterlb/porter/pkg/facts"
 	"github.com/porterlb/porter/pkg/guard"
 	"github.com/porterlb/porter/pkg/lbservice"
-	"github.com/porterlb/porter/speaker/facts"
 )
 
 // Informers are the caches the controller reads besides Facts. They are
-// shared with the rest of the speaker and started by it.
+// shared with the rest of the controller and started by it.
 type Informers struct {
 	Services   cache.SharedIndexInformer
 	Namespaces cache.SharedIndexInformer
 }
 
-// Controller allocates while its speaker holds the allocator lease. One
+// Controller allocates while its replica holds the allocator lease. One
 // Controller serves one term of leadership: its table is rebuilt from the
 // API at start, so nothing a previous leader did is lost or repeated.
 type Controller struct {
