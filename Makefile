@@ -45,8 +45,8 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## Build bin/kubectl-porter and bin/porter-speaker (static)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/kubectl-porter ./cmd/porter-speaker
+build: ## Build bin/kubectl-porter, bin/porter-speaker and bin/porter-controller (static)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/kubectl-porter ./cmd/porter-speaker ./cmd/porter-controller
 
 .PHONY: generate
 generate: ## Regenerate deepcopy code and CRD YAML (controller-gen)
@@ -170,10 +170,10 @@ index: dist ## Refresh plugins/porter.yaml, the custom krew index entry, for a r
 	mkdir -p plugins && cp dist/porter.yaml plugins/porter.yaml
 
 .PHONY: image
-image: ## Build the speaker's OCI image tarball dist/porter-speaker-$(VERSION).tar (amd64+arm64), no Docker needed
+image: ## Build the OCI image tarball (speaker and controller) dist/porter-speaker-$(VERSION).tar (amd64+arm64), no Docker needed
 	mkdir -p dist/build
 	for arch in amd64 arm64; do \
-	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/build/linux-$$arch/porter-speaker ./cmd/porter-speaker; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/build/linux-$$arch/ ./cmd/porter-speaker ./cmd/porter-controller; \
 	done
 	cd hack/image && $(GO) run . -bin-dir $(CURDIR)/dist/build -version $(VERSION) -revision $(COMMIT) \
 	  $(if $(BUILD_DATE),-created $(BUILD_DATE)) -out $(CURDIR)/dist/porter-speaker-$(VERSION).tar

@@ -18,25 +18,25 @@ import (
 
 const testVersion = "v0.0.0-imagetest"
 
-// buildSpeakers cross-compiles the real porter-speaker for both
-// architectures, as `make image` does.
-func buildSpeakers(t *testing.T) string {
+// buildBinaries cross-compiles the real porter-speaker and
+// porter-controller for both architectures, as `make image` does.
+func buildBinaries(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, arch := range arches {
-		out := filepath.Join(dir, "linux-"+arch, "porter-speaker")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X github.com/porterlb/porter/pkg/version.gitVersion="+testVersion, "-o", out, "./cmd/porter-speaker")
+		out := filepath.Join(dir, "linux-"+arch) + "/"
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X github.com/porterlb/porter/pkg/version.gitVersion="+testVersion, "-o", out, "./cmd/porter-speaker", "./cmd/porter-controller")
 		cmd.Dir = "../.."
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build porter-speaker for %s: %v\n%s", arch, err, b)
+			t.Fatalf("build the binaries for %s: %v\n%s", arch, err, b)
 		}
 	}
 	return dir
 }
 
 func TestImageTarballReadsBackAndRuns(t *testing.T) {
-	bins := buildSpeakers(t)
+	bins := buildBinaries(t)
 	out := filepath.Join(t.TempDir(), "porter-speaker.tar")
 	repo := "ghcr.io/porterlb/porter-speaker"
 	created := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
@@ -86,24 +86,26 @@ func TestImageTarballReadsBackAndRuns(t *testing.T) {
 	}
 	defer rc.Close()
 	tr := tar.NewReader(rc)
-	hdr, err := tr.Next()
-	if err != nil || hdr.Name != "porter-speaker" || hdr.Mode&0o111 == 0 {
-		t.Fatalf("layer entry %+v %v", hdr, err)
-	}
-	exe := filepath.Join(t.TempDir(), "porter-speaker")
-	f, err := os.OpenFile(exe, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(f, tr); err != nil {
-		t.Fatal(err)
-	}
-	_ = f.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	v, err := exec.CommandContext(ctx, exe, "--version").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(v), "porter-speaker "+testVersion) {
-		t.Fatalf("extracted binary --version: %v %q", err, v)
+	for _, name := range Binaries {
+		hdr, err := tr.Next()
+		if err != nil || hdr.Name != name || hdr.Mode&0o111 == 0 {
+			t.Fatalf("layer entry %+v %v, want %s", hdr, err, name)
+		}
+		exe := filepath.Join(t.TempDir(), name)
+		f, err := os.OpenFile(exe, os.O_CREATE|os.O_WRONLY, 0o755)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(f, tr); err != nil {
+			t.Fatal(err)
+		}
+		_ = f.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		v, err := exec.CommandContext(ctx, exe, "--version").CombinedOutput()
+		cancel()
+		if err != nil || !strings.HasPrefix(string(v), name+" "+testVersion) {
+			t.Fatalf("extracted %s --version: %v %q", name, err, v)
+		}
 	}
 
 	// As ctr images import reads it: an OCI layout whose index holds both

@@ -28,6 +28,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
+// Binaries are the programs the image holds, at its root. One image serves
+// both the speaker DaemonSet (its entrypoint) and the controller
+// Deployment (command /porter-controller), so one version names both.
+var Binaries = []string{"porter-speaker", "porter-controller"}
+
 // User is the image's default user: nobody in particular, not root. The
 // DaemonSet runs it as root with only NET_RAW, since Kubernetes cannot give
 // a capability to a non-root process.
@@ -46,7 +51,7 @@ type Options struct {
 func main() {
 	var o Options
 	var created string
-	flag.StringVar(&o.BinDir, "bin-dir", "dist/build", "directory holding linux-ARCH/porter-speaker")
+	flag.StringVar(&o.BinDir, "bin-dir", "dist/build", "directory holding linux-ARCH/porter-speaker and linux-ARCH/porter-controller")
 	flag.StringVar(&o.Repo, "repo", "ghcr.io/porterlb/porter-speaker", "image repository")
 	flag.StringVar(&o.Version, "version", "", "image tag and version label")
 	flag.StringVar(&o.Revision, "revision", "", "source revision label")
@@ -112,17 +117,19 @@ func Build(o Options) error {
 }
 
 func image(o Options, arch string) (v1.Image, error) {
-	bin, err := os.ReadFile(filepath.Join(o.BinDir, "linux-"+arch, "porter-speaker"))
-	if err != nil {
-		return nil, err
-	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: "porter-speaker", Mode: 0o755, Size: int64(len(bin)), ModTime: o.Created, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(bin); err != nil {
-		return nil, err
+	for _, name := range Binaries {
+		bin, err := os.ReadFile(filepath.Join(o.BinDir, "linux-"+arch, name))
+		if err != nil {
+			return nil, err
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(bin)), ModTime: o.Created, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(bin); err != nil {
+			return nil, err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err
@@ -150,14 +157,14 @@ func image(o Options, arch string) (v1.Image, error) {
 	cf.Config.User = User
 	cf.Config.Labels = map[string]string{
 		"org.opencontainers.image.title":       "porter-speaker",
-		"org.opencontainers.image.description": "Porter's in-cluster helper: allocates pool IPs and answers ARP for them",
+		"org.opencontainers.image.description": "Porter's in-cluster parts: porter-speaker (the entrypoint) answers ARP; porter-controller gives pool IPs to Services",
 		"org.opencontainers.image.source":      "https://github.com/porterlb/porter",
 		"org.opencontainers.image.licenses":    "Apache-2.0",
 		"org.opencontainers.image.version":     o.Version,
 		"org.opencontainers.image.revision":    o.Revision,
 		"org.opencontainers.image.created":     o.Created.Format(time.RFC3339),
 	}
-	cf.History = []v1.History{{Created: v1.Time{Time: o.Created}, CreatedBy: "porter hack/image: COPY porter-speaker /"}}
+	cf.History = []v1.History{{Created: v1.Time{Time: o.Created}, CreatedBy: "porter hack/image: COPY porter-speaker porter-controller /"}}
 	return mutate.ConfigFile(img, cf)
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -33,6 +34,18 @@ const ManifestHashAnnotation = "porter.kubesphere.io/manifest-hash"
 
 // SpeakerDaemonSet names the speaker's DaemonSet.
 const SpeakerDaemonSet = "porter-speaker"
+
+// ControllerDeployment names the controller's Deployment.
+const ControllerDeployment = "porter-controller"
+
+// retired are objects earlier versions installed that these manifests no
+// longer hold. Apply deletes them, so that an upgrade drops the rights
+// they gave: until porter-controller, the speakers themselves could roll
+// kube-proxy back.
+var retired = []struct{ group, version, resource, namespace, name string }{
+	{"rbac.authorization.k8s.io", "v1", "rolebindings", "kube-system", "porter-speaker-guard"},
+	{"rbac.authorization.k8s.io", "v1", "roles", "kube-system", "porter-speaker-guard"},
+}
 
 // Speaker applies the embedded manifests (namespace, CRDs, RBAC and the
 // speaker DaemonSet) with server-side apply, and waits for the speakers.
@@ -82,6 +95,11 @@ func (s *Speaker) UndoPlan(ctx context.Context) (string, error) {
 	if _, err := s.Client.CoreV1().Secrets(manifests.Namespace).Get(ctx, memberkey.SecretName, metav1.GetOptions{}); err == nil {
 		names = append(names, "secret "+manifests.Namespace+"/"+memberkey.SecretName)
 	}
+	gone, err := s.retiredPresent(ctx)
+	if err != nil {
+		return "", err
+	}
+	names = append(names, gone...)
 	if len(names) == 0 {
 		return "", nil
 	}
@@ -96,7 +114,7 @@ type manifestObject struct {
 
 // applyOrder is the order kinds are created in, so that nothing is created
 // before what it lives in or refers to; Undo deletes in reverse.
-var applyOrder = []string{"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Service", "DaemonSet"}
+var applyOrder = []string{"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Service", "Deployment", "DaemonSet"}
 
 func applyRank(o *unstructured.Unstructured) int {
 	if i := slices.Index(applyOrder, o.GetKind()); i >= 0 {
@@ -123,13 +141,13 @@ func (s *Speaker) objects() ([]manifestObject, error) {
 				continue
 			}
 			u := &unstructured.Unstructured{Object: m}
-			if u.GetKind() == "DaemonSet" && u.GetName() == SpeakerDaemonSet && s.Image != "" {
+			if (u.GetKind() == "DaemonSet" && u.GetName() == SpeakerDaemonSet || u.GetKind() == "Deployment" && u.GetName() == ControllerDeployment) && s.Image != "" {
 				containers, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
 				for i := range containers {
 					containers[i].(map[string]any)["image"] = s.Image
 				}
 				if err := unstructured.SetNestedSlice(u.Object, containers, "spec", "template", "spec", "containers"); err != nil {
-					return nil, fmt.Errorf("set speaker image: %w", err)
+					return nil, fmt.Errorf("set the image of %s: %w", u.GetName(), err)
 				}
 			}
 			b, _ := json.Marshal(u.Object)
@@ -185,6 +203,13 @@ func (s *Speaker) stale(ctx context.Context) ([]manifestObject, []string, error)
 			todo, why = append(todo, o), append(why, "update "+describe(o.obj))
 		}
 	}
+	gone, err := s.retiredPresent(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, r := range gone {
+		why = append(why, "delete "+r+" (no longer shipped)")
+	}
 	sec, err := s.Client.CoreV1().Secrets(manifests.Namespace).Get(ctx, memberkey.SecretName, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -203,6 +228,42 @@ func (s *Speaker) stale(ctx context.Context) ([]manifestObject, []string, error)
 		}
 	}
 	return todo, why, nil
+}
+
+func (s *Speaker) retiredResource(i int) dynamic.ResourceInterface {
+	r := retired[i]
+	return s.Dynamic.Resource(schema.GroupVersionResource{Group: r.group, Version: r.version, Resource: r.resource}).Namespace(r.namespace)
+}
+
+// retiredPresent lists the retired objects that exist.
+func (s *Speaker) retiredPresent(ctx context.Context) ([]string, error) {
+	var out []string
+	for i, r := range retired {
+		_, err := s.retiredResource(i).Get(ctx, r.name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case apierrors.IsForbidden(err):
+			// Whoever may not read it cannot have it deleted by init
+			// either; status flags the rights it still gives.
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("read %s %s/%s: %w", r.resource, r.namespace, r.name, err)
+		}
+		out = append(out, r.namespace+"/"+strings.TrimSuffix(r.resource, "s")+"/"+r.name)
+	}
+	return out, nil
+}
+
+// deleteRetired deletes the retired objects; a missing one is done.
+func (s *Speaker) deleteRetired(ctx context.Context, dry steps.DryRun) error {
+	for i, r := range retired {
+		err := s.retiredResource(i).Delete(ctx, r.name, metav1.DeleteOptions{DryRun: dryRunOpts(dry)})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete %s %s/%s, which this version no longer ships: %w", r.resource, r.namespace, r.name, err)
+		}
+	}
+	return nil
 }
 
 // createKey is what stale says when the gossip key's Secret is missing.
@@ -246,7 +307,14 @@ func (s *Speaker) Check(ctx context.Context) (steps.State, error) {
 	if !rolledOut(ds) {
 		return steps.State{Summary: "the speaker rollout has not finished"}, nil
 	}
-	return steps.State{Done: true, Summary: fmt.Sprintf("speaker running on %d node(s)", ds.Status.NumberReady)}, nil
+	dep, err := s.Client.AppsV1().Deployments(manifests.Namespace).Get(ctx, ControllerDeployment, metav1.GetOptions{})
+	if err != nil {
+		return steps.State{}, fmt.Errorf("read controller Deployment: %w", err)
+	}
+	if !deploymentRolledOut(dep) {
+		return steps.State{Summary: "the controller rollout has not finished"}, nil
+	}
+	return steps.State{Done: true, Summary: fmt.Sprintf("speaker running on %d node(s), controller %d/%d ready", ds.Status.NumberReady, dep.Status.ReadyReplicas, replicas(dep))}, nil
 }
 
 func (s *Speaker) Plan(ctx context.Context) (steps.Plan, error) {
@@ -255,7 +323,7 @@ func (s *Speaker) Plan(ctx context.Context) (steps.Plan, error) {
 		return steps.Plan{}, err
 	}
 	if len(why) == 0 {
-		return steps.Plan{Summary: "wait for the speaker rollout"}, nil
+		return steps.Plan{Summary: "wait for the speaker and controller rollouts"}, nil
 	}
 	return steps.Plan{Summary: "apply " + strings.Join(why, ", ")}, nil
 }
@@ -286,11 +354,11 @@ func (s *Speaker) Apply(ctx context.Context, dry steps.DryRun) (err error) {
 			return fmt.Errorf("apply %s: %w", describe(o.obj), err)
 		}
 	}
-	return nil
+	return s.deleteRetired(ctx, dry)
 }
 
-// Verify waits until the CRDs are served and every node runs a ready
-// speaker.
+// Verify waits until the CRDs are served, every node runs a ready
+// speaker and the controller's replicas are ready.
 func (s *Speaker) Verify(ctx context.Context) error {
 	timeout := s.Timeout
 	if timeout <= 0 {
@@ -311,26 +379,45 @@ func (s *Speaker) Verify(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("read speaker DaemonSet: %w", err)
 		}
-		if len(pending) == 0 && rolledOut(ds) && ds.Status.DesiredNumberScheduled > 0 {
+		dep, err := s.Client.AppsV1().Deployments(manifests.Namespace).Get(ctx, ControllerDeployment, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("read controller Deployment: %w", err)
+		}
+		if len(pending) == 0 && rolledOut(ds) && ds.Status.DesiredNumberScheduled > 0 && deploymentRolledOut(dep) {
 			return nil
 		}
-		msg := fmt.Sprintf("%d/%d speakers ready", ds.Status.NumberReady, ds.Status.DesiredNumberScheduled)
+		msg := fmt.Sprintf("%d/%d speakers ready, %d/%d controllers ready", ds.Status.NumberReady, ds.Status.DesiredNumberScheduled, dep.Status.ReadyReplicas, replicas(dep))
 		if msg != last && s.Progress != nil {
 			s.Progress(msg)
 			last = msg
 		}
 		if time.Now().After(deadline) {
 			return &steps.Hinted{
-				Err:  fmt.Errorf("speakers not ready within %s (%s); %s", timeout, msg, strings.Join(pending, ", ")),
+				Err:  fmt.Errorf("Porter not ready within %s (%s); %s", timeout, msg, strings.Join(pending, ", ")),
 				Hint: "see kubectl -n porter-system get pods -o wide; run `kubectl porter init` again to resume",
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for speakers: %w", ctx.Err())
+			return fmt.Errorf("wait for the speakers and the controller: %w", ctx.Err())
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+func replicas(d *appsv1.Deployment) int32 {
+	if d.Spec.Replicas == nil {
+		return 1
+	}
+	return *d.Spec.Replicas
+}
+
+// deploymentRolledOut is the Deployment completion rule `kubectl rollout
+// status` uses.
+func deploymentRolledOut(d *appsv1.Deployment) bool {
+	st := d.Status
+	return st.ObservedGeneration >= d.Generation && st.UpdatedReplicas >= replicas(d) &&
+		st.Replicas <= st.UpdatedReplicas && st.AvailableReplicas >= st.UpdatedReplicas
 }
 
 func established(u *unstructured.Unstructured) bool {
@@ -354,6 +441,9 @@ func (s *Speaker) Undo(ctx context.Context, dry steps.DryRun) error {
 	err = s.Client.CoreV1().Secrets(manifests.Namespace).Delete(ctx, memberkey.SecretName, metav1.DeleteOptions{DryRun: dryRunOpts(dry)})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete the member key Secret: %w", err)
+	}
+	if err := s.deleteRetired(ctx, dry); err != nil {
+		return err
 	}
 	for i := len(objs) - 1; i >= 0; i-- {
 		o := objs[i]
@@ -387,6 +477,9 @@ func (s *Speaker) Permissions() []Permission {
 	}
 	for _, verb := range []string{"get", "create", "delete"} {
 		out = append(out, Permission{Verb: verb, Resource: "secrets", Namespace: manifests.Namespace, Name: memberkey.SecretName})
+	}
+	for _, r := range retired {
+		out = append(out, Permission{Verb: "delete", Group: r.group, Resource: r.resource, Namespace: r.namespace, Name: r.name})
 	}
 	return out
 }

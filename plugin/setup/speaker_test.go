@@ -23,6 +23,7 @@ func TestSpeakerObjectsComeInApplyOrder(t *testing.T) {
 		{schema.GroupVersion{Version: "v1"}, "ServiceAccount", meta.RESTScopeNamespace},
 		{schema.GroupVersion{Version: "v1"}, "Service", meta.RESTScopeNamespace},
 		{schema.GroupVersion{Group: "apps", Version: "v1"}, "DaemonSet", meta.RESTScopeNamespace},
+		{schema.GroupVersion{Group: "apps", Version: "v1"}, "Deployment", meta.RESTScopeNamespace},
 		{schema.GroupVersion{Group: "rbac.authorization.k8s.io", Version: "v1"}, "ClusterRole", meta.RESTScopeRoot},
 		{schema.GroupVersion{Group: "rbac.authorization.k8s.io", Version: "v1"}, "ClusterRoleBinding", meta.RESTScopeRoot},
 		{schema.GroupVersion{Group: "rbac.authorization.k8s.io", Version: "v1"}, "Role", meta.RESTScopeNamespace},
