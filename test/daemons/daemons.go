@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -38,10 +39,18 @@ type Options struct {
 	Net    *netlab.Lab
 	// Namespace and Selector pick the DaemonSet's pods.
 	Namespace, Selector string
-	// Command gives the argv for the process that stands for a pod on
-	// node. It is called when the pod appears, so it can read what a real
-	// container would read at start, such as a ConfigMap.
-	Command func(node string) ([]string, error)
+	// Command gives the argv for the process that stands for pod. It is
+	// called when the pod appears, so it can read what a real container
+	// would read at start, such as a ConfigMap, or get a token bound to
+	// the pod.
+	Command func(pod *corev1.Pod) ([]string, error)
+	// PerPod mirrors a Deployment: each pod has its own process, keyed by
+	// pod name, and several may share a node. Otherwise a node runs one
+	// process, keyed by node name, as a DaemonSet's.
+	PerPod bool
+	// Exec, when set, makes the command where the process runs; by
+	// default it runs in the pod's node's network namespace.
+	Exec func(ctx context.Context, pod *corev1.Pod, argv []string) *exec.Cmd
 	// LogDir receives one log file per process: <node>-<n>.log.
 	LogDir string
 }
@@ -49,6 +58,8 @@ type Options struct {
 // Proc is one process standing for one pod.
 type Proc struct {
 	Node string
+	// Name is the pod's.
+	Name string
 	Pod  types.UID
 	Log  string
 	cmd  *exec.Cmd
@@ -99,8 +110,9 @@ type Runner struct {
 	cancel context.CancelFunc
 
 	mu     sync.Mutex
-	procs  map[string]*Proc // by node: the current process
-	starts map[string]int   // by node: how many processes were started
+	procs  map[string]*Proc // by key (node, or pod with PerPod): the current process
+	starts map[string]int   // by key: how many processes were started
+	pods   map[string]*corev1.Pod
 	all    []*Proc
 	wg     sync.WaitGroup
 }
@@ -111,7 +123,7 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 		return nil, fmt.Errorf("create log directory: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	r := &Runner{opts: opts, cancel: cancel, procs: map[string]*Proc{}, starts: map[string]int{}}
+	r := &Runner{opts: opts, cancel: cancel, procs: map[string]*Proc{}, starts: map[string]int{}, pods: map[string]*corev1.Pod{}}
 	f := informers.NewSharedInformerFactoryWithOptions(opts.Client, 0,
 		informers.WithNamespace(opts.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = opts.Selector }))
@@ -153,6 +165,13 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 	return r, nil
 }
 
+func (r *Runner) key(pod *corev1.Pod) string {
+	if r.opts.PerPod {
+		return pod.Name
+	}
+	return pod.Spec.NodeName
+}
+
 func (r *Runner) sync(o any) {
 	pod, ok := o.(*corev1.Pod)
 	if !ok {
@@ -166,8 +185,9 @@ func (r *Runner) sync(o any) {
 	if node == "" || r.opts.Net.Node(node) == nil {
 		return
 	}
+	key := r.key(pod)
 	r.mu.Lock()
-	cur := r.procs[node]
+	cur := r.procs[key]
 	r.mu.Unlock()
 	if cur != nil && cur.Pod == pod.UID {
 		return
@@ -175,7 +195,7 @@ func (r *Runner) sync(o any) {
 	if cur != nil {
 		cur.stop(grace(pod))
 	}
-	r.start(node, pod.UID)
+	r.start(key, pod)
 }
 
 func (r *Runner) gone(o any) {
@@ -183,10 +203,11 @@ func (r *Runner) gone(o any) {
 	if !ok {
 		return
 	}
+	key := r.key(pod)
 	r.mu.Lock()
-	cur := r.procs[pod.Spec.NodeName]
+	cur := r.procs[key]
 	if cur != nil && cur.Pod == pod.UID {
-		delete(r.procs, pod.Spec.NodeName)
+		delete(r.procs, key)
 	} else {
 		cur = nil
 	}
@@ -196,28 +217,34 @@ func (r *Runner) gone(o any) {
 	}
 }
 
-func (r *Runner) start(node string, pod types.UID) {
+func (r *Runner) start(key string, pod *corev1.Pod) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.starts[node]++
-	log := filepath.Join(r.opts.LogDir, fmt.Sprintf("%s-%d.log", node, r.starts[node]))
-	p := &Proc{Node: node, Pod: pod, Log: log, done: make(chan struct{})}
+	node := pod.Spec.NodeName
+	r.starts[key]++
+	r.pods[key] = pod
+	log := filepath.Join(r.opts.LogDir, fmt.Sprintf("%s-%d.log", key, r.starts[key]))
+	p := &Proc{Node: node, Pod: pod.UID, Name: pod.Name, Log: log, done: make(chan struct{})}
 	f, err := os.Create(log)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "daemons: %s: %v\n", node, err)
+		fmt.Fprintf(os.Stderr, "daemons: %s: %v\n", key, err)
 		return
 	}
-	argv, err := r.opts.Command(node)
+	argv, err := r.opts.Command(pod)
 	if err != nil {
 		f.Close()
-		fmt.Fprintf(os.Stderr, "daemons: the command for %s: %v\n", node, err)
+		fmt.Fprintf(os.Stderr, "daemons: the command for %s: %v\n", key, err)
 		return
 	}
-	p.cmd = r.opts.Net.Node(node).Command(context.Background(), argv...)
+	if r.opts.Exec != nil {
+		p.cmd = r.opts.Exec(context.Background(), pod, argv)
+	} else {
+		p.cmd = r.opts.Net.Node(node).Command(context.Background(), argv...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
 		f.Close()
-		fmt.Fprintf(os.Stderr, "daemons: start the process for %s: %v\n", node, err)
+		fmt.Fprintf(os.Stderr, "daemons: start the process for %s: %v\n", key, err)
 		return
 	}
 	go func() {
@@ -225,7 +252,7 @@ func (r *Runner) start(node string, pod types.UID) {
 		f.Close()
 		close(p.done)
 	}()
-	r.procs[node] = p
+	r.procs[key] = p
 	r.all = append(r.all, p)
 }
 
@@ -236,18 +263,19 @@ func grace(pod *corev1.Pod) time.Duration {
 	return 30 * time.Second
 }
 
-// Restart ends node's current process, SIGKILL if it still runs, and
-// starts a new one for the same pod, as a kubelet restarts a container.
+// Restart ends the current process of key (a node, or a pod with
+// PerPod), SIGKILL if it still runs, and starts a new one for the same
+// pod, as a kubelet restarts a container.
 func (r *Runner) Restart(node string) error {
 	r.mu.Lock()
-	cur := r.procs[node]
+	cur, pod := r.procs[node], r.pods[node]
 	r.mu.Unlock()
 	if cur == nil {
 		return fmt.Errorf("no pod on %s to restart", node)
 	}
 	_ = cur.cmd.Process.Kill()
 	<-cur.done
-	r.start(node, cur.Pod)
+	r.start(node, pod)
 	if p := r.Proc(node); p == nil || p == cur {
 		return fmt.Errorf("restart the process for %s failed; see %s", node, r.opts.LogDir)
 	}
@@ -268,7 +296,10 @@ func (r *Runner) RestartAll() error {
 		<-p.done
 	}
 	for node, p := range cur {
-		r.start(node, p.Pod)
+		r.mu.Lock()
+		pod := r.pods[node]
+		r.mu.Unlock()
+		r.start(node, pod)
 		if q := r.Proc(node); q == nil || q == p {
 			return fmt.Errorf("restart the process for %s failed; see %s", node, r.opts.LogDir)
 		}
@@ -276,32 +307,46 @@ func (r *Runner) RestartAll() error {
 	return nil
 }
 
-// Proc is the process standing for node's current pod, or nil.
+// Proc is the process standing for the current pod of key (a node, or a
+// pod with PerPod), or nil.
 func (r *Runner) Proc(node string) *Proc {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.procs[node]
 }
 
+// Running lists the current processes that have not exited, by key.
+func (r *Runner) Running() []*Proc {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keys := slices.Sorted(maps.Keys(r.procs))
+	var out []*Proc
+	for _, k := range keys {
+		p := r.procs[k]
+		select {
+		case <-p.done:
+		default:
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // WaitAll waits until every lab node has a running process.
 func (r *Runner) WaitAll(ctx context.Context) error {
+	return r.WaitN(ctx, len(r.opts.Net.Nodes))
+}
+
+// WaitN waits until n processes run.
+func (r *Runner) WaitN(ctx context.Context, n int) error {
 	for {
-		r.mu.Lock()
-		n := 0
-		for _, p := range r.procs {
-			select {
-			case <-p.done:
-			default:
-				n++
-			}
-		}
-		r.mu.Unlock()
-		if n == len(r.opts.Net.Nodes) {
+		got := len(r.Running())
+		if got == n {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for a process on each of %d nodes (%d running): %w", len(r.opts.Net.Nodes), n, ctx.Err())
+			return fmt.Errorf("wait for %d processes (%d running): %w", n, got, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -350,30 +395,45 @@ func (r *Runner) Stop() {
 }
 
 // Speakers mirrors the porter-speaker DaemonSet of env's cluster. Each
-// process authenticates with a fresh token of the speaker's
-// ServiceAccount, so it has exactly the permissions of manifests/rbac.yaml,
-// and gets the DaemonSet's own arguments plus extra.
+// process authenticates with a fresh ServiceAccount token bound to its
+// pod, as the kubelet mounts it, so it has exactly the permissions of
+// manifests/rbac.yaml and the admission policies see its node; and gets
+// the DaemonSet's own arguments plus extra.
 func Speakers(ctx context.Context, env *lab.Env, logDir string, extra ...string) (*Runner, error) {
 	return Start(ctx, Options{
 		Client: env.Cluster.Client, Net: env.Net,
 		Namespace: "porter-system", Selector: "app.kubernetes.io/name=porter-speaker",
 		LogDir: logDir,
-		Command: func(node string) ([]string, error) {
-			shared, err := env.Cluster.ServiceAccountKubeconfig(ctx, "porter-system", "porter-speaker")
+		Command: func(pod *corev1.Pod) ([]string, error) {
+			kc, err := env.Cluster.PodKubeconfig(ctx, pod, filepath.Join(logDir, pod.Spec.NodeName+"-kubeconfig.yaml"))
 			if err != nil {
 				return nil, err
 			}
-			// The shared file is rewritten for the next process while this
-			// one may still be reading it.
-			b, err := os.ReadFile(shared)
+			return append([]string{filepath.Join(env.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", pod.Spec.NodeName}, extra...), nil
+		},
+	})
+}
+
+// Controllers mirrors the porter-controller Deployment of env's cluster:
+// one process per pod, each with a token bound to its pod. They run in
+// the cluster's own network namespace, where a cluster's controllers
+// run, so taking a lab node down does not take them with it.
+func Controllers(ctx context.Context, env *lab.Env, logDir string, extra ...string) (*Runner, error) {
+	return Start(ctx, Options{
+		Client: env.Cluster.Client, Net: env.Net,
+		Namespace: "porter-system", Selector: "app.kubernetes.io/name=porter-controller",
+		LogDir: logDir, PerPod: true,
+		Command: func(pod *corev1.Pod) ([]string, error) {
+			kc, err := env.Cluster.PodKubeconfig(ctx, pod, filepath.Join(logDir, pod.Name+"-kubeconfig.yaml"))
 			if err != nil {
 				return nil, err
 			}
-			kc := filepath.Join(logDir, node+"-kubeconfig.yaml")
-			if err := os.WriteFile(kc, b, 0o600); err != nil {
-				return nil, err
-			}
-			return append([]string{filepath.Join(env.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", node}, extra...), nil
+			return append([]string{filepath.Join(env.BinDir, "porter-controller"), "--kubeconfig", kc, "--identity", pod.Name,
+				// Two replicas share the namespace here, not a port.
+				"--health-address", "127.0.0.1:0"}, extra...), nil
+		},
+		Exec: func(ctx context.Context, _ *corev1.Pod, argv []string) *exec.Cmd {
+			return env.Cluster.Command(ctx, argv...)
 		},
 	})
 }

@@ -1,7 +1,7 @@
-// Package election runs a race-detector build of porter-speaker through
-// back-to-back terms of allocator leadership, taken from it by a real
-// API server, and checks that the terms never overlap: no data race, and
-// each new term still allocates.
+// Package election runs race-detector builds of porter-controller through
+// terms of leadership, taken from them by a real API server or by a
+// killed leader, and checks that the terms never overlap (no data race)
+// and that allocations stay exact across them.
 package election
 
 import (
@@ -24,7 +24,7 @@ import (
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/lbservice"
-	"github.com/porterlb/porter/speaker"
+	"github.com/porterlb/porter/controller"
 	"github.com/porterlb/porter/test/lab"
 	"github.com/porterlb/porter/test/netlab"
 )
@@ -34,7 +34,7 @@ var env *lab.Env
 func TestMain(m *testing.M) {
 	os.Exit(lab.Main(m, lab.EnvOptions{
 		Net:   &netlab.Options{Nodes: 1},
-		Build: []string{"github.com/porterlb/porter/cmd/porter-speaker"},
+		Build: []string{"github.com/porterlb/porter/cmd/porter-controller"},
 		Race:  true,
 	}, setup))
 }
@@ -96,13 +96,13 @@ func poll(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 }
 
 // takeLease makes the allocator Lease another's, freshly renewed: the
-// speaker cannot renew it and loses its term after its renew deadline,
+// controller cannot renew it and loses its term after its renew deadline,
 // then wins the next one once the intruder's lease expires.
 func takeLease(t *testing.T) {
 	t.Helper()
 	leases := env.Cluster.Client.CoordinationV1().Leases("porter-system")
 	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		l, err := leases.Get(ctx, speaker.LeaseName, metav1.GetOptions{})
+		l, err := leases.Get(ctx, controller.LeaseName, metav1.GetOptions{})
 		if err != nil {
 			return false, nil //nolint:nilerr // poll again
 		}
@@ -118,18 +118,27 @@ func takeLease(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-func service(t *testing.T, name string) {
+func service(t *testing.T, name string) { serviceIn(t, name, "terms") }
+
+func serviceIn(t *testing.T, name, pool string) {
 	t.Helper()
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: map[string]string{lbservice.LBAnnotation: "porter", lbservice.PoolAnnotation: "terms"}},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
-	}
-	if _, err := env.Cluster.Client.CoreV1().Services("default").Create(context.Background(), svc, metav1.CreateOptions{}); err != nil {
+	if err := createService(name, pool); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_ = env.Cluster.Client.CoreV1().Services("default").Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
+}
+
+func createService(name, pool string) error {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: map[string]string{lbservice.LBAnnotation: "porter", lbservice.PoolAnnotation: pool}},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
+	}
+	if _, err := env.Cluster.Client.CoreV1().Services("default").Create(context.Background(), svc, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create Service %s: %w", name, err)
+	}
+	return nil
 }
 
 func hasIP(name string) bool {
@@ -149,14 +158,13 @@ func TestBackToBackTermsDoNotOverlap(t *testing.T) {
 	}, false); err != nil {
 		t.Fatal(err)
 	}
-	kc, err := env.Cluster.ServiceAccountKubeconfig(ctx, "porter-system", "porter-speaker")
+	kc, err := env.Cluster.ServiceAccountKubeconfig(ctx, "porter-system", "porter-controller")
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := env.Net.Nodes[0]
 	var out output
-	cmd := node.Command(ctx, filepath.Join(env.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", node.Name,
-		"--insecure-member", "--metrics-address", "",
+	cmd := env.Cluster.Command(ctx, filepath.Join(env.BinDir, "porter-controller"), "--kubeconfig", kc, "--identity", "terms",
+		"--health-address", "",
 		"--lease-duration", "2s", "--lease-renew-deadline", "1500ms", "--lease-retry-period", "200ms")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -169,11 +177,11 @@ func TestBackToBackTermsDoNotOverlap(t *testing.T) {
 		if !stopped {
 			_ = cmd.Process.Kill()
 			if err := <-exited; err != nil {
-				t.Logf("speaker killed: %v", err)
+				t.Logf("controller killed: %v", err)
 			}
 		}
 		if t.Failed() {
-			t.Logf("speaker:\n%s", out.String())
+			t.Logf("controller:\n%s", out.String())
 		}
 	})
 
@@ -204,10 +212,10 @@ func TestBackToBackTermsDoNotOverlap(t *testing.T) {
 	case err := <-exited:
 		stopped = true
 		if err != nil {
-			t.Errorf("speaker exited: %v (66 is the race detector's)", err)
+			t.Errorf("controller exited: %v (66 is the race detector's)", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("speaker did not stop within 30s of SIGTERM")
+		t.Fatal("controller did not stop within 30s of SIGTERM")
 	}
 	if strings.Contains(out.String(), "DATA RACE") {
 		t.Errorf("the race detector found a race:\n%s", out.String())

@@ -41,43 +41,39 @@ var (
 func TestMain(m *testing.M) {
 	code := lab.Main(m, lab.EnvOptions{
 		Net:   &netlab.Options{Nodes: 3, SecondNICNodes: []string{"node3"}},
-		Build: []string{"github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker"},
+		Build: []string{"github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker", "github.com/porterlb/porter/cmd/porter-controller"},
 	}, startLab)
 	os.Exit(code)
 }
 
 // speakers stand in for the speaker DaemonSet's pods: a real process on the
 // lab node for each pod kwok pretends to run, so the NIC inventory init
-// reads is real, and uninstall really stops the speakers.
-var speakers *daemons.Runner
+// reads is real, and uninstall really stops the speakers. controllers do
+// the same for the controller Deployment's pods.
+var speakers, controllers *daemons.Runner
 
 func startLab(e *lab.Env) {
 	env, cluster, network = e, e.Cluster, e.Net
 	ctx := context.Background()
-	kc, err := cluster.LANKubeconfig()
-	if err != nil {
-		panic(err)
-	}
 	for _, n := range network.Nodes {
 		if _, err := cluster.CreateNode(ctx, lab.Node{Name: n.Name, InternalIP: n.IP}); err != nil {
 			panic(err)
 		}
 	}
-	speakers, err = daemons.Start(ctx, daemons.Options{
-		Client: cluster.Client, Net: network,
-		Namespace: "porter-system", Selector: "app.kubernetes.io/name=porter-speaker",
-		Command: func(node string) ([]string, error) {
-			return []string{filepath.Join(e.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", node, "--inventory-interval", "300ms"}, nil
-		},
-		LogDir: filepath.Join(e.Sandbox.Dir(), "speakers"),
-	})
+	var err error
+	speakers, err = daemons.Speakers(ctx, e, filepath.Join(e.Sandbox.Dir(), "speakers"), "--inventory-interval", "300ms")
+	if err != nil {
+		panic(err)
+	}
+	controllers, err = daemons.Controllers(ctx, e, filepath.Join(e.Sandbox.Dir(), "controllers"))
 	if err != nil {
 		panic(err)
 	}
 	e.Defer(func(failed bool) {
 		speakers.Stop()
+		controllers.Stop()
 		if failed {
-			fmt.Fprintf(os.Stderr, "speaker logs:\n%s", speakers.Logs(40))
+			fmt.Fprintf(os.Stderr, "speaker logs:\n%s\ncontroller logs:\n%s", speakers.Logs(40), controllers.Logs(40))
 		}
 	})
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -547,6 +548,24 @@ func (c *Cluster) PauseAPIServer() (resume func() error, err error) {
 // namespace/name, with a fresh token, so a process run with it has exactly
 // that account's permissions. It returns the path.
 func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, namespace, name string) (string, error) {
+	user := namespace + "-" + name
+	return c.tokenKubeconfig(ctx, namespace, name, nil, filepath.Join(c.kwokDir, "kubeconfig-"+user+".yaml"))
+}
+
+// PodKubeconfig writes to path a kubeconfig like ServiceAccountKubeconfig
+// for pod's ServiceAccount, with a token bound to the pod, as the kubelet
+// mounts one: the API server then names the pod and its node in every
+// request's user extra (authentication.kubernetes.io/node-name).
+func (c *Cluster) PodKubeconfig(ctx context.Context, pod *corev1.Pod, path string) (string, error) {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	ref := &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
+	return c.tokenKubeconfig(ctx, pod.Namespace, sa, ref, path)
+}
+
+func (c *Cluster) tokenKubeconfig(ctx context.Context, namespace, name string, bound *authenticationv1.BoundObjectReference, path string) (string, error) {
 	lan, err := c.LANKubeconfig()
 	if err != nil {
 		return "", err
@@ -557,7 +576,7 @@ func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, namespace, name 
 	}
 	expiry := int64(6 * 3600)
 	tr, err := c.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry},
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry, BoundObjectRef: bound},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("token for ServiceAccount %s/%s: %w", namespace, name, err)
@@ -567,9 +586,19 @@ func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, namespace, name 
 	for _, kc := range cfg.Contexts {
 		kc.AuthInfo = user
 	}
-	path := filepath.Join(c.kwokDir, "kubeconfig-"+user+".yaml")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+	// Written aside and renamed: a process may be reading the last one.
+	tmp := path + ".tmp"
+	if err := clientcmd.WriteToFile(*cfg, tmp); err != nil {
+		return "", fmt.Errorf("write kubeconfig for %s: %w", user, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		return "", fmt.Errorf("write kubeconfig for %s: %w", user, err)
 	}
 	return path, nil
+}
+
+// Command runs argv in the cluster's own network namespace, where the
+// control plane runs.
+func (c *Cluster) Command(ctx context.Context, argv ...string) *exec.Cmd {
+	return netns.Command(ctx, c.netns, argv...)
 }
