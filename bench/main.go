@@ -101,6 +101,9 @@ type bench struct {
 	env      *lab.Env
 	kube     kubernetes.Interface
 	speakers *daemons.Runner
+	// controllers run porter-controller's Deployment pods, off the nodes
+	// under test.
+	controllers *daemons.Runner
 	// vip is the address of the Service the ARP and failover sections use.
 	vip netip.Addr
 	// mlb is MetalLB, once set up; cleanups stop what it runs.
@@ -176,7 +179,7 @@ func (b *bench) setup(ctx context.Context) error {
 	fmt.Fprintln(os.Stderr, "== building the lab")
 	env, err := lab.NewEnv(ctx, lab.EnvOptions{
 		Net:   &netlab.Options{Nodes: 3},
-		Build: []string{"github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker"},
+		Build: []string{"github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker", "github.com/porterlb/porter/cmd/porter-controller"},
 	})
 	if err != nil {
 		return err
@@ -197,6 +200,9 @@ func (b *bench) setup(ctx context.Context) error {
 		return err
 	}
 	if b.speakers, err = daemons.Speakers(ctx, env, filepath.Join(env.Sandbox.Dir(), "speakers")); err != nil {
+		return err
+	}
+	if b.controllers, err = daemons.Controllers(ctx, env, filepath.Join(env.Sandbox.Dir(), "controllers")); err != nil {
 		return err
 	}
 	if out, err := env.Kubectl(ctx, "porter", "init", "--yes", "--eip", "bench=198.18.0.200-198.18.0.250").CombinedOutput(); err != nil {
@@ -257,6 +263,9 @@ func (b *bench) teardown() {
 		if out, err := exec.Command("cp", "-r", b.env.Sandbox.Dir()+"/.", b.o.logs).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: keep the logs: %v: %s\n", err, out)
 		}
+	}
+	if b.controllers != nil {
+		b.controllers.Stop()
 	}
 	if b.speakers != nil {
 		b.speakers.Stop()

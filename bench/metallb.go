@@ -152,7 +152,8 @@ func (b *bench) metalLB(ctx context.Context) (*stack, error) {
 		Client: b.kube, Net: b.env.Net,
 		Namespace: metalLBNamespace, Selector: metalLBLabels,
 		LogDir: filepath.Join(dir, "speakers"),
-		Command: func(node string) ([]string, error) {
+		Command: func(p *corev1.Pod) ([]string, error) {
+			node := p.Spec.NodeName
 			n := b.env.Net.Node(node)
 			if n == nil {
 				return nil, fmt.Errorf("no lab node %s", node)

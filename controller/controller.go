@@ -36,10 +36,7 @@ import (
 )
 
 // LeaseName is the Lease the controller's replicas elect their leader on.
-// It is the Lease the allocator was elected on when it ran in the speakers,
-// so that during an upgrade an old speaker and a new controller never
-// allocate at the same time.
-const LeaseName = "porter-allocator"
+const LeaseName = manifests.ControllerLease
 
 // Options are the controller's command-line settings.
 type Options struct {

@@ -21,6 +21,12 @@ const EipCRD = "crd/network.kubesphere.io_eips.yaml"
 // Namespace is where Porter's in-cluster parts live.
 const Namespace = "porter-system"
 
+// ControllerLease is the Lease in Namespace that porter-controller's
+// replicas elect their leader on. It keeps the name it had when the
+// allocator ran in the speakers, so that during an upgrade an old speaker
+// and a new controller never allocate at the same time.
+const ControllerLease = "porter-allocator"
+
 // Names lists the embedded manifest files by path, in apply order: CRDs
 // first, so that objects of their kinds can follow.
 func Names() []string {

@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/porterlb/porter/pkg/kubeproxy"
@@ -50,13 +51,14 @@ func main() {
 
 // demo is the state the stages share.
 type demo struct {
-	out       io.Writer
-	env       *lab.Env
-	kubeProxy *daemons.Runner
-	speakers  *daemons.Runner
-	vip       netip.Addr
-	served    string
-	logDir    string
+	out         io.Writer
+	env         *lab.Env
+	kubeProxy   *daemons.Runner
+	speakers    *daemons.Runner
+	controllers *daemons.Runner
+	vip         netip.Addr
+	served      string
+	logDir      string
 }
 
 type stage struct {
@@ -102,6 +104,9 @@ func run(ctx context.Context, out io.Writer, keep bool) int {
 		if d.speakers != nil {
 			d.speakers.Stop()
 		}
+		if d.controllers != nil {
+			d.controllers.Stop()
+		}
 		if d.kubeProxy != nil {
 			d.kubeProxy.Stop()
 		}
@@ -135,10 +140,10 @@ func (d *demo) kubectl(ctx context.Context, args ...string) error {
 }
 
 func (d *demo) startLab(ctx context.Context) error {
-	d.say("building kubectl-porter and porter-speaker, starting kube-apiserver, etcd, the controller manager, the scheduler and kwok")
+	d.say("building kubectl-porter, porter-speaker and porter-controller, starting kube-apiserver, etcd, the controller manager, the scheduler and kwok")
 	env, err := lab.NewEnv(ctx, lab.EnvOptions{
 		Net:   &netlab.Options{Nodes: 3, SecondNICNodes: []string{"node3"}},
-		Build: []string{"github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker"},
+		Build: []string{"github.com/porterlb/porter/cmd/kubectl-porter", "github.com/porterlb/porter/cmd/porter-speaker", "github.com/porterlb/porter/cmd/porter-controller"},
 	})
 	if err != nil {
 		return fmt.Errorf("start the lab: %w", err)
@@ -181,7 +186,7 @@ func (d *demo) installKubeProxy(ctx context.Context) error {
 		Client: c.Client, Net: d.env.Net,
 		Namespace: "kube-system", Selector: "k8s-app=kube-proxy",
 		LogDir: filepath.Join(d.logDir, "kube-proxy"),
-		Command: func(node string) ([]string, error) {
+		Command: func(*corev1.Pod) ([]string, error) {
 			cm, err := c.Client.CoreV1().ConfigMaps("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{})
 			if err != nil {
 				return nil, fmt.Errorf("read the kube-proxy ConfigMap: %w", err)
@@ -219,17 +224,20 @@ func (d *demo) installKubeProxy(ctx context.Context) error {
 	return d.speakersFollowDaemonSet(ctx)
 }
 
-// speakersFollowDaemonSet starts the stand-in kubelet for porter-speaker:
-// each speaker pod init's DaemonSet makes becomes a real process on its
-// node, with the speaker ServiceAccount's permissions.
+// speakersFollowDaemonSet starts the stand-in kubelet for porter-speaker
+// and porter-controller: each pod init's DaemonSet and Deployment make
+// becomes a real process, with its ServiceAccount's permissions.
 func (d *demo) speakersFollowDaemonSet(ctx context.Context) error {
 	var err error
-	d.speakers, err = daemons.Speakers(ctx, d.env, filepath.Join(d.logDir, "speakers"))
+	if d.speakers, err = daemons.Speakers(ctx, d.env, filepath.Join(d.logDir, "speakers")); err != nil {
+		return err
+	}
+	d.controllers, err = daemons.Controllers(ctx, d.env, filepath.Join(d.logDir, "controllers"))
 	return err
 }
 
 func (d *demo) init(ctx context.Context) error {
-	d.say("each speaker pod the DaemonSet makes runs as a real porter-speaker process on its lab node")
+	d.say("each speaker pod the DaemonSet makes runs as a real porter-speaker process on its lab node, and each controller pod as a porter-controller")
 	return d.kubectl(ctx, "porter", "init", "--eip", pool, "--yes")
 }
 
@@ -425,6 +433,9 @@ func (d *demo) status(ctx context.Context) error {
 func (d *demo) showLogs() {
 	if d.speakers != nil {
 		fmt.Fprintf(d.out, "\nporter-speaker logs (last 25 lines each):\n%s", d.speakers.Logs(25))
+	}
+	if d.controllers != nil {
+		fmt.Fprintf(d.out, "\nporter-controller logs (last 25 lines each):\n%s", d.controllers.Logs(25))
 	}
 	if d.kubeProxy != nil {
 		fmt.Fprintf(d.out, "\nkube-proxy stand-in logs:\n%s", d.kubeProxy.Logs(5))

@@ -92,10 +92,19 @@ type Service struct {
 	Reason    string `json:"reason,omitempty"`
 }
 
+// Controller is porter-controller's Deployment and its leader.
+type Controller struct {
+	Replicas int32 `json:"replicas"`
+	Ready    int32 `json:"ready"`
+	// Leader is the replica holding the Lease; empty when none does.
+	Leader string `json:"leader,omitempty"`
+}
+
 // Report is the whole picture.
 type Report struct {
 	Healthy    bool       `json:"healthy"`
 	Categories []Category `json:"categories"`
+	Controller Controller `json:"controller"`
 	Nodes      []Node     `json:"nodes"`
 	Pools      []Pool     `json:"pools"`
 	Services   []Service  `json:"services"`
@@ -129,8 +138,14 @@ func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 	}
 	r.Categories = append(r.Categories, kubeProxy(ctx, cs), lockoutGuard(ctx, cs))
 	speakerCat, ready := speakers(ctx, cs, nodes.Items)
-	speakerCat.Checks = append(speakerCat.Checks, rights(ctx, cs, rbacdrift.ServiceAccount{Namespace: speakerNamespace, Name: "porter-speaker"}))
+	speakerCat.Checks = append(speakerCat.Checks, rights(ctx, cs, rbacdrift.ServiceAccount{Namespace: speakerNamespace, Name: "porter-speaker"},
+		"a speaker runs on every node, so these are rights of every node: remove the bindings or rules named"))
 	r.Categories = append(r.Categories, speakerCat)
+	ctrlCat, ctrl := controllers(ctx, cs, time.Now())
+	ctrlCat.Checks = append(ctrlCat.Checks, rights(ctx, cs, rbacdrift.ServiceAccount{Namespace: speakerNamespace, Name: "porter-controller"},
+		"remove the bindings or rules named: the controller needs no more than the manifests grant"))
+	r.Categories = append(r.Categories, ctrlCat)
+	r.Controller = ctrl
 	inv := inventories(ctx, dyn)
 	mc := members(nodes.Items, inv, ready)
 	mc.Checks = append(mc.Checks, memberKey(ctx, cs, inv, ready))
@@ -618,7 +633,7 @@ func others(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 
 // rights flags a ServiceAccount of Porter's that holds more than the
 // manifests grant it: someone bound it more, or widened its roles.
-func rights(ctx context.Context, cs kubernetes.Interface, sa rbacdrift.ServiceAccount) Check {
+func rights(ctx context.Context, cs kubernetes.Interface, sa rbacdrift.ServiceAccount, hint string) Check {
 	c := Check{Name: "rights"}
 	docs, err := manifests.Documents("rbac.yaml")
 	if err != nil {
@@ -638,11 +653,85 @@ func rights(ctx context.Context, cs kubernetes.Interface, sa rbacdrift.ServiceAc
 	if extra := rbacdrift.Extra(granted, live); len(extra) > 0 {
 		c.State = Warning
 		c.Detail = fmt.Sprintf("%s holds %d right(s) the manifests do not grant: %s", sa, len(extra), first(extra, 4))
-		c.Hint = "a speaker runs on every node, so these are rights of every node: remove the bindings or rules named"
+		c.Hint = hint
 		return c
 	}
 	c.State, c.Detail = OK, fmt.Sprintf("%s holds what the manifests grant, no more", sa)
 	return c
+}
+
+// controllers judges the controller's Deployment and its leader. A leader
+// whose Lease lapsed is reported by how long ago, on this machine's
+// clock: only a display, never a decision.
+func controllers(ctx context.Context, cs kubernetes.Interface, now time.Time) (Category, Controller) {
+	cat := Category{Name: "controller"}
+	var out Controller
+	dep, err := cs.AppsV1().Deployments(speakerNamespace).Get(ctx, setup.ControllerDeployment, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		cat.Checks = append(cat.Checks, Check{Name: "deployment", State: Failed, Detail: "no Deployment " + speakerNamespace + "/" + setup.ControllerDeployment + ": no Service gets an address",
+			Hint: "kubectl porter init"})
+	case err != nil:
+		cat.Checks = append(cat.Checks, Check{Name: "deployment", State: Failed, Detail: "read the controller Deployment: " + err.Error()})
+	default:
+		out.Replicas, out.Ready = 1, dep.Status.ReadyReplicas
+		if dep.Spec.Replicas != nil {
+			out.Replicas = *dep.Spec.Replicas
+		}
+		c := Check{Name: "deployment", Detail: fmt.Sprintf("%d/%d replicas ready", out.Ready, out.Replicas)}
+		switch {
+		case out.Ready >= out.Replicas && out.Replicas > 1:
+			c.State = OK
+		case out.Ready >= 1:
+			c.State, c.Detail = Warning, c.Detail+": no standby to take over at once if the leader fails"
+			c.Hint = "kubectl -n " + speakerNamespace + " describe deployment " + setup.ControllerDeployment
+		default:
+			c.State, c.Detail = Failed, c.Detail+": no Service gets an address and no lockout guard is enforced"
+			c.Hint = "kubectl -n " + speakerNamespace + " describe deployment " + setup.ControllerDeployment
+		}
+		cat.Checks = append(cat.Checks, c)
+	}
+	lease, err := cs.CoordinationV1().Leases(speakerNamespace).Get(ctx, manifests.ControllerLease, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		cat.Checks = append(cat.Checks, Check{Name: "leader", State: Failed, Detail: "no replica has ever led (no Lease " + manifests.ControllerLease + ")",
+			Hint: "kubectl -n " + speakerNamespace + " logs deployment/" + setup.ControllerDeployment})
+		return cat, out
+	case err != nil:
+		cat.Checks = append(cat.Checks, Check{Name: "leader", State: Failed, Detail: "read the Lease " + manifests.ControllerLease + ": " + err.Error()})
+		return cat, out
+	}
+	holder := ""
+	if lease.Spec.HolderIdentity != nil {
+		holder = *lease.Spec.HolderIdentity
+	}
+	c := Check{Name: "leader"}
+	var renewed time.Time
+	if lease.Spec.RenewTime != nil {
+		renewed = lease.Spec.RenewTime.Time
+	}
+	dur := 15 * time.Second
+	if lease.Spec.LeaseDurationSeconds != nil {
+		dur = time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second
+	}
+	ago := now.Sub(renewed).Round(time.Second)
+	switch {
+	case holder == "":
+		c.State, c.Detail = Failed, "no replica leads: the last leader stepped down and none took over"
+		c.Hint = "kubectl -n " + speakerNamespace + " logs deployment/" + setup.ControllerDeployment
+	case renewed.IsZero() || ago > dur:
+		c.State, c.Detail = Failed, fmt.Sprintf("%s led until %s ago and no replica has taken over", holder, ago)
+		c.Hint = "kubectl -n " + speakerNamespace + " logs deployment/" + setup.ControllerDeployment
+	case !strings.HasPrefix(holder, setup.ControllerDeployment+"-"):
+		out.Leader = holder
+		c.State, c.Detail = Warning, holder+" holds the Lease, and is not a porter-controller pod: a speaker of an older version still allocating"
+		c.Hint = "kubectl porter init, which updates the speakers too"
+	default:
+		out.Leader = holder
+		c.State, c.Detail = OK, fmt.Sprintf("%s, renewed %s ago", holder, max(ago, 0))
+	}
+	cat.Checks = append(cat.Checks, c)
+	return cat, out
 }
 
 // lockoutGuard names the guarded changes still awaiting confirmation:

@@ -136,7 +136,7 @@ func TestGuardRollsBackInClusterWhenThePluginDies(t *testing.T) {
 	if getPool(t, "orphan").Spec.Disable {
 		t.Fatal("the pool was disabled at once, not after the confirm timeout")
 	}
-	poll(t, 25*time.Second, "the allocator to disable the unconfirmed pool", func(context.Context) (bool, error) {
+	poll(t, 25*time.Second, "the controller to disable the unconfirmed pool", func(context.Context) (bool, error) {
 		return getPool(t, "orphan").Spec.Disable && !guardPresent(t), nil
 	})
 	took := time.Since(killed)
@@ -165,10 +165,10 @@ func TestGuardRefusesATimeoutUnderItsMinimum(t *testing.T) {
 	}
 }
 
-// A plan's timeout is timed on the allocator's clock alone. These plans
+// A plan's timeout is timed on the controller's clock alone. These plans
 // carry a deadline, as plugins used to write from their own clock, a day
 // behind and a day ahead: neither changes when the rollback comes.
-func TestGuardTimesPlansOnTheAllocatorsClock(t *testing.T) {
+func TestGuardTimesPlansOnTheControllersClock(t *testing.T) {
 	startSpeakers(t)
 	notDefault := func(e *v1alpha2.Eip) { e.Annotations = nil }
 	createPool(t, "skew-behind", "198.18.0.167", notDefault)
@@ -196,7 +196,7 @@ func TestGuardTimesPlansOnTheAllocatorsClock(t *testing.T) {
 	t.Logf("both rolled back %s after they were written (timeout 10s)", time.Since(now).Round(100*time.Millisecond))
 }
 
-// Only cluster admins and the allocator may write a plan: one who may
+// Only cluster admins and the controller may write a plan: one who may
 // write ConfigMaps in porter-system may not write or delete a plan there.
 func TestGuardPlanFromANonAdminIsRefused(t *testing.T) {
 	ctx := context.Background()
@@ -247,9 +247,13 @@ data:
 	if out, err := env.Cluster.Kubectl(ctx, "--as", "tenant", "-n", "porter-system", "delete", "configmap", a.Name).CombinedOutput(); err == nil {
 		t.Errorf("a tenant deleted an admin's plan:\n%s", out)
 	}
-	// The speaker's ServiceAccount, which runs the allocator, may.
-	if out, err := env.Cluster.Kubectl(ctx, "--as", "system:serviceaccount:porter-system:porter-speaker", "-n", "porter-system", "delete", "configmap", a.Name).CombinedOutput(); err != nil {
-		t.Errorf("the allocator's account may not clear a plan:\n%s", out)
+	// Nor may a speaker, which runs on every node.
+	if out, err := env.Cluster.Kubectl(ctx, "--as", "system:serviceaccount:porter-system:porter-speaker", "-n", "porter-system", "delete", "configmap", a.Name).CombinedOutput(); err == nil {
+		t.Errorf("the speaker's account cleared a plan:\n%s", out)
+	}
+	// The controller's ServiceAccount, which rolls back, may.
+	if out, err := env.Cluster.Kubectl(ctx, "--as", "system:serviceaccount:porter-system:porter-controller", "-n", "porter-system", "delete", "configmap", a.Name).CombinedOutput(); err != nil {
+		t.Errorf("the controller's account may not clear a plan:\n%s", out)
 	}
 }
 
@@ -332,7 +336,7 @@ func TestGuardedCommandRolledBackMeanwhileFails(t *testing.T) {
 			}
 			continue
 		}
-		poll(t, 25*time.Second, "the allocator to roll the stopped command's change back", func(ctx context.Context) (bool, error) {
+		poll(t, 25*time.Second, "the controller to roll the stopped command's change back", func(ctx context.Context) (bool, error) {
 			// The pool may not have been created before the stop: then
 			// only the plan goes.
 			e, err := eips.New(dynamicClient(t)).Get(ctx, pool)

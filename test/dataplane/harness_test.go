@@ -42,15 +42,19 @@ var (
 	env *lab.Env
 	// labKey is the gossip key of the lab's speakers.
 	labKey = []byte("porter-dataplane-lab-member-key!")
-	// speakerKubeconfig authenticates as the speaker's ServiceAccount, so
-	// the speakers run with exactly the RBAC of manifests/rbac.yaml.
-	speakerKubeconfig string
+	// speakerKubeconfigs, by node, authenticate as the speaker's
+	// ServiceAccount with a token bound to the node's speaker pod, so the
+	// speakers run with exactly the RBAC of manifests/rbac.yaml and the
+	// admission policies see their node.
+	speakerKubeconfigs = map[string]string{}
+	// controllers run for the whole package, as the Deployment would.
+	controllers *controllerSet
 )
 
 func TestMain(m *testing.M) {
 	os.Exit(lab.Main(m, lab.EnvOptions{
 		Net:   &netlab.Options{Nodes: 3, SecondNIC: true},
-		Build: []string{"github.com/porterlb/porter/cmd/porter-speaker", "github.com/porterlb/porter/cmd/kubectl-porter"},
+		Build: []string{"github.com/porterlb/porter/cmd/porter-speaker", "github.com/porterlb/porter/cmd/porter-controller", "github.com/porterlb/porter/cmd/kubectl-porter"},
 	}, setup))
 }
 
@@ -61,9 +65,10 @@ func setup(e *lab.Env) {
 	ns, _ := filepath.Abs("../../manifests/namespace.yaml")
 	rbac, _ := filepath.Abs("../../manifests/rbac.yaml")
 	guardPolicy, _ := filepath.Abs("../../manifests/guard-policy.yaml")
+	speakerPolicy, _ := filepath.Abs("../../manifests/speaker-policy.yaml")
 	for _, args := range [][]string{
 		{"apply", "-f", crds, "-f", ns},
-		{"apply", "-f", rbac, "-f", guardPolicy},
+		{"apply", "-f", rbac, "-f", guardPolicy, "-f", speakerPolicy},
 		{"wait", "--for", "condition=established", "--timeout=60s", "crd/nodenics.porter.kubesphere.io", "crd/eips.network.kubesphere.io"},
 	} {
 		if out, err := e.Cluster.Kubectl(ctx, args...).CombinedOutput(); err != nil {
@@ -71,9 +76,15 @@ func setup(e *lab.Env) {
 		}
 	}
 	var err error
-	if speakerKubeconfig, err = e.Cluster.ServiceAccountKubeconfig(ctx, "porter-system", "porter-speaker"); err != nil {
+	if controllers, err = startControllers(ctx, e, "replica-a", "replica-b"); err != nil {
 		panic(err)
 	}
+	e.Defer(func(failed bool) {
+		controllers.stop()
+		if failed {
+			fmt.Fprintf(os.Stderr, "controller logs:\n%s", controllers.logs())
+		}
+	})
 	// The gossip key, as init makes it.
 	if _, err := e.Cluster.Client.CoreV1().Secrets("porter-system").Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: memberkey.SecretName},
@@ -87,7 +98,7 @@ func setup(e *lab.Env) {
 		}
 		// A ready porter-speaker pod on the node, as the DaemonSet makes
 		// (kwok marks it ready): a member counts only where one runs.
-		if err := speakerPod(ctx, e, n.Name); err != nil {
+		if err := speakerPodAndToken(ctx, e, n.Name); err != nil {
 			panic(err)
 		}
 		if err := backend.StrictARP(ctx, n); err != nil {
@@ -99,19 +110,32 @@ func setup(e *lab.Env) {
 	}
 }
 
+// speakerPodAndToken creates node's speaker pod and the kubeconfig its
+// speaker runs with, whose token is bound to that pod: a pod made anew
+// voids the token bound to the last one.
+func speakerPodAndToken(ctx context.Context, e *lab.Env, node string) error {
+	pod, err := speakerPod(ctx, e, node)
+	if err != nil {
+		return err
+	}
+	speakerKubeconfigs[node], err = e.Cluster.PodKubeconfig(ctx, pod, filepath.Join(e.Sandbox.Dir(), "speaker-"+node+".kubeconfig"))
+	return err
+}
+
 // speakerPod creates the pod the speaker DaemonSet would run on node, and
 // waits until it is ready.
-func speakerPod(ctx context.Context, e *lab.Env, node string) error {
+func speakerPod(ctx context.Context, e *lab.Env, node string) (*corev1.Pod, error) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "porter-speaker-" + node, Namespace: "porter-system",
 			Labels: map[string]string{"app.kubernetes.io/name": "porter-speaker"}},
-		Spec: corev1.PodSpec{NodeName: node, HostNetwork: true,
+		Spec: corev1.PodSpec{NodeName: node, HostNetwork: true, ServiceAccountName: "porter-speaker",
 			Containers: []corev1.Container{{Name: "speaker", Image: "porter-speaker:lab"}}},
 	}
-	if _, err := e.Cluster.Client.CoreV1().Pods("porter-system").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create speaker pod on %s: %w", node, err)
+	created, err := e.Cluster.Client.CoreV1().Pods("porter-system").Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("create speaker pod on %s: %w", node, err)
 	}
-	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+	return created, wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		p, err := e.Cluster.Client.CoreV1().Pods("porter-system").Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, nil //nolint:nilerr // poll again
@@ -168,9 +192,8 @@ func (s *speaker) exited(t *testing.T, within time.Duration) {
 func startSpeaker(t *testing.T, node *netlab.Host, extra ...string) *speaker {
 	t.Helper()
 	args := append([]string{filepath.Join(env.BinDir, "porter-speaker"),
-		"--kubeconfig", speakerKubeconfig, "--node-name", node.Name,
+		"--kubeconfig", speakerKubeconfigs[node.Name], "--node-name", node.Name,
 		"--inventory-interval", "1s",
-		"--lease-duration", "4s", "--lease-renew-deadline", "3s", "--lease-retry-period", "500ms",
 		"--rejoin-interval", "500ms",
 	}, extra...)
 	cmd := node.Command(context.Background(), args...)

@@ -435,7 +435,7 @@ func TestTwoNodesKeepTheirAddressesWhenCutAndTakeOverWhenOneDies(t *testing.T) {
 			_, err := env.Cluster.Client.CoreV1().Pods("porter-system").Get(ctx, "porter-speaker-"+third.Name, metav1.GetOptions{})
 			return apierrors.IsNotFound(err), nil
 		})
-		if err := speakerPod(context.Background(), env, third.Name); err != nil {
+		if err := speakerPodAndToken(context.Background(), env, third.Name); err != nil {
 			t.Errorf("restore the speaker pod on %s: %v", third.Name, err)
 		}
 	})

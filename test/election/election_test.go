@@ -21,10 +21,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/porterlb/porter/controller"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/lbservice"
-	"github.com/porterlb/porter/controller"
 	"github.com/porterlb/porter/test/lab"
 	"github.com/porterlb/porter/test/netlab"
 )

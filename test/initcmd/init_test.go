@@ -132,6 +132,16 @@ func checkFullInit(t *testing.T) {
 	if ds.Status.NumberReady != 3 {
 		t.Errorf("%d speakers ready, want 3", ds.Status.NumberReady)
 	}
+	dep, err := cluster.Client.AppsV1().Deployments("porter-system").Get(ctx, "porter-controller", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := dep.Spec.Template.Spec.Containers[0].Image; img != "example.test/porter-speaker:v1" {
+		t.Errorf("controller image %s", img)
+	}
+	if dep.Status.ReadyReplicas != 2 {
+		t.Errorf("%d controller replicas ready, want 2", dep.Status.ReadyReplicas)
+	}
 	for _, n := range network.Nodes {
 		node, err := cluster.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
 		if err != nil {

@@ -23,17 +23,22 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-// macs are the lab's random hardware addresses, and keys the random
-// gossip keys' fingerprints, masked in golden files.
+// macs are the lab's random hardware addresses, keys the random gossip
+// keys' fingerprints, and pods and renewals the controller pods' random
+// names and the age of the leader's Lease, masked in golden files.
 var (
-	macs = regexp.MustCompile(`([0-9a-f]{2}:){5}[0-9a-f]{2}`)
-	keys = regexp.MustCompile(`\b[0-9a-f]{12}\b`)
+	macs     = regexp.MustCompile(`([0-9a-f]{2}:){5}[0-9a-f]{2}`)
+	keys     = regexp.MustCompile(`\b[0-9a-f]{12}\b`)
+	pods     = regexp.MustCompile(`porter-controller-[0-9a-z]+-[0-9a-z]+`)
+	renewals = regexp.MustCompile(`renewed [0-9]+s ago`)
 )
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
 	got = macs.ReplaceAllString(got, "<mac>")
 	got = keys.ReplaceAllString(got, "<key>")
+	got = pods.ReplaceAllString(got, "<controller-pod>")
+	got = renewals.ReplaceAllString(got, "renewed <n>s ago")
 	path := filepath.Join("testdata", name)
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
@@ -115,7 +120,7 @@ func TestStatusOnHealthyAndBrokenInstallations(t *testing.T) {
 	var r result
 	waitFor(t, "a healthy status", 30*time.Second, func() bool {
 		r = porter("status")
-		return r.err == nil && strings.Contains(r.stdout, "all 3 speakers see each other")
+		return r.err == nil && strings.Contains(r.stdout, "all 3 speakers see each other") && strings.Contains(r.stdout, "2/2 replicas ready")
 	})
 	golden(t, "status-healthy.txt", r.stdout)
 	j := porter("status", "-o", "json")
@@ -126,7 +131,8 @@ func TestStatusOnHealthyAndBrokenInstallations(t *testing.T) {
 
 	// Break it four ways: a speaker stops, an address of the pool is
 	// taken on the wire, strictARP is turned off behind Porter's back, and
-	// the speaker's account is given a right the manifests do not grant.
+	// the speaker's and the controller's accounts are given a right the
+	// manifests do not grant.
 	frozen := speakers.Proc("node2")
 	if err := frozen.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -151,7 +157,7 @@ func TestStatusOnHealthyAndBrokenInstallations(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"create", "clusterrole", "porter-widened", "--verb=patch", "--resource=daemonsets.apps"},
-		{"create", "clusterrolebinding", "porter-widened", "--clusterrole=porter-widened", "--serviceaccount=porter-system:porter-speaker"},
+		{"create", "clusterrolebinding", "porter-widened", "--clusterrole=porter-widened", "--serviceaccount=porter-system:porter-speaker", "--serviceaccount=porter-system:porter-controller"},
 	} {
 		if out, err := cluster.Kubectl(context.Background(), args...).CombinedOutput(); err != nil {
 			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
@@ -169,7 +175,7 @@ func TestStatusOnHealthyAndBrokenInstallations(t *testing.T) {
 		r = porter("status")
 		return r.err != nil && strings.Contains(r.stdout, "no other speaker sees node2") && strings.Contains(r.stdout, "in use on the wire") &&
 			strings.Contains(r.stdout, "nowhere") && strings.Contains(r.stdout, "NoPool") && announced("web") &&
-			strings.Contains(r.stdout, "patch daemonsets.apps cluster-wide (clusterrolebinding porter-widened)")
+			strings.Count(r.stdout, "patch daemonsets.apps cluster-wide (clusterrolebinding porter-widened)") == 2
 	})
 	golden(t, "status-broken.txt", r.stdout)
 	j = porter("status", "-o", "json")
@@ -205,7 +211,7 @@ func TestUninstallRefusesThenRoundTrips(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("uninstall --dry-run=client: %v\n%s%s", r.err, r.stdout, r.stderr)
 	}
-	for _, want := range []string{"restore ipvs.strictARP to its value before init (false)", "porter-system/daemonset/porter-speaker", "remove the layer2 annotation init set on node3", "nothing was removed"} {
+	for _, want := range []string{"restore ipvs.strictARP to its value before init (false)", "porter-system/daemonset/porter-speaker", "porter-system/deployment/porter-controller", "remove the layer2 annotation init set on node3", "nothing was removed"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("dry run lacks %q:\n%s", want, r.stdout)
 		}
