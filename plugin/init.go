@@ -48,7 +48,7 @@ func newInitCommand(kube *genericclioptions.ConfigFlags, streams genericiooption
 	o := initOptions{}
 	cmd := &cobra.Command{
 		Use:   "init",
-		Short: "Set Porter up: preflight, strictARP, kube-proxy restart, speaker, NICs, pools",
+		Short: "Set Porter up: preflight, strictARP, kube-proxy restart, speaker and controller, NICs, pools",
 		Long: `init does the Porter guide's setup checklist in one command:
 
   1. preflight: the API server answers, you hold every permission init needs,
@@ -57,8 +57,9 @@ func newInitCommand(kube *genericclioptions.ConfigFlags, streams genericiooption
      nothing else in it (skipped in iptables or nftables mode, or without
      kube-proxy);
   3. restart kube-proxy, only if strictARP changed, and wait for the rollout;
-  4. deploy the speaker (namespace porter-system, CRDs, RBAC, DaemonSet) with
-     server-side apply, and wait for it on every node;
+  4. deploy Porter (namespace porter-system, CRDs, RBAC, admission policies,
+     the speaker DaemonSet and the controller Deployment) with server-side
+     apply, and wait for a speaker on every node and both controllers;
   5. pick each node's NIC from the inventory the speakers publish (the NIC
      holding the node's InternalIP, or --interface), and annotate nodes with
      more than one NIC, as the guide's manual 'kubectl annotate' step does;
@@ -88,8 +89,8 @@ shown as a diff and confirmed before they are written.`,
 	}
 	addDryRunFlag(cmd, &o.dryRun)
 	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "Apply changes without asking")
-	cmd.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "How long to wait for each rollout (kube-proxy, speaker)")
-	cmd.Flags().StringVar(&o.image, "image", "ghcr.io/porterlb/porter-speaker:"+porterversion.Get().Version, "Speaker image")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "How long to wait for each rollout (kube-proxy, speaker and controller)")
+	cmd.Flags().StringVar(&o.image, "image", "ghcr.io/porterlb/porter-speaker:"+porterversion.Get().Version, "Image of the speaker and the controller (one image holds both)")
 	cmd.Flags().StringVar(&o.iface, "interface", "", "NIC to announce on, on every node (default: the NIC holding each node's InternalIP)")
 	cmd.Flags().StringArrayVar(&o.eips, "eip", nil, "Create an address pool NAME=RANGE (repeatable), checked as 'eip create' checks it")
 	cmd.Flags().BoolVar(&o.force, "force", false, "Create --eip pools whose only problems may be deliberate (see 'eip create --force')")

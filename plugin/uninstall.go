@@ -45,7 +45,8 @@ func newUninstallCommand(kube *genericclioptions.ConfigFlags, streams genericioo
 		Short: "Take back everything init did, in reverse",
 		Long: `uninstall runs the undo of every init step, last step first:
 
-  - removes the speaker: DaemonSet, RBAC and the porter-system namespace, and
+  - removes the speaker and the controller: DaemonSet, Deployment, RBAC,
+    admission policies and the porter-system namespace, and
     the Eip and NodeNICs CRDs with every pool (--keep-eips keeps the Eip CRD
     and the pools);
   - removes the node annotations init made, and only those;

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
@@ -84,9 +85,15 @@ func TestSpeakerWritesOnlyItsOwnNodesNodeNICs(t *testing.T) {
 	// subresource, which kubectl cannot send without first reading it
 	// (a right the speaker does not have), so through client-go with the
 	// same kubeconfig.
-	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+	// The test runs outside the lab's namespaces: the API server's address
+	// from here, the speaker's token from its kubeconfig.
+	kcfg, err := clientcmd.LoadFromFile(kc)
 	if err != nil {
 		t.Fatal(err)
+	}
+	cfg := rest.AnonymousClientConfig(env.Cluster.Config)
+	for _, a := range kcfg.AuthInfos {
+		cfg.BearerToken = a.Token
 	}
 	dc, err := dynamic.NewForConfig(cfg)
 	if err != nil {
