@@ -31,6 +31,7 @@ import (
 	"github.com/porterlb/porter/controller/allocator"
 	"github.com/porterlb/porter/controller/announcers"
 	"github.com/porterlb/porter/manifests"
+	"github.com/porterlb/porter/pkg/daemon"
 	"github.com/porterlb/porter/pkg/facts"
 	"github.com/porterlb/porter/pkg/version"
 )
@@ -52,24 +53,6 @@ type Options struct {
 	RenewDeadline time.Duration
 	RetryPeriod   time.Duration
 	Workers       int
-}
-
-// Execute runs the controller with args and returns the process exit code.
-func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := NewCommand(stdout, stderr)
-	cmd.SetArgs(args)
-	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
-		return 1
-	}
-	return 0
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 // NewCommand builds the porter-controller command.
@@ -98,12 +81,7 @@ configuration; the speakers on every node only answer ARP.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			level := slog.LevelInfo
-			if verbose {
-				level = slog.LevelDebug
-			}
-			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-			return Run(cmd.Context(), log, opts)
+			return Run(cmd.Context(), daemon.Logger(stderr, verbose), opts)
 		},
 	}
 	cmd.SetOut(stdout)
@@ -111,8 +89,8 @@ configuration; the speakers on every node only answer ARP.`,
 	cmd.SetVersionTemplate("porter-controller {{.Version}}\n")
 	f := cmd.Flags()
 	f.StringVar(&opts.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster service account")
-	f.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", manifests.Namespace), "Namespace of the Lease and the lockout guard's plans (default $POD_NAMESPACE, else porter-system)")
-	f.StringVar(&opts.Identity, "identity", envOr("POD_NAME", host), "This replica's name in the Lease (default $POD_NAME, else the host name)")
+	f.StringVar(&opts.Namespace, "namespace", daemon.EnvOr("POD_NAMESPACE", manifests.Namespace), "Namespace of the Lease and the lockout guard's plans (default $POD_NAMESPACE, else porter-system)")
+	f.StringVar(&opts.Identity, "identity", daemon.EnvOr("POD_NAME", host), "This replica's name in the Lease (default $POD_NAME, else the host name)")
 	f.StringVar(&opts.HealthAddress, "health-address", ":7474", "Where to serve /healthz and /readyz; empty turns it off")
 	f.DurationVar(&opts.LeaseDuration, "lease-duration", 15*time.Second, "How long a leader's Lease lasts unrenewed before another replica takes over")
 	f.DurationVar(&opts.RenewDeadline, "lease-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it steps down")

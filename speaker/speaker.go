@@ -25,6 +25,7 @@ import (
 
 	"github.com/porterlb/porter/manifests"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/pkg/daemon"
 	"github.com/porterlb/porter/pkg/facts"
 	"github.com/porterlb/porter/pkg/memberkey"
 	"github.com/porterlb/porter/pkg/membership"
@@ -65,24 +66,6 @@ type Options struct {
 	MaxHoldDown   time.Duration
 }
 
-// Execute runs the speaker with args and returns the process exit code.
-func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := NewCommand(stdout, stderr)
-	cmd.SetArgs(args)
-	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
-		return 1
-	}
-	return 0
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
 // NewCommand builds the porter-speaker command.
 func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 	var opts Options
@@ -109,12 +92,7 @@ nothing in the cluster but its own node's NodeNICs and Events.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			level := slog.LevelInfo
-			if verbose {
-				level = slog.LevelDebug
-			}
-			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-			return Run(cmd.Context(), log, opts)
+			return Run(cmd.Context(), daemon.Logger(stderr, verbose), opts)
 		},
 	}
 	cmd.SetOut(stdout)
@@ -123,7 +101,7 @@ nothing in the cluster but its own node's NodeNICs and Events.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster service account")
 	f.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node this speaker runs on (default $NODE_NAME, set from the downward API)")
-	f.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", manifests.Namespace), "Namespace of Porter's own objects: the speaker pods and the gossip key (default $POD_NAMESPACE, else porter-system)")
+	f.StringVar(&opts.Namespace, "namespace", daemon.EnvOr("POD_NAMESPACE", manifests.Namespace), "Namespace of Porter's own objects: the speaker pods and the gossip key (default $POD_NAMESPACE, else porter-system)")
 	f.DurationVar(&opts.InventoryInterval, "inventory-interval", 10*time.Second, "How often to re-read the node's NICs and republish them when changed")
 	f.StringVar(&opts.BindAddress, "bind-address", os.Getenv("POD_IP"), "Address other speakers reach this one at (default $POD_IP, else the node's InternalIP)")
 	f.IntVar(&opts.MemberPort, "member-port", 7947, "UDP and TCP port of the speakers' failure detector")
