@@ -180,7 +180,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 			}
 		})
 		wg.Go(func() {
-			w := &announcers.Writer{Kube: clients.Kube, Services: src.Services, NodeNICs: src.NodeNICs, Log: log}
+			w := &announcers.Writer{Kube: clients.Kube, Services: src.Services, NodeNICs: src.NodeNICs, Facts: fa, Log: log}
 			if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 				log.Error("announcer annotation", "err", err)
 			}

@@ -142,6 +142,7 @@ func (c *Controller) rebuild() {
 	defer c.mu.Unlock()
 	c.table.SetPools(c.pools())
 	svcs := c.services()
+	policy := c.Facts.Policy()
 	sort.Slice(svcs, func(i, j int) bool {
 		if !svcs[i].CreationTimestamp.Equal(&svcs[j].CreationTimestamp) {
 			return svcs[i].CreationTimestamp.Before(&svcs[j].CreationTimestamp)
@@ -149,7 +150,7 @@ func (c *Controller) rebuild() {
 		return lbservice.Key(svcs[i]) < lbservice.Key(svcs[j])
 	})
 	for _, s := range svcs {
-		if !lbservice.IsPorter(s) {
+		if !policy.Serves(s) {
 			continue
 		}
 		if ip := lbservice.IngressIP(s); ip.IsValid() && c.table.PoolOf(ip, lbservice.Pool(s)) != nil {
@@ -157,7 +158,7 @@ func (c *Controller) rebuild() {
 		}
 	}
 	for _, s := range svcs {
-		if lbservice.IsPorter(s) {
+		if policy.Serves(s) {
 			c.queue.Add(lbservice.Key(s))
 		}
 	}
@@ -222,9 +223,11 @@ func (c *Controller) refreshPools() {
 	if same {
 		return
 	}
-	// Held addresses may now be refused (a node took one); re-check them.
+	// Held addresses may now be refused (a node took one), and whether
+	// Porter serves Services without a class may have changed: re-check
+	// every LoadBalancer Service that holds an address or names no class.
 	for _, s := range c.services() {
-		if lbservice.IsPorter(s) && lbservice.IngressIP(s).IsValid() {
+		if lbservice.IngressIP(s).IsValid() && lbservice.IsPorter(s) || lbservice.Unclassed(s) {
 			c.queue.Add(lbservice.Key(s))
 		}
 	}
@@ -240,7 +243,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		return nil
 	}
 	svc := obj.(*corev1.Service)
-	if !lbservice.IsPorter(svc) {
+	if !c.Facts.Policy().Serves(svc) {
 		return c.unassign(ctx, svc)
 	}
 	req := Request{

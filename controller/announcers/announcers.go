@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/pkg/facts"
 	"github.com/porterlb/porter/pkg/lbservice"
 )
 
@@ -75,13 +76,13 @@ func Build(nics []*v1alpha1.NodeNICs) Index {
 }
 
 // Want is the annotation svc should carry: nil to remove it, when the
-// Service holds no address. An address nobody announces right now keeps
+// Service holds no address or Porter does not serve it (serves). An address nobody announces right now keeps
 // the last value, so that a short gap in a speaker's report does not make
 // the annotation flap.
-func Want(svc *corev1.Service, idx Index) (value *string, change bool) {
+func Want(svc *corev1.Service, serves bool, idx Index) (value *string, change bool) {
 	cur, has := svc.Annotations[lbservice.AnnouncerAnnotation]
 	ip := lbservice.IngressIP(svc)
-	if !ip.IsValid() || !lbservice.IsPorter(svc) {
+	if !ip.IsValid() || !serves {
 		return nil, has
 	}
 	a, ok := idx[ip]
@@ -123,7 +124,9 @@ type Writer struct {
 	Kube     kubernetes.Interface
 	Services cache.SharedIndexInformer // with Indexers
 	NodeNICs cache.SharedIndexInformer
-	Log      *slog.Logger
+	// Facts say which Services are Porter's.
+	Facts *facts.Facts
+	Log   *slog.Logger
 }
 
 // Run writes annotations until ctx ends.
@@ -230,7 +233,7 @@ func (w *Writer) sync(ctx context.Context, key string) error {
 	if !ok {
 		return nil
 	}
-	v, change := Want(svc, w.index())
+	v, change := Want(svc, w.Facts.Policy().Serves(svc), w.index())
 	if !change {
 		return nil
 	}

@@ -63,7 +63,7 @@ func TestWant(t *testing.T) {
 		{"no address, no annotation", svc("", ""), "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, change := Want(tc.svc, idx)
+			v, change := Want(tc.svc, lbservice.IsPorter(tc.svc), idx)
 			got := ""
 			if v != nil {
 				got = *v

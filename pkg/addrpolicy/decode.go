@@ -26,12 +26,15 @@ type Pool struct {
 	Err error
 	// Protocol is spec.protocol as written; empty means bgp, as in
 	// OpenELB.
-	Protocol      string
-	Interface     string
-	Disabled      bool
-	Default       bool
-	UsingKnownIPs bool
-	Priority      int
+	Protocol  string
+	Interface string
+	Disabled  bool
+	Default   bool
+	// ServesUnclassed: the default pool asks Porter to serve Services
+	// that name no class (v1alpha2.ServeUnclassedAnnotation).
+	ServesUnclassed bool
+	UsingKnownIPs   bool
+	Priority        int
 	// Namespaces and Selector limit the pool to some namespaces; both
 	// empty means any namespace.
 	Namespaces []string
@@ -41,15 +44,16 @@ type Pool struct {
 // PoolFromEip decodes an Eip.
 func PoolFromEip(e *v1alpha2.Eip) Pool {
 	p := Pool{
-		Name:          e.Name,
-		Created:       e.CreationTimestamp.Time,
-		Protocol:      e.Spec.Protocol,
-		Interface:     e.Spec.Interface,
-		Disabled:      e.Spec.Disable,
-		Default:       e.IsDefault(),
-		UsingKnownIPs: e.Spec.UsingKnownIPs,
-		Priority:      e.Spec.Priority,
-		Namespaces:    e.Spec.Namespaces,
+		Name:            e.Name,
+		Created:         e.CreationTimestamp.Time,
+		Protocol:        e.Spec.Protocol,
+		Interface:       e.Spec.Interface,
+		Disabled:        e.Spec.Disable,
+		Default:         e.IsDefault(),
+		ServesUnclassed: e.ServesUnclassed(),
+		UsingKnownIPs:   e.Spec.UsingKnownIPs,
+		Priority:        e.Spec.Priority,
+		Namespaces:      e.Spec.Namespaces,
 	}
 	p.Range, p.Err = addr.Parse(e.Spec.Address)
 	if len(e.Spec.NamespaceSelector) > 0 {

@@ -12,10 +12,12 @@ package addrpolicy
 
 import (
 	"fmt"
+	corev1 "k8s.io/api/core/v1"
 	"net/netip"
 	"sort"
 
 	"github.com/porterlb/porter/pkg/addr"
+	"github.com/porterlb/porter/pkg/lbservice"
 )
 
 // Class is a kind of reserved address.
@@ -184,6 +186,28 @@ func (p *Policy) Pool(name string) (*Pool, bool) {
 func (p *Policy) Node(name string) (*Node, bool) {
 	n, ok := p.nodes[name]
 	return n, ok
+}
+
+// ServesUnclassed reports whether Porter serves LoadBalancer Services
+// that name no class and carry no Porter annotation: a layer2 default pool
+// asks for it.
+func (p *Policy) ServesUnclassed() bool {
+	for i := range p.pools {
+		if pl := &p.pools[i]; pl.Layer2() && pl.Default && pl.ServesUnclassed {
+			return true
+		}
+	}
+	return false
+}
+
+// Serves reports whether svc is Porter's (lbservice.Serves), with this
+// policy's pools: the allocator, the speakers, the announcer annotation
+// and status all ask here.
+func (p *Policy) Serves(svc *corev1.Service) bool {
+	return lbservice.Serves(svc, p.ServesUnclassed(), func(ip netip.Addr) bool {
+		pl, ok := p.PoolOf(ip)
+		return ok && pl.Layer2()
+	})
 }
 
 // PoolOf is the pool that holds ip: of the pools whose range contains it,

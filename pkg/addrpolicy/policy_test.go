@@ -357,3 +357,38 @@ func TestReportFromNodeNICs(t *testing.T) {
 		t.Errorf("Announced = %v, want 198.18.0.50 on eth0", r.Announced)
 	}
 }
+
+func TestServesUnclassed(t *testing.T) {
+	def := func(e *v1alpha2.Eip) {
+		e.Annotations = map[string]string{v1alpha2.DefaultEipAnnotation: "true"}
+	}
+	serve := func(v string) func(*v1alpha2.Eip) {
+		return func(e *v1alpha2.Eip) { e.Annotations[v1alpha2.ServeUnclassedAnnotation] = v }
+	}
+	bgp := func(e *v1alpha2.Eip) { e.Spec.Protocol = v1alpha2.ProtocolBGP }
+	for _, tc := range []struct {
+		name  string
+		pools []Pool
+		want  bool
+	}{
+		{"no pools", nil, false},
+		{"a default pool that asks", []Pool{eip("lan", "198.18.0.100-198.18.0.109", 1, def, serve("true"))}, true},
+		{"a default pool that opts out", []Pool{eip("lan", "198.18.0.100-198.18.0.109", 1, def, serve("false"))}, false},
+		{"a default pool that says nothing (OpenELB's)", []Pool{eip("lan", "198.18.0.100-198.18.0.109", 1, def)}, false},
+		{"asked by a pool that is not the default", []Pool{eip("lan", "198.18.0.100-198.18.0.109", 1, func(e *v1alpha2.Eip) {
+			e.Annotations = map[string]string{v1alpha2.ServeUnclassedAnnotation: "true"}
+		})}, false},
+		{"asked by a bgp default pool", []Pool{eip("lan", "198.18.0.100-198.18.0.109", 1, def, serve("true"), bgp)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(Snapshot{Pools: tc.pools})
+			if got := p.ServesUnclassed(); got != tc.want {
+				t.Errorf("ServesUnclassed = %v, want %v", got, tc.want)
+			}
+			svc := &corev1.Service{Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer}}
+			if got := p.Serves(svc); got != tc.want {
+				t.Errorf("Serves(a Service with no class) = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

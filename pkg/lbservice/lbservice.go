@@ -49,6 +49,36 @@ func IsPorter(svc *corev1.Service) bool {
 	return false
 }
 
+// Unclassed reports whether svc is a LoadBalancer Service that names no
+// load balancer at all: no loadBalancerClass and no lb.kubesphere.io
+// annotation. Whoever is the cluster's default load balancer serves it.
+func Unclassed(svc *corev1.Service) bool {
+	return svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil &&
+		strings.TrimSpace(svc.Annotations[LBAnnotation]) == ""
+}
+
+// Serves reports whether Porter serves svc: it asks for Porter (IsPorter),
+// or it names no load balancer and unclassed says Porter is the
+// cluster's default one. An unclassed Service that already holds an
+// address outside Porter's pools (ours says which are) was given it by
+// another load balancer, and is left to it: Porter never overwrites
+// another's status.
+func Serves(svc *corev1.Service, unclassed bool, ours func(netip.Addr) bool) bool {
+	if IsPorter(svc) {
+		return true
+	}
+	if !unclassed || !Unclassed(svc) {
+		return false
+	}
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		ip, err := netip.ParseAddr(in.IP)
+		if err != nil || !ours(ip.Unmap()) {
+			return false
+		}
+	}
+	return true
+}
+
 // Key is the "namespace/name" a Service is known by in pool status.
 func Key(svc *corev1.Service) string { return svc.Namespace + "/" + svc.Name }
 

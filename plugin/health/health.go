@@ -108,6 +108,9 @@ type Report struct {
 	Nodes      []Node     `json:"nodes"`
 	Pools      []Pool     `json:"pools"`
 	Services   []Service  `json:"services"`
+	// Unserved are the LoadBalancer Services nothing gave an address and
+	// Porter does not serve, each with why and the fix.
+	Unserved []Unserved `json:"unserved,omitempty"`
 }
 
 // Worst is the worst state among the report's checks.
@@ -174,11 +177,11 @@ func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 		}
 		policy = addrpolicy.New(facts.Snapshot)
 	}
-	svcCat, svcs, err := services(ctx, cs, policy, nodes.Items, inv, ready)
+	svcCat, svcs, unserved, err := services(ctx, cs, policy, nodes.Items, inv, ready)
 	if err != nil {
 		return nil, err
 	}
-	r.Services = svcs
+	r.Services, r.Unserved = svcs, unserved
 	r.Categories = append(r.Categories, svcCat)
 	r.Categories = append(r.Categories, others(ctx, cs, dyn))
 	r.Healthy = r.Worst() != Failed
@@ -504,12 +507,12 @@ func pools(list *v1alpha2.EipList, err error) (Category, []Pool) {
 // announcer is a node that reports answering for an address.
 type announcer struct{ node, iface string }
 
-func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.Policy, nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) (Category, []Service, error) {
+func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.Policy, nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) (Category, []Service, []Unserved, error) {
 	cat := Category{Name: "services"}
 	out := []Service{}
 	list, err := cs.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return cat, nil, fmt.Errorf("list Services: %w", err)
+		return cat, nil, nil, fmt.Errorf("list Services: %w", err)
 	}
 	reasons := map[string]string{}
 	if evs, err := cs.CoreV1().Events(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Service,type=Warning"}); err == nil {
@@ -539,10 +542,19 @@ func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.P
 			announcers[ip] = append(announcers[ip], announcer{node: r.Node, iface: iface})
 		}
 	}
+	serves := lbservice.IsPorter
+	unclassed := false
+	if policy != nil {
+		serves, unclassed = policy.Serves, policy.ServesUnclassed()
+	}
 	var pending, silent, refused, doubled []string
+	var unserved []Unserved
 	for i := range list.Items {
 		s := &list.Items[i]
-		if !lbservice.IsPorter(s) {
+		if !serves(s) {
+			if u, ok := UnservedBecause(s, unclassed); ok {
+				unserved = append(unserved, u)
+			}
 			continue
 		}
 		sv := Service{Name: lbservice.Key(s)}
@@ -606,7 +618,57 @@ func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.P
 	if len(pending) == 0 && len(silent) == 0 && len(refused) == 0 {
 		cat.Checks = append(cat.Checks, Check{Name: "announced", State: OK, Detail: fmt.Sprintf("%d Service(s), each announced by one node", len(out))})
 	}
-	return cat, out, nil
+	if len(unserved) > 0 {
+		sort.Slice(unserved, func(i, j int) bool { return unserved[i].Name < unserved[j].Name })
+		names := make([]string, len(unserved))
+		for i, u := range unserved {
+			names[i] = u.Name
+		}
+		c := Check{Name: "unserved", State: Failed,
+			Detail: fmt.Sprintf("%d LoadBalancer Service(s) that nothing gave an address: %s; %s", len(unserved), first(names, 10), unserved[0].Reason),
+			Hint:   unserved[0].Fix}
+		if len(unserved) > 1 {
+			c.Hint += " (kubectl porter status -o json gives each Service's reason and fix)"
+		}
+		cat.Checks = append(cat.Checks, c)
+	}
+	return cat, out, unserved, nil
+}
+
+// Unserved is a LoadBalancer Service that no load balancer has given an
+// address, and that Porter does not serve.
+type Unserved struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+	// Fix is the command that has Porter serve it.
+	Fix string `json:"fix"`
+}
+
+// UnservedBecause says why Porter leaves svc, a LoadBalancer Service
+// without an address, alone, and what makes Porter serve it; ok is false
+// for any other Service. unclassed is whether Porter serves Services that
+// name no class.
+func UnservedBecause(svc *corev1.Service, unclassed bool) (Unserved, bool) {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || len(svc.Status.LoadBalancer.Ingress) > 0 || lbservice.IsPorter(svc) {
+		return Unserved{}, false
+	}
+	u := Unserved{Name: lbservice.Key(svc)}
+	annotate := fmt.Sprintf("kubectl -n %s annotate service %s %s=porter", svc.Namespace, svc.Name, lbservice.LBAnnotation)
+	switch {
+	case svc.Spec.LoadBalancerClass != nil:
+		u.Reason = fmt.Sprintf("its loadBalancerClass is %s, which Porter does not serve (Porter's is %s)", *svc.Spec.LoadBalancerClass, lbservice.Class)
+		u.Fix = fmt.Sprintf("recreate it with spec.loadBalancerClass: %s (the class cannot be changed in place)", lbservice.Class)
+	case strings.TrimSpace(svc.Annotations[lbservice.LBAnnotation]) != "":
+		u.Reason = fmt.Sprintf("its annotation %s is %q, which names another load balancer", lbservice.LBAnnotation, svc.Annotations[lbservice.LBAnnotation])
+		u.Fix = annotate + " --overwrite"
+	case unclassed:
+		return Unserved{}, false // Porter serves it; it is pending, not unserved
+	default:
+		u.Reason = "it names no load balancer, and Porter serves such Services only when its default pool says so"
+		u.Fix = fmt.Sprintf("%s, or have Porter serve every such Service: kubectl annotate eip POOL %s=true %s=true --overwrite",
+			annotate, v1alpha2.DefaultEipAnnotation, v1alpha2.ServeUnclassedAnnotation)
+	}
+	return u, true
 }
 
 func evTime(e *corev1.Event) time.Time {

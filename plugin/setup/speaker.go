@@ -393,7 +393,7 @@ func (s *Speaker) Verify(ctx context.Context) error {
 		}
 		if time.Now().After(deadline) {
 			return &steps.Hinted{
-				Err:  fmt.Errorf("Porter not ready within %s (%s); %s", timeout, msg, strings.Join(pending, ", ")),
+				Err:  fmt.Errorf("not ready within %s (%s); %s", timeout, msg, strings.Join(pending, ", ")),
 				Hint: "see kubectl -n porter-system get pods -o wide; run `kubectl porter init` again to resume",
 			}
 		}

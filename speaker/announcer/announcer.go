@@ -641,7 +641,7 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	}
 	a.suspect = in.Suspect
 	for _, o := range a.cfg.Services.GetStore().List() {
-		s, ok := ServiceFrom(o.(*corev1.Service))
+		s, ok := ServiceFrom(o.(*corev1.Service), in.Policy)
 		if !ok {
 			continue
 		}

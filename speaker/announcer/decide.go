@@ -24,10 +24,10 @@ type Service struct {
 	Endpoints []string
 }
 
-// ServiceFrom reads a Service; ok is false when it is not Porter's or has
-// no address yet.
-func ServiceFrom(svc *corev1.Service) (Service, bool) {
-	if !lbservice.IsPorter(svc) {
+// ServiceFrom reads a Service; ok is false when it is not Porter's (as
+// policy says) or has no address yet.
+func ServiceFrom(svc *corev1.Service, policy *addrpolicy.Policy) (Service, bool) {
+	if !policy.Serves(svc) {
 		return Service{}, false
 	}
 	ip := lbservice.IngressIP(svc)

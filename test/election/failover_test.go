@@ -25,23 +25,24 @@ type replica struct {
 	name   string
 	cmd    *exec.Cmd
 	out    output
-	exited chan error
+	done   chan struct{} // closed when the process has exited, with err
+	err    error
 }
 
 func startReplica(t *testing.T, name, kubeconfig string) *replica {
 	t.Helper()
-	r := &replica{name: name, exited: make(chan error, 1)}
+	r := &replica{name: name, done: make(chan struct{})}
 	r.cmd = env.Cluster.Command(context.Background(), filepath.Join(env.BinDir, "porter-controller"), "--kubeconfig", kubeconfig, "--identity", name,
 		"--health-address", "", "--lease-duration", "2s", "--lease-renew-deadline", "1500ms", "--lease-retry-period", "200ms")
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { r.exited <- r.cmd.Wait() }()
+	go func() { r.err = r.cmd.Wait(); close(r.done) }()
 	t.Cleanup(func() {
 		_ = r.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-r.exited:
+		case <-r.done:
 		case <-time.After(20 * time.Second):
 			_ = r.cmd.Process.Kill()
 		}
@@ -123,7 +124,10 @@ func TestControllerKilledMidAllocationLeavesAllocationsExact(t *testing.T) {
 	if err := first.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-first.exited
+	<-first.done
+	if first.err == nil {
+		t.Fatalf("the killed leader %s exited cleanly", first.name)
+	}
 	killedAt := time.Now()
 	for _, n := range names {
 		// Not all exist yet: creation goes on through the takeover.

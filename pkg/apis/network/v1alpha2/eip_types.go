@@ -157,6 +157,20 @@ func (e *Eip) IsDefault() bool {
 	return e.Annotations[DefaultEipAnnotation] == "true"
 }
 
+// ServeUnclassedAnnotation, "true" on the default pool, makes Porter serve
+// LoadBalancer Services that name no loadBalancerClass and carry no
+// lb.kubesphere.io/v1alpha1 annotation, as the cluster's one load
+// balancer. `kubectl porter init` sets it when no other load balancer is
+// found; "false", or no annotation, opts out, and Porter then serves only
+// the Services that ask for it, as OpenELB does.
+const ServeUnclassedAnnotation = "porter.kubesphere.io/serve-services-without-class"
+
+// ServesUnclassed reports whether the Eip is the default pool and asks
+// Porter to serve Services without a class.
+func (e *Eip) ServesUnclassed() bool {
+	return e.IsDefault() && e.Annotations[ServeUnclassedAnnotation] == "true"
+}
+
 // Node annotations Porter reads.
 const (
 	// Layer2Annotation names the IP of the NIC a node announces on.
