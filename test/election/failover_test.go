@@ -22,11 +22,11 @@ import (
 
 // replica is one porter-controller process.
 type replica struct {
-	name   string
-	cmd    *exec.Cmd
-	out    output
-	done   chan struct{} // closed when the process has exited, with err
-	err    error
+	name string
+	cmd  *exec.Cmd
+	out  output
+	done chan struct{} // closed when the process has exited, with err
+	err  error
 }
 
 func startReplica(t *testing.T, name, kubeconfig string) *replica {
