@@ -55,6 +55,7 @@ type eipCreateOptions struct {
 	namespaceSelector                        map[string]string
 	priority                                 int
 	disable, isDefault, usingKnownIPs, force bool
+	serveUnclassed                           bool
 	guard                                    guardOptions
 }
 
@@ -88,6 +89,7 @@ func newEipCreateCommand(kube *genericclioptions.ConfigFlags, streams genericioo
 	f.IntVar(&o.priority, "priority", 0, "Preference among pools that could serve a Service: lower is preferred")
 	f.BoolVar(&o.disable, "disable", false, "Create the pool disabled: no new allocations")
 	f.BoolVar(&o.isDefault, "default", false, "Make this the default pool, for Services that name none")
+	f.BoolVar(&o.serveUnclassed, "serve-services-without-class", false, "With --default: serve LoadBalancer Services that name no class and carry no Porter annotation, as the cluster's load balancer")
 	f.BoolVar(&o.usingKnownIPs, "using-known-ips", false, "Allow the subnet's network and broadcast addresses, known to be free here")
 	f.BoolVar(&o.force, "force", false, "Create a pool whose only problems may be deliberate (e.g. outside the NIC's subnet); never overrides node or API server conflicts")
 	addDryRunFlag(cmd, &o.dryRun)
@@ -141,8 +143,14 @@ func (o eipCreateOptions) buildEip(name string) (*v1alpha2.Eip, error) {
 			NamespaceSelector: o.namespaceSelector,
 		},
 	}
+	if o.serveUnclassed && !o.isDefault {
+		return nil, errors.New("--serve-services-without-class needs --default: only the default pool serves Services that name no class")
+	}
 	if o.isDefault {
 		eip.Annotations = map[string]string{v1alpha2.DefaultEipAnnotation: "true"}
+	}
+	if o.serveUnclassed {
+		eip.Annotations[v1alpha2.ServeUnclassedAnnotation] = "true"
 	}
 	return eip, nil
 }

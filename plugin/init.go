@@ -33,6 +33,9 @@ type initOptions struct {
 	force    bool
 	nicsWait time.Duration
 	guard    guardOptions
+	// serveUnclassed has the first --eip pool serve Services that name
+	// no class, when it can be the default pool.
+	serveUnclassed bool
 }
 
 // initReport is the `-o json` shape of init: stable, fields only added.
@@ -63,7 +66,11 @@ func newInitCommand(kube *genericclioptions.ConfigFlags, streams genericiooption
   5. pick each node's NIC from the inventory the speakers publish (the NIC
      holding the node's InternalIP, or --interface), and annotate nodes with
      more than one NIC, as the guide's manual 'kubectl annotate' step does;
-  6. create the --eip pools, through the same checks as 'eip create'.
+  6. create the --eip pools, through the same checks as 'eip create'. When no
+     pool is the default yet and no other load balancer is found, the first
+     becomes the default pool and Porter serves every LoadBalancer Service
+     that names no class ('kubectl create service loadbalancer' just works);
+     --serve-services-without-class=false opts out.
 
 Each step first checks whether it is already done, so running init again
 changes nothing, and a run that stopped resumes where it left off. Changes are
@@ -91,6 +98,7 @@ shown as a diff and confirmed before they are written.`,
 	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "Apply changes without asking")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "How long to wait for each rollout (kube-proxy, speaker and controller)")
 	cmd.Flags().StringVar(&o.image, "image", "ghcr.io/porterlb/porter-speaker:"+porterversion.Get().Version, "Image of the speaker and the controller (one image holds both)")
+	cmd.Flags().BoolVar(&o.serveUnclassed, "serve-services-without-class", true, "Make the first --eip pool the default one and serve LoadBalancer Services that name no class, unless another pool is the default or another load balancer is found; false serves only Services that ask for Porter")
 	cmd.Flags().StringVar(&o.iface, "interface", "", "NIC to announce on, on every node (default: the NIC holding each node's InternalIP)")
 	cmd.Flags().StringArrayVar(&o.eips, "eip", nil, "Create an address pool NAME=RANGE (repeatable), checked as 'eip create' checks it")
 	cmd.Flags().BoolVar(&o.force, "force", false, "Create --eip pools whose only problems may be deliberate (see 'eip create --force')")
@@ -145,7 +153,7 @@ func runInit(ctx context.Context, kube *genericclioptions.ConfigFlags, streams g
 		&setup.Speaker{Client: cs, Dynamic: dc, Mapper: mapper, Image: o.image, Timeout: o.timeout,
 			Progress: func(m string) { list.progress("deploy speaker", m) }},
 		&setup.NICAnnotations{Client: cs, Dynamic: dc, Interface: o.iface, Wait: o.nicsWait},
-		guardedStep{Step: &setup.Eips{Client: cs, Dynamic: dc, Eips: c.eips, Pools: pools, Force: o.force, Warnings: human},
+		guardedStep{Step: &setup.Eips{Client: cs, Dynamic: dc, Eips: c.eips, Pools: pools, Force: o.force, Warnings: human, ServeUnclassed: o.serveUnclassed},
 			g: lg, change: "creating pools " + strings.Join(poolNames, ", "), undo: eipsUndo(poolNames...), verify: eipsStand(dc, poolNames...)},
 	}
 	all := append([]steps.Step{&setup.Preflight{Client: cs, Dynamic: dc, Steps: work, Pools: ranges}}, work...)

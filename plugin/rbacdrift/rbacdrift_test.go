@@ -61,33 +61,52 @@ func TestExtra(t *testing.T) {
 }
 
 // The manifests' own grants, read back, cover themselves and hold what
-// the speaker's rules say.
+// each account's rules say: the controller writes, the speaker only
+// reads, but for its NodeNICs and Events.
 func TestFromManifests(t *testing.T) {
 	docs, err := manifests.Documents("rbac.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sa := ServiceAccount{Namespace: "porter-system", Name: "porter-speaker"}
-	grants, err := FromManifests(docs, sa)
-	if err != nil {
-		t.Fatal(err)
+	read := func(name string) []Grant {
+		t.Helper()
+		grants, err := FromManifests(docs, ServiceAccount{Namespace: "porter-system", Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(grants) == 0 {
+			t.Fatalf("no grants read for %s", name)
+		}
+		if extra := Extra(grants, grants); len(extra) != 0 {
+			t.Errorf("the grants of %s do not cover themselves: %v", name, extra)
+		}
+		return grants
 	}
-	if len(grants) == 0 {
-		t.Fatal("no grants read for porter-speaker")
+	speaker, controller := read("porter-speaker"), read("porter-controller")
+	writes := []Grant{
+		{Rule: rule("", "services", "patch", ""), Via: "x"},
+		{Rule: rule("", "services/status", "update", ""), Via: "x"},
+		{Rule: rule("network.kubesphere.io", "eips", "patch", ""), Via: "x"},
+		{Namespace: "kube-system", Rule: rule("", "configmaps", "update", "kube-proxy"), Via: "x"},
+		{Namespace: "kube-system", Rule: rule("apps", "daemonsets", "patch", "kube-proxy"), Via: "x"},
+		{Namespace: "porter-system", Rule: rule("coordination.k8s.io", "leases", "update", ""), Via: "x"},
+		{Namespace: "porter-system", Rule: rule("", "configmaps", "delete", ""), Via: "x"},
 	}
-	if extra := Extra(grants, grants); len(extra) != 0 {
-		t.Errorf("the grants do not cover themselves: %v", extra)
+	if extra := Extra(controller, writes); len(extra) != 0 {
+		t.Errorf("rights the manifests grant the controller are missing: %v", extra)
 	}
-	want := []Grant{
+	if extra := Extra(speaker, writes); len(extra) != len(writes) {
+		t.Errorf("the speaker holds some of the controller's writes: only %v are beyond it", extra)
+	}
+	reads := []Grant{
 		{Rule: rule("", "services", "list", "")},
-		{Namespace: "kube-system", Rule: rule("", "configmaps", "update", "kube-proxy")},
-		{Namespace: "porter-system", Rule: rule("coordination.k8s.io", "leases", "update", "")},
+		{Rule: rule("porter.kubesphere.io", "nodenics/status", "patch", "")},
 	}
-	if extra := Extra(grants, want); len(extra) != 0 {
-		t.Errorf("rights the manifests grant are missing: %v", extra)
+	if extra := Extra(speaker, reads); len(extra) != 0 {
+		t.Errorf("rights the manifests grant the speaker are missing: %v", extra)
 	}
 	notGranted := []Grant{{Namespace: "kube-system", Rule: rule("", "configmaps", "update", "coredns"), Via: "x"}}
-	if extra := Extra(grants, notGranted); len(extra) != 1 {
+	if extra := Extra(controller, notGranted); len(extra) != 1 {
 		t.Errorf("a right the manifests do not grant was not found: %v", extra)
 	}
 	if other, _ := FromManifests(docs, ServiceAccount{Namespace: "default", Name: "porter-speaker"}); len(other) != 0 {

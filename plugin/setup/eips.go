@@ -31,6 +31,61 @@ type Eips struct {
 	Force bool
 	// Warnings receives the checks' warnings.
 	Warnings io.Writer
+	// ServeUnclassed makes the first pool the default one, serving
+	// LoadBalancer Services that name no class, when no pool is the
+	// default yet and no other load balancer is found.
+	ServeUnclassed bool
+}
+
+// defaultFor decides whether the first new pool becomes the default pool
+// that serves Services without a class, and why not when it does not.
+func defaultFor(serve bool, existing []v1alpha2.Eip, others []string) (bool, string) {
+	if !serve {
+		return false, "Services that name no class are left alone (--serve-services-without-class=false)"
+	}
+	if len(others) > 0 {
+		return false, "Services that name no class are left to " + strings.Join(others, "; ")
+	}
+	for i := range existing {
+		if existing[i].IsDefault() {
+			return false, "Eip " + existing[i].Name + " stays the default pool"
+		}
+	}
+	return true, ""
+}
+
+// markDefault decides for the pools about to be created, and marks the
+// first when it is to be the default.
+func (e *Eips) markDefault(ctx context.Context, todo []*v1alpha2.Eip) (string, error) {
+	if len(todo) == 0 {
+		return "", nil
+	}
+	list, err := e.Eips.List(ctx)
+	var existing []v1alpha2.Eip
+	switch {
+	case err == nil:
+		existing = list.Items
+	case !apierrors.IsNotFound(err):
+		return "", fmt.Errorf("list Eips: %w", err)
+	}
+	var others []string
+	if e.ServeUnclassed {
+		if others, err = OtherLoadBalancers(ctx, e.Client, e.Dynamic); err != nil {
+			return "", err
+		}
+	}
+	mark, why := defaultFor(e.ServeUnclassed, existing, others)
+	if !mark {
+		return why, nil
+	}
+	p := todo[0].DeepCopy()
+	if p.Annotations == nil {
+		p.Annotations = map[string]string{}
+	}
+	p.Annotations[v1alpha2.DefaultEipAnnotation] = "true"
+	p.Annotations[v1alpha2.ServeUnclassedAnnotation] = "true"
+	todo[0] = p
+	return p.Name + " is the default pool, and serves LoadBalancer Services that name no class", nil
 }
 
 // CheckPool checks eip against the cluster, prints warnings to w, and
@@ -118,7 +173,15 @@ func (e *Eips) Plan(ctx context.Context) (steps.Plan, error) {
 	for _, p := range todo {
 		parts = append(parts, p.Name+" ("+p.Spec.Address+")")
 	}
-	return steps.Plan{Summary: "create Eip " + strings.Join(parts, ", ")}, nil
+	sum := "create Eip " + strings.Join(parts, ", ")
+	why, err := e.markDefault(ctx, todo)
+	if err != nil {
+		return steps.Plan{}, err
+	}
+	if why != "" {
+		sum += "; " + why
+	}
+	return steps.Plan{Summary: sum}, nil
 }
 
 func (e *Eips) Apply(ctx context.Context, dry steps.DryRun) error {
@@ -128,6 +191,9 @@ func (e *Eips) Apply(ctx context.Context, dry steps.DryRun) error {
 	}
 	if len(todo) == 0 {
 		return nil
+	}
+	if _, err := e.markDefault(ctx, todo); err != nil {
+		return err
 	}
 	// One look at the cluster serves every pool; each pool created is
 	// added to it, so the next is checked against it too.
