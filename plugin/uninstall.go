@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/porterlb/porter/manifests"
+	"github.com/porterlb/porter/pkg/addrpolicy"
+	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/plugin/setup"
 	"github.com/porterlb/porter/plugin/steps"
@@ -116,7 +118,7 @@ func runUninstall(ctx context.Context, kube *genericclioptions.ConfigFlags, stre
 		return runErr
 	}
 
-	holding, err := portersServices(ctx, cs)
+	holding, err := portersServices(ctx, cs, c.eips)
 	if err != nil {
 		return finish(err)
 	}
@@ -171,16 +173,29 @@ func runUninstall(ctx context.Context, kube *genericclioptions.ConfigFlags, stre
 	return finish(nil)
 }
 
-// portersServices lists the LoadBalancer Services holding a Porter address.
-func portersServices(ctx context.Context, cs kubernetes.Interface) ([]string, error) {
+// portersServices lists the LoadBalancer Services holding a Porter
+// address: those Porter serves, as the pools say (Services with no class
+// included when the default pool asks for them).
+func portersServices(ctx context.Context, cs kubernetes.Interface, ec *eips.Client) ([]string, error) {
 	list, err := cs.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list Services: %w", err)
 	}
+	var pools []addrpolicy.Pool
+	el, err := ec.List(ctx)
+	switch {
+	case err == nil:
+		for i := range el.Items {
+			pools = append(pools, addrpolicy.PoolFromEip(&el.Items[i]))
+		}
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("list Eips: %w", err)
+	}
+	policy := addrpolicy.New(addrpolicy.Snapshot{Pools: pools})
 	var out []string
 	for i := range list.Items {
 		s := &list.Items[i]
-		if lbservice.IsPorter(s) && lbservice.IngressIP(s).IsValid() {
+		if policy.Serves(s) && lbservice.IngressIP(s).IsValid() {
 			out = append(out, lbservice.Key(s)+" ("+lbservice.IngressIP(s).String()+")")
 		}
 	}
