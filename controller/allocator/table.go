@@ -69,12 +69,20 @@ func NewTable() *Table {
 // SetPools replaces the pools. Held addresses stay held, even when their
 // pool went away, until their Services are reconciled again.
 func (t *Table) SetPools(pools []Pool) {
+	old := t.byName
 	t.pools = t.pools[:0]
 	t.byName = make(map[string]*Pool, len(pools))
 	for i := range pools {
 		p := pools[i]
 		t.pools = append(t.pools, &p)
 		t.byName[p.Name] = &p
+	}
+	// A pool deleted, or made anew under the same name, starts from its
+	// first address again: the cursor belonged to the old one.
+	for name := range t.cursors {
+		if p, o := t.byName[name], old[name]; p == nil || o == nil || !p.Created.Equal(o.Created) {
+			delete(t.cursors, name)
+		}
 	}
 	sort.SliceStable(t.pools, func(i, j int) bool {
 		if t.pools[i].Priority != t.pools[j].Priority {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -182,5 +183,43 @@ func TestSameSeesOnlyChangesThatAllocate(t *testing.T) {
 	}
 	if tbl.Same(base()[:1]) {
 		t.Error("a removed pool read as unchanged")
+	}
+}
+
+// Released addresses are not handed out again at once, so a client's
+// cached ARP entry or connection does not reach a new Service. A pool
+// deleted and made anew under the same name is a new pool, and starts
+// from its first address.
+func TestCursorBelongsToOnePool(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		renewed  bool
+		seenGone bool
+		want     netip.Addr
+	}{
+		{"the same pool moves on", false, false, ip("198.18.0.101")},
+		{"a pool made anew starts over", true, true, ip("198.18.0.100")},
+		{"a pool made anew before its deletion was seen starts over", true, false, ip("198.18.0.100")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := NewTable()
+			p := pool(t, "main", "198.18.0.100-198.18.0.109")
+			p.Default, p.Created = true, time.Unix(1000, 0)
+			tb.SetPools([]Pool{p})
+			if got, _, err := tb.Assign(Request{Key: "ns/a", Namespace: "ns"}); err != nil || got != ip("198.18.0.100") {
+				t.Fatalf("first: %v %v", got, err)
+			}
+			tb.Release("ns/a")
+			if tc.seenGone {
+				tb.SetPools(nil)
+			}
+			if tc.renewed {
+				p.Created = time.Unix(2000, 0)
+			}
+			tb.SetPools([]Pool{p})
+			if got, _, err := tb.Assign(Request{Key: "ns/b", Namespace: "ns"}); err != nil || got != tc.want {
+				t.Fatalf("next: %v %v, want %s", got, err, tc.want)
+			}
+		})
 	}
 }
