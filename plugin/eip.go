@@ -53,6 +53,7 @@ type eipCreateOptions struct {
 	address, iface, protocol, dryRun, output string
 	namespaces                               []string
 	namespaceSelector                        map[string]string
+	nodeSelector                             map[string]string
 	priority                                 int
 	disable, isDefault, usingKnownIPs, force bool
 	serveUnclassed                           bool
@@ -86,6 +87,7 @@ func newEipCreateCommand(kube *genericclioptions.ConfigFlags, streams genericioo
 	f.StringVar(&o.protocol, "protocol", v1alpha2.ProtocolLayer2, "How addresses are announced: layer2 (Porter announces only layer2 pools), bgp or vip")
 	f.StringSliceVar(&o.namespaces, "namespaces", nil, "Only serve Services in these namespaces (comma-separated)")
 	f.StringToStringVar(&o.namespaceSelector, "namespace-selector", nil, "Only serve Services in namespaces with these labels, e.g. team=web")
+	f.StringToStringVar(&o.nodeSelector, "node-selector", nil, "Only nodes with these labels answer for the pool's addresses, e.g. rack=r1 (default: every node)")
 	f.IntVar(&o.priority, "priority", 0, "Preference among pools that could serve a Service: lower is preferred")
 	f.BoolVar(&o.disable, "disable", false, "Create the pool disabled: no new allocations")
 	f.BoolVar(&o.isDefault, "default", false, "Make this the default pool, for Services that name none")
@@ -142,6 +144,12 @@ func (o eipCreateOptions) buildEip(name string) (*v1alpha2.Eip, error) {
 			Namespaces:        o.namespaces,
 			NamespaceSelector: o.namespaceSelector,
 		},
+	}
+	if len(o.nodeSelector) > 0 {
+		eip.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: o.nodeSelector}
+		if _, err := metav1.LabelSelectorAsSelector(eip.Spec.NodeSelector); err != nil {
+			return nil, fmt.Errorf("--node-selector: %w", err)
+		}
 	}
 	if o.serveUnclassed && !o.isDefault {
 		return nil, errors.New("--serve-services-without-class needs --default: only the default pool serves Services that name no class")

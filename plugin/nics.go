@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -17,7 +18,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/plugin/health"
 )
 
 func newNICsCommand(kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
@@ -28,7 +31,9 @@ func newNICsCommand(kube *genericclioptions.ConfigFlags, streams genericiooption
 		Short:             "Show the NICs of every node (or one), as the Porter speakers report them",
 		Long: `Show each node's network interfaces, as 'ip link' and 'ip addr' would on the
 node, from the NodeNICs inventory the Porter speaker on that node publishes.
-The PRIMARY column marks the NIC holding the node's InternalIP.`,
+The PRIMARY column marks the NIC holding the node's InternalIP. Below, each
+layer2 pool with the nodes that may answer for its addresses: every node, or
+those its nodeSelector picks.`,
 		Example: `  kubectl porter nics
   kubectl porter nics orion -o yaml`,
 		Args: cobra.MaximumNArgs(1),
@@ -58,7 +63,13 @@ The PRIMARY column marks the NIC holding the node's InternalIP.`,
 				fmt.Fprintln(streams.ErrOut, "No NIC inventory found: is the Porter speaker running? (kubectl porter init deploys it)")
 				return nil
 			}
-			return printNICsTable(streams.Out, items)
+			if err := printNICsTable(streams.Out, items); err != nil {
+				return err
+			}
+			if len(args) == 0 {
+				return printPoolNodes(cmd.Context(), streams.Out, kube)
+			}
+			return nil
 		},
 	}
 	addOutputFlag(cmd, &output, outputJSON, outputYAML)
@@ -119,6 +130,50 @@ func printNICsTable(w io.Writer, items []v1alpha1.NodeNICs) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, nic.Name, orDash(nic.MAC), state, addrs, primary)
 		}
+	}
+	return tw.Flush()
+}
+
+// printPoolNodes lists each layer2 pool with the nodes that may answer for
+// it. Without the Eip API there is nothing to list.
+func printPoolNodes(ctx context.Context, w io.Writer, kube *genericclioptions.ConfigFlags) error {
+	c, err := newClients(kube)
+	if err != nil {
+		return err
+	}
+	list, err := c.eips.List(ctx)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	nodes, err := c.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list nodes: %w", err)
+	}
+	picked := health.PoolNodes(list.Items, nodes.Items)
+	if len(picked) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(picked))
+	for n := range picked {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "POOL\tNODES")
+	for _, name := range names {
+		e := list.Items[slices.IndexFunc(list.Items, func(e v1alpha2.Eip) bool { return e.Name == name })]
+		nodes := strings.Join(picked[name], ",")
+		switch {
+		case e.Spec.NodeSelector == nil:
+			nodes = "every node"
+		case nodes == "":
+			nodes = "none (its nodeSelector picks no node)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", name, nodes)
 	}
 	return tw.Flush()
 }

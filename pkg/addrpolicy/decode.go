@@ -2,12 +2,14 @@ package addrpolicy
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"sort"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/porterlb/porter/pkg/addr"
@@ -39,6 +41,11 @@ type Pool struct {
 	// empty means any namespace.
 	Namespaces []string
 	Selector   labels.Selector
+	// NodeSelector picks the nodes that may answer for the pool; nil
+	// means every node. One that cannot be read selects none, and
+	// NodeSelectorErr says why.
+	NodeSelector    labels.Selector
+	NodeSelectorErr error
 }
 
 // PoolFromEip decodes an Eip.
@@ -59,7 +66,19 @@ func PoolFromEip(e *v1alpha2.Eip) Pool {
 	if len(e.Spec.NamespaceSelector) > 0 {
 		p.Selector = labels.SelectorFromSet(e.Spec.NamespaceSelector)
 	}
+	if e.Spec.NodeSelector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(e.Spec.NodeSelector)
+		if err != nil {
+			sel, p.NodeSelectorErr = labels.Nothing(), fmt.Errorf("spec.nodeSelector: %w", err)
+		}
+		p.NodeSelector = sel
+	}
 	return p
+}
+
+// SelectsNode reports whether node n may answer for the pool's addresses.
+func (p *Pool) SelectsNode(n *Node) bool {
+	return p.NodeSelector == nil || p.NodeSelector.Matches(n.Labels)
 }
 
 // Layer2 reports whether Porter serves the pool: a layer2 pool whose
@@ -101,12 +120,17 @@ type Node struct {
 	// Addresses are every address the Node object names, each with where.
 	Addresses []Reserved
 	PodCIDRs  []netip.Prefix
+	// Labels pick the pools whose nodeSelector the node is in.
+	Labels labels.Set
 }
 
 // NodeFromObject decodes a Node. Addresses are normalised: an IPv4-mapped
 // IPv6 address is its IPv4 address.
 func NodeFromObject(n *corev1.Node) Node {
 	out := Node{Name: n.Name}
+	if len(n.Labels) > 0 {
+		out.Labels = labels.Set(maps.Clone(n.Labels))
+	}
 	for _, a := range n.Status.Addresses {
 		if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
 			continue

@@ -188,6 +188,17 @@ func (p *Policy) Node(name string) (*Node, bool) {
 	return n, ok
 }
 
+// Selects reports whether the node named node may answer for pool's
+// addresses: every node may when the pool has no nodeSelector; otherwise
+// only a node the cluster knows, whose labels the selector matches.
+func (p *Policy) Selects(pool *Pool, node string) bool {
+	if pool.NodeSelector == nil {
+		return true
+	}
+	n, ok := p.nodes[node]
+	return ok && pool.SelectsNode(n)
+}
+
 // ServesUnclassed reports whether Porter serves LoadBalancer Services
 // that name no class and carry no Porter annotation: a layer2 default pool
 // asks for it.

@@ -3,6 +3,7 @@ package addrpolicy
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -388,6 +389,47 @@ func TestServesUnclassed(t *testing.T) {
 			svc := &corev1.Service{Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer}}
 			if got := p.Serves(svc); got != tc.want {
 				t.Errorf("Serves(a Service with no class) = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNodeSelector(t *testing.T) {
+	rack := func(sel *metav1.LabelSelector) func(*v1alpha2.Eip) {
+		return func(e *v1alpha2.Eip) { e.Spec.NodeSelector = sel }
+	}
+	labelled := func(l map[string]string) func(*corev1.Node) { return func(n *corev1.Node) { n.Labels = l } }
+	nodes := []Node{
+		node("a", "198.18.0.11", labelled(map[string]string{"rack": "1"})),
+		node("b", "198.18.0.12", labelled(map[string]string{"rack": "2"})),
+		node("c", "198.18.0.13"),
+	}
+	for _, tc := range []struct {
+		name    string
+		sel     *metav1.LabelSelector
+		want    []string
+		wantErr bool
+	}{
+		{"no selector: every node", nil, []string{"a", "b", "c", "unknown"}, false},
+		{"empty selector: every known node", &metav1.LabelSelector{}, []string{"a", "b", "c"}, false},
+		{"match labels", &metav1.LabelSelector{MatchLabels: map[string]string{"rack": "1"}}, []string{"a"}, false},
+		{"match expressions", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "rack", Operator: metav1.LabelSelectorOpExists}}}, []string{"a", "b"}, false},
+		{"unreadable: no node", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "rack", Operator: "Sometimes"}}}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pl := eip("lan", "198.18.0.100-198.18.0.109", 1, rack(tc.sel))
+			if (pl.NodeSelectorErr != nil) != tc.wantErr {
+				t.Fatalf("NodeSelectorErr = %v, want an error: %v", pl.NodeSelectorErr, tc.wantErr)
+			}
+			p := New(Snapshot{Pools: []Pool{pl}, Nodes: nodes})
+			var got []string
+			for _, n := range []string{"a", "b", "c", "unknown"} {
+				if p.Selects(&pl, n) {
+					got = append(got, n)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("selected %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -80,6 +80,9 @@ type Pool struct {
 	Disabled  bool                   `json:"disabled,omitempty"`
 	Default   bool                   `json:"default,omitempty"`
 	Conflicts []v1alpha2.EipConflict `json:"conflicts,omitempty"`
+	// Nodes are the nodes with a ready speaker that may answer for the
+	// pool: all of them, or those its nodeSelector picks.
+	Nodes []string `json:"nodes,omitempty"`
 }
 
 // Service is one Porter LoadBalancer Service.
@@ -160,7 +163,7 @@ func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 	r.Nodes = list
 	r.Categories = append(r.Categories, nodeCat)
 	eipList, eipErr := eips.New(dyn).List(ctx)
-	poolCat, pools := pools(eipList, eipErr)
+	poolCat, pools := pools(eipList, eipErr, nodes.Items, ready)
 	r.Pools = pools
 	r.Categories = append(r.Categories, poolCat)
 	// The same address policy the speakers enforce says which Service
@@ -461,7 +464,7 @@ func nodeNICs(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[
 	return cat, out
 }
 
-func pools(list *v1alpha2.EipList, err error) (Category, []Pool) {
+func pools(list *v1alpha2.EipList, err error, nodes []corev1.Node, ready map[string]bool) (Category, []Pool) {
 	cat := Category{Name: "pools"}
 	out := []Pool{}
 	if err != nil {
@@ -473,11 +476,26 @@ func pools(list *v1alpha2.EipList, err error) (Category, []Pool) {
 			Hint: "kubectl porter eip create NAME --address RANGE"})
 		return cat, out
 	}
+	picked := PoolNodes(list.Items, nodes)
 	for _, e := range list.Items {
 		p := Pool{Name: e.Name, Address: e.Spec.Address, Protocol: e.Spec.Protocol, Usage: e.Status.Usage, Size: e.Status.PoolSize,
 			Disabled: e.Spec.Disable, Default: e.IsDefault(), Conflicts: e.Status.Conflicts}
+		for _, n := range picked[e.Name] {
+			if ready[n] {
+				p.Nodes = append(p.Nodes, n)
+			}
+		}
 		out = append(out, p)
 		ch := Check{Name: e.Name, State: OK, Detail: fmt.Sprintf("%s, %d of %d in use", e.Spec.Address, p.Usage, p.Size)}
+		if e.Spec.NodeSelector != nil && e.Spec.Protocol == v1alpha2.ProtocolLayer2 {
+			if len(p.Nodes) == 0 {
+				ch.State, ch.Detail = Failed, ch.Detail+"; its nodeSelector picks no node with a ready speaker: no node answers for its addresses"
+				ch.Hint = "kubectl get nodes --show-labels; kubectl edit eip " + e.Name
+				cat.Checks = append(cat.Checks, ch)
+				continue
+			}
+			ch.Detail += "; answered from " + strings.Join(p.Nodes, ", ") + " (nodeSelector)"
+		}
 		var wire []string
 		for _, c := range e.Status.Conflicts {
 			if c.MAC != "" {

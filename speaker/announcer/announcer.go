@@ -566,7 +566,7 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	candidates := map[string][]string{}
 	for name, raw := range live {
 		for _, p := range policy.Pools() {
-			if p.Announced() && metaServes(raw, poolHash(p.Name)) {
+			if p.Announced() && metaServes(raw, poolHash(p.Name)) && policy.Selects(&p, name) {
 				candidates[p.Name] = append(candidates[p.Name], name)
 			}
 		}

@@ -75,6 +75,13 @@ type EipSpec struct {
 	// these labels.
 	// +optional
 	NamespaceSelector map[string]string `json:"namespaceSelector,omitempty"`
+
+	// NodeSelector limits which nodes answer for the pool's addresses:
+	// only nodes whose labels it matches are candidates. Empty or absent
+	// means every node. Porter's own field: older Porter and OpenELB
+	// readers ignore it.
+	// +optional
+	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
 }
 
 // EipConflict is an address of the pool that Porter will not announce.
