@@ -154,7 +154,7 @@ func (c *Controller) rebuild() {
 			continue
 		}
 		if ip := lbservice.IngressIP(s); ip.IsValid() && c.table.PoolOf(ip, lbservice.Pool(s)) != nil {
-			c.table.Claim(lbservice.Key(s), ip)
+			c.table.Claim(lbservice.Key(s), ip, lbservice.SharingOf(s))
 		}
 	}
 	for _, s := range svcs {
@@ -251,6 +251,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		Namespace: svc.Namespace,
 		Pool:      lbservice.Pool(svc),
 		Current:   lbservice.IngressIP(svc),
+		Share:     lbservice.SharingOf(svc),
 	}
 	if ns, ok, _ := c.Inf.Namespaces.GetStore().GetByKey(svc.Namespace); ok {
 		req.NSLabels = labels.Set(ns.(*corev1.Namespace).Labels)
@@ -296,7 +297,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		c.mu.Lock()
 		c.table.Unassign(key, ip)
 		if hadBefore {
-			c.table.Claim(key, before)
+			c.table.Claim(key, before, req.Share)
 		}
 		c.mu.Unlock()
 		return err

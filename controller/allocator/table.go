@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/porterlb/porter/pkg/addrpolicy"
+	"github.com/porterlb/porter/pkg/lbservice"
 )
 
 // Pool is an Eip as the allocator sees it: the pool as the address policy
@@ -36,6 +37,8 @@ type Request struct {
 	Pool        string     // named by annotation, or ""
 	RequestedIP netip.Addr // asked for, or invalid
 	Current     netip.Addr // held now per the Service's status, or invalid
+	// Share says with which Services it may share an address.
+	Share lbservice.Sharing
 }
 
 // Errors the Controller turns into Events.
@@ -49,9 +52,12 @@ var (
 // Table is the set of pools and which Service holds which address. It is
 // not safe for concurrent use.
 type Table struct {
-	pools   []*Pool // by priority, then name
-	byName  map[string]*Pool
-	holder  map[netip.Addr]string
+	pools  []*Pool // by priority, then name
+	byName map[string]*Pool
+	// holders are the Services holding each address, first come first;
+	// more than one only when they may share it.
+	holders map[netip.Addr][]string
+	shares  map[string]lbservice.Sharing
 	held    map[string]netip.Addr
 	cursors map[string]netip.Addr
 }
@@ -60,7 +66,8 @@ type Table struct {
 func NewTable() *Table {
 	return &Table{
 		byName:  map[string]*Pool{},
-		holder:  map[netip.Addr]string{},
+		holders: map[netip.Addr][]string{},
+		shares:  map[string]lbservice.Sharing{},
 		held:    map[string]netip.Addr{},
 		cursors: map[string]netip.Addr{},
 	}
@@ -103,7 +110,7 @@ func (t *Table) Same(pools []Pool) bool {
 	}
 	for i := range pools {
 		p, q := &pools[i], t.byName[pools[i].Name]
-		if q == nil || p.Range != q.Range || p.Default != q.Default || p.Disabled != q.Disabled || p.Priority != q.Priority ||
+		if q == nil || p.Range != q.Range || !p.Created.Equal(q.Created) || p.Default != q.Default || p.Disabled != q.Disabled || p.Priority != q.Priority ||
 			!slices.Equal(p.Namespaces, q.Namespaces) || selectorString(p.Selector) != selectorString(q.Selector) ||
 			!maps.Equal(p.Excluded, q.Excluded) || !maps.Equal(p.Conflicts, q.Conflicts) {
 			return false
@@ -133,17 +140,33 @@ func (t *Table) PoolOf(ip netip.Addr, named string) *Pool {
 }
 
 // Claim records that key holds ip, as read from the API at start. It
-// returns false, changing nothing, when another Service holds ip already.
-func (t *Table) Claim(key string, ip netip.Addr) bool {
-	if h, ok := t.holder[ip]; ok && h != key {
+// returns false, changing nothing, when other Services hold ip already
+// and key may not share it with them.
+func (t *Table) Claim(key string, ip netip.Addr, share lbservice.Sharing) bool {
+	if _, err := t.joinable(key, ip, share); err != nil {
 		return false
 	}
-	if old, ok := t.held[key]; ok && old != ip {
-		delete(t.holder, old)
-	}
-	t.holder[ip] = key
+	t.Release(key)
+	t.holders[ip] = append(t.holders[ip], key)
+	t.shares[key] = share
 	t.held[key] = ip
 	return true
+}
+
+// joinable reports whether key may hold ip beside its holders: it holds
+// it already, nobody does, or it may share with each of them. The error
+// names the holder and why not.
+func (t *Table) joinable(key string, ip netip.Addr, share lbservice.Sharing) (bool, error) {
+	hs := t.holders[ip]
+	if len(hs) == 0 || slices.Contains(hs, key) {
+		return true, nil
+	}
+	for _, h := range hs {
+		if err := share.CanShareWith(t.shares[h]); err != nil {
+			return false, fmt.Errorf("%w: %s is held by Service %s, which may not share it with this one: %w", ErrInUse, ip, h, err)
+		}
+	}
+	return true, nil
 }
 
 // Unassign takes back an Assign whose write failed: the address is free
@@ -164,18 +187,33 @@ func (t *Table) Unassign(key string, ip netip.Addr) {
 	}
 }
 
-// Release returns whatever key holds to the pools.
+// Release returns whatever key holds to the pools; a shared address
+// stays with its other holders.
 func (t *Table) Release(key string) (netip.Addr, bool) {
 	ip, ok := t.held[key]
 	if ok {
 		delete(t.held, key)
-		delete(t.holder, ip)
+		delete(t.shares, key)
+		hs := slices.DeleteFunc(t.holders[ip], func(h string) bool { return h == key })
+		if len(hs) == 0 {
+			delete(t.holders, ip)
+		} else {
+			t.holders[ip] = hs
+		}
 	}
 	return ip, ok
 }
 
-// Holder is the Service holding ip, or "".
-func (t *Table) Holder(ip netip.Addr) string { return t.holder[ip] }
+// Holder is the Service holding ip, the first of them when shared, or "".
+func (t *Table) Holder(ip netip.Addr) string {
+	if hs := t.holders[ip]; len(hs) > 0 {
+		return hs[0]
+	}
+	return ""
+}
+
+// Holders are the Services holding ip.
+func (t *Table) Holders(ip netip.Addr) []string { return slices.Clone(t.holders[ip]) }
 
 // Held is the address key holds.
 func (t *Table) Held(key string) (netip.Addr, bool) {
@@ -186,9 +224,9 @@ func (t *Table) Held(key string) (netip.Addr, bool) {
 // Used lists, for the pool, each held address and its holder.
 func (t *Table) Used(p *Pool) map[string]string {
 	m := map[string]string{}
-	for ip, k := range t.holder {
+	for ip, hs := range t.holders {
 		if p.Range.Contains(ip) {
-			m[ip.String()] = k
+			m[ip.String()] = strings.Join(hs, ",")
 		}
 	}
 	return m
@@ -232,7 +270,7 @@ func (t *Table) Assign(r Request) (netip.Addr, *Pool, error) {
 	if err != nil {
 		return netip.Addr{}, nil, err
 	}
-	if r.Current.IsValid() && (!r.RequestedIP.IsValid() || r.RequestedIP == r.Current) && t.holder[r.Current] == r.Key {
+	if r.Current.IsValid() && (!r.RequestedIP.IsValid() || r.RequestedIP == r.Current) && slices.Contains(t.holders[r.Current], r.Key) {
 		for _, p := range pools {
 			if p.Range.Contains(r.Current) {
 				if _, bad := p.Excluded[r.Current]; !bad {
@@ -244,6 +282,10 @@ func (t *Table) Assign(r Request) (netip.Addr, *Pool, error) {
 	if r.RequestedIP.IsValid() {
 		return t.assignRequested(r, pools)
 	}
+	if ip, p, ok := t.shareable(r, pools); ok {
+		t.Claim(r.Key, ip, r.Share)
+		return ip, p, nil
+	}
 	var full []string
 	for _, p := range pools {
 		if p.Disabled {
@@ -251,8 +293,7 @@ func (t *Table) Assign(r Request) (netip.Addr, *Pool, error) {
 			continue
 		}
 		if ip, ok := t.free(p); ok {
-			t.Release(r.Key)
-			t.Claim(r.Key, ip)
+			t.Claim(r.Key, ip, r.Share)
 			t.cursors[p.Name] = ip
 			return ip, p, nil
 		}
@@ -270,14 +311,13 @@ func (t *Table) assignRequested(r Request, pools []*Pool) (netip.Addr, *Pool, er
 		if why, bad := p.Excluded[ip]; bad {
 			return netip.Addr{}, p, fmt.Errorf("%w: %s %s", ErrRefused, ip, why)
 		}
-		if h := t.holder[ip]; h != "" && h != r.Key {
-			return netip.Addr{}, p, fmt.Errorf("%w: %s is held by Service %s", ErrInUse, ip, h)
+		if _, err := t.joinable(r.Key, ip, r.Share); err != nil {
+			return netip.Addr{}, p, err
 		}
-		if p.Disabled && t.holder[ip] != r.Key {
+		if p.Disabled && !slices.Contains(t.holders[ip], r.Key) {
 			return netip.Addr{}, p, fmt.Errorf("%w: the Eip %s is disabled", ErrNoPool, p.Name)
 		}
-		t.Release(r.Key)
-		t.Claim(r.Key, ip)
+		t.Claim(r.Key, ip, r.Share)
 		return ip, p, nil
 	}
 	names := make([]string, 0, len(pools))
@@ -285,6 +325,35 @@ func (t *Table) assignRequested(r Request, pools []*Pool) (netip.Addr, *Pool, er
 		names = append(names, p.Name+" ("+p.Range.String()+")")
 	}
 	return netip.Addr{}, nil, fmt.Errorf("%w: the requested %s is in none of the pools the Service may use: %s", ErrNoPool, ip, strings.Join(names, ", "))
+}
+
+// shareable finds, for a Service with a sharing key, the lowest address
+// of its pools already held by Services it may share with, so that
+// Services meant to share do.
+func (t *Table) shareable(r Request, pools []*Pool) (netip.Addr, *Pool, bool) {
+	if r.Share.Key == "" {
+		return netip.Addr{}, nil, false
+	}
+	var best netip.Addr
+	var bestPool *Pool
+	for ip := range t.holders {
+		if best.IsValid() && ip.Compare(best) >= 0 {
+			continue
+		}
+		for _, p := range pools {
+			if p.Disabled || !p.Range.Contains(ip) {
+				continue
+			}
+			if _, bad := p.Excluded[ip]; bad {
+				continue
+			}
+			if ok, _ := t.joinable(r.Key, ip, r.Share); ok {
+				best, bestPool = ip, p
+			}
+			break
+		}
+	}
+	return best, bestPool, best.IsValid()
 }
 
 // free finds an unheld, allowed address of p, starting after the last one
@@ -297,7 +366,7 @@ func (t *Table) free(p *Pool) (netip.Addr, bool) {
 	}
 	ip := start
 	for {
-		_, held := t.holder[ip]
+		held := len(t.holders[ip]) > 0
 		_, excluded := p.Excluded[ip]
 		_, conflict := p.Conflicts[ip]
 		if !held && !excluded && !conflict {

@@ -3,6 +3,8 @@ package allocator
 import (
 	"errors"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/porterlb/porter/pkg/addr"
 	"github.com/porterlb/porter/pkg/addrpolicy"
+	"github.com/porterlb/porter/pkg/lbservice"
 )
 
 func pool(t *testing.T, name, r string) Pool {
@@ -128,10 +131,10 @@ func TestPoolChoice(t *testing.T) {
 
 func TestClaimRefusesDoubleHolders(t *testing.T) {
 	tb := NewTable()
-	if !tb.Claim("ns/a", ip("198.18.0.5")) {
+	if !tb.Claim("ns/a", ip("198.18.0.5"), lbservice.Sharing{}) {
 		t.Fatal("first claim refused")
 	}
-	if tb.Claim("ns/b", ip("198.18.0.5")) {
+	if tb.Claim("ns/b", ip("198.18.0.5"), lbservice.Sharing{}) {
 		t.Fatal("second holder of one address accepted")
 	}
 	if tb.Holder(ip("198.18.0.5")) != "ns/a" {
@@ -221,5 +224,50 @@ func TestCursorBelongsToOnePool(t *testing.T) {
 				t.Fatalf("next: %v %v, want %s", got, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestSharing(t *testing.T) {
+	share := func(key string, ports ...string) lbservice.Sharing {
+		return lbservice.Sharing{Key: key, Ports: ports}
+	}
+	tb := NewTable()
+	p := pool(t, "lan", "198.18.0.100-198.18.0.103")
+	p.Default = true
+	tb.SetPools([]Pool{p})
+	assign := func(key string, s lbservice.Sharing, requested netip.Addr) (netip.Addr, error) {
+		got, _, err := tb.Assign(Request{Key: key, Namespace: "ns", Share: s, RequestedIP: requested})
+		return got, err
+	}
+	web, err := assign("ns/web", share("k", "TCP/80"), netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Service with the same key and other ports joins it, unasked.
+	if got, err := assign("ns/tls", share("k", "TCP/443"), netip.Addr{}); err != nil || got != web {
+		t.Errorf("ns/tls got %v %v, want to share %s", got, err, web)
+	}
+	// The same port goes elsewhere when it names no address...
+	if got, err := assign("ns/web2", share("k", "TCP/80"), netip.Addr{}); err != nil || got == web {
+		t.Errorf("ns/web2 got %v %v, want an address of its own", got, err)
+	}
+	// ...and waits, with the reason, when it asks for the shared one.
+	if _, err := assign("ns/clash", share("k", "TCP/443"), web); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "both use TCP/443") {
+		t.Errorf("ns/clash: %v, want in use: both use TCP/443", err)
+	}
+	if _, err := assign("ns/stranger", share("other", "TCP/8080"), web); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "keys differ") {
+		t.Errorf("ns/stranger: %v, want in use: keys differ", err)
+	}
+	if u := tb.Used(tb.Pools()[0]); u[web.String()] != "ns/web,ns/tls" {
+		t.Errorf("used %v", u)
+	}
+	// Released by one, the address stays with the other.
+	tb.Release("ns/web")
+	if h := tb.Holders(web); !slices.Equal(h, []string{"ns/tls"}) {
+		t.Errorf("holders after a release %v", h)
+	}
+	tb.Release("ns/tls")
+	if h := tb.Holders(web); len(h) != 0 {
+		t.Errorf("holders after both released %v", h)
 	}
 }

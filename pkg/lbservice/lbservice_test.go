@@ -2,6 +2,7 @@ package lbservice
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -50,5 +51,60 @@ func TestServes(t *testing.T) {
 				t.Errorf("Serves = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestCanShareWith(t *testing.T) {
+	svc := func(key string, local bool, sel map[string]string, ports ...corev1.ServicePort) Sharing {
+		s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{}}, Spec: corev1.ServiceSpec{Ports: ports, Selector: sel}}
+		if key != "" {
+			s.Annotations[SharedIPAnnotation] = key
+		}
+		if local {
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		}
+		return SharingOf(s)
+	}
+	tcp := func(p int32) corev1.ServicePort { return corev1.ServicePort{Port: p, Protocol: corev1.ProtocolTCP} }
+	udp := func(p int32) corev1.ServicePort { return corev1.ServicePort{Port: p, Protocol: corev1.ProtocolUDP} }
+	web := map[string]string{"app": "web"}
+	for _, tc := range []struct {
+		name string
+		a, b Sharing
+		want string // "" means they may share
+	}{
+		{"same key, other ports", svc("k", false, nil, tcp(80)), svc("k", false, nil, tcp(443)), ""},
+		{"same port, other protocols", svc("k", false, nil, tcp(53)), svc("k", false, nil, udp(53)), ""},
+		{"same port", svc("k", false, nil, tcp(80)), svc("k", false, nil, tcp(80)), "both use TCP/80"},
+		{"no protocol means TCP", svc("k", false, nil, corev1.ServicePort{Port: 80}), svc("k", false, nil, tcp(80)), "both use TCP/80"},
+		{"other keys", svc("k", false, nil, tcp(80)), svc("j", false, nil, tcp(443)), "keys differ"},
+		{"one without a key", svc("k", false, nil, tcp(80)), svc("", false, nil, tcp(443)), "needs the annotation"},
+		{"Local, same pods", svc("k", true, web, tcp(80)), svc("k", true, web, tcp(443)), ""},
+		{"Local, other pods", svc("k", true, web, tcp(80)), svc("k", true, map[string]string{"app": "db"}, tcp(443)), "same pods"},
+		{"Local and Cluster", svc("k", true, web, tcp(80)), svc("k", false, web, tcp(443)), "Local and the other not"},
+		{"Local without a selector", svc("k", true, nil, tcp(80)), svc("k", true, nil, tcp(443)), "same pods"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, pair := range [][2]Sharing{{tc.a, tc.b}, {tc.b, tc.a}} {
+				err := pair[0].CanShareWith(pair[1])
+				switch {
+				case tc.want == "" && err != nil:
+					t.Errorf("refused: %v", err)
+				case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+					t.Errorf("got %v, want an error with %q", err, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestSharingReadsMetalLBsKey(t *testing.T) {
+	s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{SharedIPAnnotationMetalLB: "mlb"}}}
+	if got := SharingOf(s).Key; got != "mlb" {
+		t.Errorf("key %q, want mlb", got)
+	}
+	s.Annotations[SharedIPAnnotation] = "porter"
+	if got := SharingOf(s).Key; got != "porter" {
+		t.Errorf("key %q, want Porter's to win", got)
 	}
 }

@@ -22,6 +22,8 @@ type Service struct {
 	// nodes with a ready endpoint.
 	Local     bool
 	Endpoints []string
+	// Share says with which Services it may share its address.
+	Share lbservice.Sharing
 }
 
 // ServiceFrom reads a Service; ok is false when it is not Porter's (as
@@ -39,6 +41,7 @@ func ServiceFrom(svc *corev1.Service, policy *addrpolicy.Policy) (Service, bool)
 		IP:    ip,
 		Pool:  lbservice.Pool(svc),
 		Local: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+		Share: lbservice.SharingOf(svc),
 	}, true
 }
 
@@ -120,21 +123,25 @@ type Decision struct {
 // every address.
 func Decide(in Input) Decision {
 	d := Decision{Announce: map[netip.Addr]Target{}, Owners: map[netip.Addr]string{}}
-	// Two Services that claim one address (a status written by hand)
-	// would make two owners flap between them; the first by key wins.
+	// Two Services that claim one address and may not share it (a status
+	// written by hand) would make two owners flap between them; the first
+	// by key wins. Services that may share it are served as one: they
+	// select the same pods when Local, so the first decides for all.
 	svcs := append([]Service(nil), in.Services...)
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Key < svcs[j].Key })
-	taken := map[netip.Addr]string{}
+	taken := map[netip.Addr]Service{}
 	for _, s := range svcs {
 		ip := s.IP.Unmap()
 		if !ip.Is4() {
 			continue // NDP is not served yet
 		}
 		if other, dup := taken[ip]; dup {
-			d.Refused = append(d.Refused, Refusal{s.Key, ip, "also claimed by Service " + other})
+			if err := s.Share.CanShareWith(other.Share); err != nil {
+				d.Refused = append(d.Refused, Refusal{s.Key, ip, "also claimed by Service " + other.Key + ", which may not share it: " + err.Error()})
+			}
 			continue
 		}
-		taken[ip] = s.Key
+		taken[ip] = s
 		v := in.Policy.Check(ip, s.Pool)
 		if v.Refused {
 			d.Refused = append(d.Refused, Refusal{s.Key, ip, v.Reason.Text})

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/porterlb/porter/pkg/addrpolicy"
+	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 )
@@ -214,6 +215,18 @@ func TestDecide(t *testing.T) {
 		{"IPv6 waits for NDP", in(cluster(), svc("a/a", "2001:db8::10")), want{owners: map[string]string{}}},
 		{"two Services claim one address", in(cluster(), svc("a/a", "198.18.0.100"), svc("b/b", "198.18.0.100")),
 			want{announce: map[string]string{"198.18.0.100": "eth0"}, refused: map[string]string{"198.18.0.100": "also claimed by Service a/a"}}},
+		{"two Services that may share one address are served as one", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"), svc("b/b", "198.18.0.100"))
+			i.Services[0].Share = lbservice.Sharing{Key: "k", Ports: []string{"TCP/80"}}
+			i.Services[1].Share = lbservice.Sharing{Key: "k", Ports: []string{"TCP/443"}}
+			return i
+		}(), want{announce: map[string]string{"198.18.0.100": "eth0"}}},
+		{"two Services whose ports collide on one address", func() Input {
+			i := in(cluster(), svc("a/a", "198.18.0.100"), svc("b/b", "198.18.0.100"))
+			i.Services[0].Share = lbservice.Sharing{Key: "k", Ports: []string{"TCP/80"}}
+			i.Services[1].Share = lbservice.Sharing{Key: "k", Ports: []string{"TCP/80"}}
+			return i
+		}(), want{announce: map[string]string{"198.18.0.100": "eth0"}, refused: map[string]string{"198.18.0.100": "may not share it: both use TCP/80"}}},
 		{"many Services", in(cluster(), svc("a/a", "198.18.0.100"), svc("a/b", "198.18.0.101"), svc("a/c", "198.18.0.102")),
 			want{announce: map[string]string{"198.18.0.100": "eth0", "198.18.0.101": "eth0", "198.18.0.102": "eth0"}}},
 		{"IPv4-mapped Service address", in(cluster(), svc("a/a", "::ffff:198.18.0.100")), want{announce: map[string]string{"198.18.0.100": "eth0"}}},
@@ -368,7 +381,8 @@ func TestDecide(t *testing.T) {
 				if !strings.Contains(refused[ip], why) {
 					t.Errorf("refusal of %s: %q, want one with %q", ip, refused[ip], why)
 				}
-				if _, ok := got[ip]; ok && why != "also claimed by Service a/a" {
+				// An address claimed twice is still served for the first.
+				if _, ok := got[ip]; ok && !strings.Contains(refused[ip], "also claimed by Service a/a") {
 					t.Errorf("%s is both refused and announced", ip)
 				}
 			}
