@@ -46,7 +46,14 @@ const (
 	ClassSubnet Class = "subnet"
 	// ClassPool: an address an older pool holds; two pools never share.
 	ClassPool Class = "pool"
+	// ClassLinkLocal: a link-local address (fe80::/10, 169.254.0.0/16).
+	// Neighbours reach it only on one link, and an IPv6 host derives its
+	// own there, so Porter never hands one out.
+	ClassLinkLocal Class = "link-local"
 )
+
+// linkLocal are the link-local ranges, always reserved.
+var linkLocal = []netip.Prefix{netip.MustParsePrefix("fe80::/10"), netip.MustParsePrefix("169.254.0.0/16")}
 
 // Reason says why an address is refused, naming what holds it. Text is a
 // predicate that follows the address: "198.18.0.11 " + Text reads as a
@@ -146,6 +153,12 @@ func New(s Snapshot) *Policy {
 		for _, nic := range r.NICs {
 			for _, pf := range nic.Prefixes {
 				put(pf.Addr(), Reason{ClassNIC, fmt.Sprintf("is an address of NIC %s on node %s", nic.Name, r.Node)})
+				// IPv6 routers answer the all-zeros address of each of
+				// their subnets (RFC 4291, subnet-router anycast): it is
+				// never free, so usingKnownIPs does not waive it.
+				if pf.Addr().Is6() && pf.Bits() < 127 && !pf.Addr().IsLinkLocalUnicast() {
+					put(pf.Masked().Addr(), Reason{ClassSubnet, fmt.Sprintf("is the subnet-router anycast address of %s, the subnet of NIC %s on node %s", pf.Masked(), nic.Name, r.Node)})
+				}
 				if pf.Addr().Is4() && pf.Bits() < 31 {
 					sub := addr.PrefixRange(pf)
 					if _, ok := p.edges[sub.First]; !ok {
@@ -160,6 +173,9 @@ func New(s Snapshot) *Policy {
 		for _, g := range r.Gateways {
 			put(g, Reason{ClassGateway, "is the default gateway of node " + r.Node})
 		}
+	}
+	for _, ll := range linkLocal {
+		p.ranges = append(p.ranges, Reserved{Range: addr.PrefixRange(ll), Reason: Reason{ClassLinkLocal, fmt.Sprintf("is link-local (%s): reachable on one link only", ll)}})
 	}
 	for _, c := range s.ServiceCIDRs {
 		p.ranges = append(p.ranges, Reserved{Range: addr.PrefixRange(addr.UnmapPrefix(c)), Reason: Reason{ClassServiceCIDR, fmt.Sprintf("overlaps the Service ClusterIP range %s", c.Masked())}})

@@ -434,3 +434,56 @@ func TestNodeSelector(t *testing.T) {
 		})
 	}
 }
+
+// Every reserved class holds in IPv6 as in IPv4, and two are IPv6's own:
+// link-local addresses and each subnet's router anycast address, which
+// usingKnownIPs does not waive.
+func TestCheckIPv6(t *testing.T) {
+	p := New(Snapshot{
+		Pools: []Pool{
+			eip("v6", "2001:db8:1::/112", 0, func(e *v1alpha2.Eip) { e.Spec.UsingKnownIPs = true }),
+			eip("v6-later", "2001:db8:1::ff00-2001:db8:1::ffff", 1),
+			eip("ll", "fe80::100-fe80::1ff", 2),
+		},
+		Nodes: []Node{node("node1", "2001:db8:1::11", func(n *corev1.Node) {
+			n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "2001:db8:1::12"})
+			n.Spec.PodCIDRs = []string{"2001:db8:1::200/120"}
+		})},
+		Reports: []Report{report("node1", []string{"2001:db8:1::1"},
+			v1alpha1.NIC{Name: "eth0", Addresses: []string{"2001:db8:1::11/64", "2001:db8:1::30/64", "fe80::11/64"}})},
+		APIServer:    []netip.Addr{ip("2001:db8:1::5")},
+		ControlPlane: []ControlPlane{{IP: ip("2001:db8:1::6"), Source: "test"}},
+		ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("2001:db8:1::100/120")},
+		PodCIDRs:     []netip.Prefix{netip.MustParsePrefix("2001:db8:1::300/120")},
+	})
+	for _, c := range []struct {
+		ip    string
+		class Class // "" for allowed
+	}{
+		{"2001:db8:1::99", ""},
+		{"2001:db8:1::11", ClassNode},
+		{"2001:db8:1::12", ClassNode},
+		{"2001:db8:1::30", ClassNIC},
+		{"2001:db8:1::1", ClassGateway},
+		{"2001:db8:1::5", ClassAPIServer},
+		{"2001:db8:1::6", ClassAPIServer},
+		{"2001:db8:1::105", ClassServiceCIDR},
+		{"2001:db8:1::205", ClassPodCIDR},
+		{"2001:db8:1::305", ClassPodCIDR},
+		{"2001:db8:1::", ClassSubnet}, // subnet-router anycast, despite usingKnownIPs
+		{"fe80::105", ClassLinkLocal},
+		{"2001:db8:1::ff05", ClassPool}, // named: v6-later's, but v6 is older
+	} {
+		named := ""
+		if c.class == ClassPool {
+			named = "v6-later"
+		}
+		v := p.Check(ip(c.ip), named)
+		switch {
+		case c.class == "" && v.Refused:
+			t.Errorf("%s refused: %s", c.ip, v.Reason)
+		case c.class != "" && (!v.Refused || v.Reason.Class != c.class):
+			t.Errorf("%s = %+v, want refused as %s", c.ip, v, c.class)
+		}
+	}
+}
