@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/facts"
 	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/pkg/reports"
 )
 
 // ByIngressIP indexes Services by the address in their status.
@@ -51,15 +53,19 @@ func Indexers() cache.Indexers {
 // Index maps each announced address to who announces it.
 type Index map[netip.Addr]lbservice.Announcer
 
-// Build reads who announces what from the speakers' NodeNICs. When two
-// nodes say they announce one address (for a moment, during a move), the
-// first by name is kept, so that the result does not depend on list order.
+// Build reads who announces what from the speakers' NodeNICs. A dead
+// speaker's last report still names what it answered for; it is left
+// out when no other speaker sees it alive (reports.Liveness), so the node
+// that took over is named. When two live nodes say they announce one
+// address (for a moment, during a move), the first by name is kept, so
+// that the result does not depend on list order.
 func Build(nics []*v1alpha1.NodeNICs) Index {
 	sorted := append([]*v1alpha1.NodeNICs(nil), nics...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	live := reports.Live(sorted, nil)
 	idx := Index{}
 	for _, n := range sorted {
-		if n.Status.Speaker == nil {
+		if n.Status.Speaker == nil || live.Stale(n.Name) {
 			continue
 		}
 		for _, a := range n.Status.Speaker.Addresses {
@@ -119,6 +125,16 @@ func changed(old, cur *v1alpha1.NodeNICs) []string {
 	return out
 }
 
+func membersChanged(old, cur *v1alpha1.NodeNICs) bool {
+	of := func(n *v1alpha1.NodeNICs) []string {
+		if n == nil || n.Status.Speaker == nil {
+			return nil
+		}
+		return n.Status.Speaker.Members
+	}
+	return !slices.Equal(of(old), of(cur))
+}
+
 // Writer keeps the annotation in step until its context ends.
 type Writer struct {
 	Kube     kubernetes.Interface
@@ -174,6 +190,14 @@ func (w *Writer) Run(ctx context.Context) error {
 				}
 			},
 			UpdateFunc: func(o, n any) {
+				// Who is alive decides whose report counts: a change
+				// of view may change the announcer of any address.
+				if membersChanged(asNICs(o), asNICs(n)) {
+					for _, ip := range w.Services.GetIndexer().ListIndexFuncValues(ByIngressIP) {
+						byIP(ip)
+					}
+					return
+				}
 				for _, a := range changed(asNICs(o), asNICs(n)) {
 					byIP(a)
 				}

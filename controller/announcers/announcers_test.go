@@ -17,7 +17,7 @@ func nics(node string, addrs ...string) *v1alpha1.NodeNICs {
 	if addrs == nil {
 		return n
 	}
-	n.Status.Speaker = &v1alpha1.SpeakerStatus{}
+	n.Status.Speaker = &v1alpha1.SpeakerStatus{Members: []string{"node1", "node2", "node3", "node4"}}
 	for _, a := range addrs {
 		n.Status.Speaker.Addresses = append(n.Status.Speaker.Addresses, v1alpha1.AnnouncedAddress{Address: a, Interface: "eth0"})
 	}
@@ -72,6 +72,21 @@ func TestWant(t *testing.T) {
 				t.Errorf("Want = %q, %v; want %q, %v", got, change, tc.want, tc.wantChange)
 			}
 		})
+	}
+}
+
+// A speaker killed with its address leaves its report naming it; the node
+// that took the address over is named, since no live speaker sees the
+// dead one.
+func TestBuildSkipsADeadSpeakersLastReport(t *testing.T) {
+	dead := nics("node1", "198.18.0.10")
+	dead.Status.Speaker.Members = []string{"node1", "node2", "node3"}
+	heir := nics("node3", "198.18.0.10")
+	heir.Status.Speaker.Members = []string{"node2", "node3"}
+	other := nics("node2")
+	other.Status.Speaker = &v1alpha1.SpeakerStatus{Members: []string{"node2", "node3"}}
+	if got := Build([]*v1alpha1.NodeNICs{dead, heir, other})[netip.MustParseAddr("198.18.0.10")].Node; got != "node3" {
+		t.Errorf("198.18.0.10 announced by %q, want node3", got)
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/pkg/memberkey"
 	"github.com/porterlb/porter/pkg/membership"
+	"github.com/porterlb/porter/pkg/reports"
 	"github.com/porterlb/porter/plugin/rbacdrift"
 	"github.com/porterlb/porter/plugin/setup"
 )
@@ -294,18 +295,12 @@ func inventories(ctx context.Context, dyn dynamic.Interface) map[string]*v1alpha
 // viewsOf lists the ready speakers that report a view, and how many of
 // them see each node besides itself.
 func viewsOf(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) (views []string, seenBy map[string]int) {
-	seenBy = map[string]int{}
+	list := make([]*v1alpha1.NodeNICs, 0, len(nodes))
 	for _, n := range nodes {
-		if i := inv[n.Name]; ready[n.Name] && i != nil && i.Status.Speaker != nil {
-			views = append(views, n.Name)
-			for _, m := range i.Status.Speaker.Members {
-				if m != n.Name {
-					seenBy[m]++
-				}
-			}
-		}
+		list = append(list, inv[n.Name])
 	}
-	return views, seenBy
+	l := reports.Live(list, func(node string) bool { return ready[node] })
+	return l.Views, l.SeenBy
 }
 
 func members(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) Category {
