@@ -132,9 +132,6 @@ func Decide(in Input) Decision {
 	taken := map[netip.Addr]Service{}
 	for _, s := range svcs {
 		ip := s.IP.Unmap()
-		if !ip.Is4() {
-			continue // NDP is not served yet
-		}
 		if other, dup := taken[ip]; dup {
 			if err := s.Share.CanShareWith(other.Share); err != nil {
 				d.Refused = append(d.Refused, Refusal{s.Key, ip, "also claimed by Service " + other.Key + ", which may not share it: " + err.Error()})

@@ -212,7 +212,10 @@ func TestDecide(t *testing.T) {
 			i.Suspect = map[netip.Addr]bool{addr("198.18.0.100"): true}
 			return i
 		}(), want{announce: map[string]string{"198.18.0.100": "eth0"}, probe: []string{"198.18.0.100"}}},
-		{"IPv6 waits for NDP", in(cluster(), svc("a/a", "2001:db8::10")), want{owners: map[string]string{}}},
+		{"IPv6 outside every pool", in(cluster(), svc("a/a", "2001:db8::10")), want{owners: map[string]string{}, refused: map[string]string{"2001:db8::10": "in no pool"}}},
+		{"IPv6 is announced as IPv4 is", in(with(func(s *addrpolicy.Snapshot) {
+			s.Pools = append(s.Pools, pool("v6", "2001:db8::/120", 1))
+		}), svc("a/a", "2001:db8::10")), want{announce: map[string]string{"2001:db8::10": "eth0"}}},
 		{"two Services claim one address", in(cluster(), svc("a/a", "198.18.0.100"), svc("b/b", "198.18.0.100")),
 			want{announce: map[string]string{"198.18.0.100": "eth0"}, refused: map[string]string{"198.18.0.100": "also claimed by Service a/a"}}},
 		{"two Services that may share one address are served as one", func() Input {

@@ -1,6 +1,9 @@
-// Package responder is the ARP data path on one NIC: it answers who-has
-// requests for the addresses this node owns, sends gratuitous ARP when it
-// gains them, and probes an address before first use (RFC 5227).
+// Package responder is the neighbour-discovery data path on one NIC: for
+// the addresses this node owns it answers ARP who-has requests (IPv4) and
+// Neighbor Solicitations (IPv6), announces them with gratuitous ARP or
+// unsolicited Neighbor Advertisements when it gains them, and probes an
+// address before first use (RFC 5227; RFC 4862 duplicate address
+// detection).
 package responder
 
 import (
@@ -17,6 +20,7 @@ import (
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/ndp"
 
 	"github.com/porterlb/porter/speaker/metrics"
 )
@@ -52,6 +56,11 @@ type Responder struct {
 	done   chan struct{}
 	err    error
 	closed atomic.Bool
+
+	// nd is the ICMPv6 socket for IPv6 addresses, opened on first use.
+	ndpMu  sync.Mutex
+	nd     *ndp.Conn
+	ndDone chan struct{}
 }
 
 // Open listens for ARP on the interface named name. claim, when set, is
@@ -140,24 +149,33 @@ func (r *Responder) watch(p *arp.Packet) {
 		default:
 		}
 	}
-	if !owned || r.claim == nil {
+	if owned {
+		r.defend(p.SenderIP, slices.Clone(p.SenderHardwareAddr))
+	}
+}
+
+// defend answers another host that says it has an owned address: give it
+// up if the claim says so, else say again, at most once a second, that
+// this node keeps it.
+func (r *Responder) defend(ip netip.Addr, mac net.HardwareAddr) {
+	if r.claim == nil {
 		return
 	}
-	if r.claim(p.SenderIP, slices.Clone(p.SenderHardwareAddr)) {
-		r.Withdraw([]netip.Addr{p.SenderIP})
+	if r.claim(ip, mac) {
+		r.Withdraw([]netip.Addr{ip})
 		return
 	}
 	// Kept: say so again, so that the claimer hears it; at most once a
 	// second for an address, so two stubborn claimers cannot storm.
 	r.mu.Lock()
-	last := r.reasserted[p.SenderIP]
+	last := r.reasserted[ip]
 	due := time.Since(last) >= time.Second
 	if due {
-		r.reasserted[p.SenderIP] = time.Now()
+		r.reasserted[ip] = time.Now()
 	}
 	r.mu.Unlock()
 	if due {
-		r.sendGratuitous([]netip.Addr{p.SenderIP})
+		r.sendGratuitous([]netip.Addr{ip})
 	}
 }
 
@@ -174,12 +192,12 @@ func (r *Responder) Healthy() error {
 	}
 }
 
-// Close stops answering and releases the socket.
+// Close stops answering and releases the sockets.
 func (r *Responder) Close() error {
 	r.closed.Store(true)
 	err := r.c.Close()
 	<-r.done
-	return err
+	return errors.Join(err, r.closeNDP())
 }
 
 // Owns reports whether ip is answered for here.
@@ -194,11 +212,18 @@ func (r *Responder) Owns(ip netip.Addr) bool {
 // and on GratuitousSchedule, until ctx ends or an address is withdrawn.
 func (r *Responder) Announce(ctx context.Context, ips []netip.Addr) {
 	r.mu.Lock()
+	var v6 []netip.Addr
 	for _, ip := range ips {
 		r.owned[ip] = struct{}{}
+		if ip.Is6() {
+			v6 = append(v6, ip)
+		}
 	}
 	r.mu.Unlock()
 	r.sendGratuitous(ips)
+	// The first advertisement of an address also joins its group, which
+	// later ones need not.
+	r.announceNDP(v6, true)
 	if len(GratuitousSchedule) < 2 {
 		return
 	}
@@ -287,11 +312,16 @@ func (r *Responder) Refresh(ctx context.Context, every time.Duration) {
 // Withdraw stops answering for ips at once.
 func (r *Responder) Withdraw(ips []netip.Addr) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	var v6 []netip.Addr
 	for _, ip := range ips {
 		delete(r.owned, ip)
 		delete(r.reasserted, ip)
+		if ip.Is6() {
+			v6 = append(v6, ip)
+		}
 	}
+	r.mu.Unlock()
+	r.withdrawNDP(v6)
 }
 
 // sendGratuitous sends, for each ip, a gratuitous request and a gratuitous
@@ -300,7 +330,12 @@ func (r *Responder) Withdraw(ips []netip.Addr) {
 func (r *Responder) sendGratuitous(ips []netip.Addr) {
 	counter := r.m.GratuitousARPs.WithLabelValues(r.ifi.Name)
 	mac := r.ifi.HardwareAddr
+	var v6 []netip.Addr
 	for _, ip := range ips {
+		if ip.Is6() {
+			v6 = append(v6, ip)
+			continue
+		}
 		for _, op := range []arp.Operation{arp.OperationRequest, arp.OperationReply} {
 			p, err := arp.NewPacket(op, mac, ip, ethernet.Broadcast, ip)
 			if err != nil {
@@ -313,6 +348,7 @@ func (r *Responder) sendGratuitous(ips []netip.Addr) {
 			counter.Inc()
 		}
 	}
+	r.announceNDP(v6, false)
 }
 
 // ProbeConfig times an RFC 5227 probe.
@@ -326,6 +362,8 @@ type ProbeConfig struct {
 // address 0.0.0.0, so no neighbour learns anything from them) and listens
 // for any host claiming ip. It returns the MAC that answered, nil if none
 // did. ignore says which MACs are the cluster's own and never a conflict.
+// An IPv6 address is probed by duplicate address detection instead
+// (probeNDP).
 func (r *Responder) Probe(ctx context.Context, ip netip.Addr, pc ProbeConfig, ignore func(net.HardwareAddr) bool) (net.HardwareAddr, error) {
 	ch := make(chan net.HardwareAddr, 4)
 	r.mu.Lock()
@@ -340,16 +378,30 @@ func (r *Responder) Probe(ctx context.Context, ip netip.Addr, pc ProbeConfig, ig
 		delete(r.probes, ip)
 		r.mu.Unlock()
 	}()
+	if ip.Is6() {
+		return r.probeNDP(ctx, ip, pc, ignore, ch)
+	}
 	p, err := arp.NewPacket(arp.OperationRequest, r.ifi.HardwareAddr, netip.IPv4Unspecified(), ethernet.Broadcast, ip)
 	if err != nil {
 		return nil, fmt.Errorf("build ARP probe for %s: %w", ip, err)
 	}
 	// The target hardware address of a probe is zero (RFC 5227 2.1.1).
 	p.TargetHardwareAddr = make(net.HardwareAddr, 6)
+	return r.probeLoop(ctx, ip, pc, ignore, ch, func() error {
+		if err := r.c.WriteTo(p, ethernet.Broadcast); err != nil {
+			return fmt.Errorf("send ARP probe for %s on %s: %w", ip, r.ifi.Name, err)
+		}
+		return nil
+	})
+}
+
+// probeLoop sends a probe pc.Count times and listens, after each, for a
+// host that shows it holds ip, whichever the protocol.
+func (r *Responder) probeLoop(ctx context.Context, ip netip.Addr, pc ProbeConfig, ignore func(net.HardwareAddr) bool, ch chan net.HardwareAddr, send func() error) (net.HardwareAddr, error) {
 	count := max(pc.Count, 1)
 	for i := range count {
-		if err := r.c.WriteTo(p, ethernet.Broadcast); err != nil {
-			return nil, fmt.Errorf("send ARP probe for %s on %s: %w", ip, r.ifi.Name, err)
+		if err := send(); err != nil {
+			return nil, err
 		}
 		wait := pc.Interval
 		if i == count-1 {
