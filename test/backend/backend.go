@@ -8,8 +8,10 @@ package backend
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -37,7 +39,7 @@ func StrictARP(ctx context.Context, n *netlab.Host) error {
 // Hold puts ip on the node's lo, as kube-proxy puts a Service's address on
 // kube-ipvs0.
 func Hold(ctx context.Context, n *netlab.Host, ip netip.Addr) error {
-	if out, err := n.Run(ctx, "ip", "addr", "replace", ip.String()+"/32", "dev", "lo"); err != nil {
+	if out, err := n.Run(ctx, "ip", "addr", "replace", netip.PrefixFrom(ip, ip.BitLen()).String(), "dev", "lo"); err != nil {
 		return fmt.Errorf("hold %s on %s: %w: %s", ip, n.Name, err, out)
 	}
 	return nil
@@ -45,30 +47,45 @@ func Hold(ctx context.Context, n *netlab.Host, ip netip.Addr) error {
 
 // Release takes ip off the node's lo.
 func Release(ctx context.Context, n *netlab.Host, ip netip.Addr) error {
-	if out, err := n.Run(ctx, "ip", "addr", "del", ip.String()+"/32", "dev", "lo"); err != nil {
+	if out, err := n.Run(ctx, "ip", "addr", "del", netip.PrefixFrom(ip, ip.BitLen()).String(), "dev", "lo"); err != nil {
 		return fmt.Errorf("release %s on %s: %w: %s", ip, n.Name, err, out)
 	}
 	return nil
 }
 
-// Serve answers every TCP connection to the node's Port with the node's
-// name, until the listener is closed.
+// Serve answers every TCP connection to the node's Port, over IPv4 or
+// IPv6, with the node's name, until closed.
 func Serve(n *netlab.Host) (io.Closer, error) {
-	l, err := n.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", Port))
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", n.Name, err)
-	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = io.WriteString(c, n.Name+"\n")
-			_ = c.Close()
+	var ls listeners
+	for _, a := range []struct{ network, addr string }{{"tcp4", fmt.Sprintf("0.0.0.0:%d", Port)}, {"tcp6", fmt.Sprintf("[::]:%d", Port)}} {
+		l, err := n.Listen(a.network, a.addr)
+		if err != nil {
+			_ = ls.Close()
+			return nil, fmt.Errorf("listen on %s (%s): %w", n.Name, a.network, err)
 		}
-	}()
-	return l, nil
+		ls = append(ls, l)
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, n.Name+"\n")
+				_ = c.Close()
+			}
+		}()
+	}
+	return ls, nil
+}
+
+type listeners []net.Listener
+
+func (ls listeners) Close() error {
+	var errs []error
+	for _, l := range ls {
+		errs = append(errs, l.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Fetch connects from client to ip's Port and returns the name of the node
@@ -77,7 +94,7 @@ func Serve(n *netlab.Host) (io.Closer, error) {
 func Fetch(ctx context.Context, client *netlab.Host, ip netip.Addr) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	c, err := client.Dial(ctx, "tcp4", netip.AddrPortFrom(ip, Port).String())
+	c, err := client.Dial(ctx, "tcp", netip.AddrPortFrom(ip, Port).String())
 	if err != nil {
 		return "", err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ndp"
 
 	"github.com/porterlb/porter/test/netlab"
 )
@@ -66,6 +67,62 @@ func WhoHas(host *netlab.Host, nic string, ip netip.Addr, wait time.Duration) ([
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ARP who-has %s from %s: %w", ip, host.Name, err)
+	}
+	slices.Sort(macs)
+	return macs, nil
+}
+
+// WhoHas6 asks from host's nic, with its own ICMPv6 socket, who has the
+// IPv6 address ip: a Neighbor Solicitation to ip's solicited-node group,
+// as the kernel sends one. It returns every MAC that a solicited
+// advertisement for ip named within wait, sorted; unsolicited ones a new
+// owner sends in the same moment do not count.
+func WhoHas6(host *netlab.Host, nic string, ip netip.Addr, wait time.Duration) ([]string, error) {
+	var macs []string
+	err := host.Do(func() error {
+		ifi, err := net.InterfaceByName(nic)
+		if err != nil {
+			return err
+		}
+		c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = c.Close() }()
+		g, err := ndp.SolicitedNodeMulticast(ip)
+		if err != nil {
+			return err
+		}
+		ns := &ndp.NeighborSolicitation{TargetAddress: ip,
+			Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: ifi.HardwareAddr}}}
+		if err := c.WriteTo(ns, nil, g); err != nil {
+			return err
+		}
+		if err := c.SetReadDeadline(time.Now().Add(wait)); err != nil {
+			return err
+		}
+		for {
+			m, _, _, err := c.ReadFrom()
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					return nil
+				}
+				return err
+			}
+			na, ok := m.(*ndp.NeighborAdvertisement)
+			if !ok || !na.Solicited || na.TargetAddress.WithZone("") != ip {
+				continue
+			}
+			for _, o := range na.Options {
+				if l, ok := o.(*ndp.LinkLayerAddress); ok && l.Direction == ndp.Target && !slices.Contains(macs, l.Addr.String()) {
+					macs = append(macs, l.Addr.String())
+				}
+			}
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("NDP who-has %s from %s: %w", ip, host.Name, err)
 	}
 	slices.Sort(macs)
 	return macs, nil

@@ -3,8 +3,9 @@
 // LAN for multi-NIC nodes, and a client. ARP between them crosses a real
 // (virtual) wire, so the kernel and the speakers behave as on a real LAN.
 //
-// Addresses come only from 198.18.0.0/15 (RFC 2544, benchmarking). Nothing
-// outside the namespaces the lab creates is touched.
+// Addresses come only from 198.18.0.0/15 (RFC 2544, benchmarking) and, for
+// IPv6 on LAN1, 2001:db8::/32 (RFC 3849, documentation). Nothing outside
+// the namespaces the lab creates is touched.
 package netlab
 
 import (
@@ -27,6 +28,9 @@ var (
 	// LAN1 is the nodes' primary LAN; LAN2 is the optional second one.
 	LAN1 = netip.MustParsePrefix("198.18.0.0/24")
 	LAN2 = netip.MustParsePrefix("198.18.1.0/24")
+	// LAN1v6 is LAN1's IPv6 subnet: every host has an address in it too,
+	// and neighbours find each other by the kernel's own NDP.
+	LAN1v6 = netip.MustParsePrefix("2001:db8:18::/64")
 )
 
 const (
@@ -60,6 +64,8 @@ type Host struct {
 	IP netip.Addr
 	// MAC is NIC1's hardware address.
 	MAC net.HardwareAddr
+	// IP6 is the address of NIC1 on LAN1v6.
+	IP6 netip.Addr
 	// IP2 and MAC2 are NIC2's, on LAN2, when the lab has a second NIC.
 	IP2  netip.Addr
 	MAC2 net.HardwareAddr
@@ -168,6 +174,14 @@ func (l *Lab) addNetns(ctx context.Context, role string) (string, error) {
 	if err := run(ctx, "ip", "netns", "add", name); err != nil {
 		return "", err
 	}
+	// Addresses are usable at once, not tentative for a second of
+	// duplicate address detection: the lab made them unique.
+	for _, kv := range []string{"net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0",
+		"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"} {
+		if err := run(ctx, "ip", "netns", "exec", name, "sysctl", "-q", "-w", kv); err != nil {
+			return "", err
+		}
+	}
 	if err := ipn(ctx, name, "link", "set", "lo", "up"); err != nil {
 		return "", err
 	}
@@ -213,6 +227,10 @@ func (l *Lab) addHost(ctx context.Context, role string, hostNum int, secondNIC b
 		h.peers[n.nic] = peer
 		if i == 0 {
 			h.IP, h.MAC = hostAddr(n.lan, hostNum), mac
+			h.IP6 = hostAddr6(LAN1v6, hostNum)
+			if err := ipn(ctx, ns, "addr", "add", netip.PrefixFrom(h.IP6, LAN1v6.Bits()).String(), "dev", n.nic, "nodad"); err != nil {
+				return nil, err
+			}
 		} else {
 			h.IP2, h.MAC2 = hostAddr(n.lan, hostNum), mac
 		}
@@ -325,6 +343,12 @@ func hostAddr(p netip.Prefix, n int) netip.Addr {
 	a := p.Addr().As4()
 	a[3] = byte(n)
 	return netip.AddrFrom4(a)
+}
+
+func hostAddr6(p netip.Prefix, n int) netip.Addr {
+	a := p.Addr().As16()
+	a[15] = byte(n)
+	return netip.AddrFrom16(a)
 }
 
 func prefixOf(p netip.Prefix, n int) string {
