@@ -11,9 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/porterlb/porter/pkg/addrpolicy"
-	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/pkg/lbservice"
 )
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -367,10 +367,15 @@ func whoHas(t *testing.T, ip netip.Addr, wait time.Duration) []string {
 	return whoHasFrom(t, env.Net.Client, netlab.NIC1, ip, wait)
 }
 
-// whoHasFrom asks from host's nic (backend.WhoHas).
+// whoHasFrom asks from host's nic, by ARP or, for IPv6, by NDP
+// (backend.WhoHas, backend.WhoHas6).
 func whoHasFrom(t *testing.T, host *netlab.Host, nic string, ip netip.Addr, wait time.Duration) []string {
 	t.Helper()
-	macs, err := backend.WhoHas(host, nic, ip, wait)
+	ask := backend.WhoHas
+	if ip.Is6() {
+		ask = backend.WhoHas6
+	}
+	macs, err := ask(host, nic, ip, wait)
 	if err != nil {
 		t.Fatal(err)
 	}
