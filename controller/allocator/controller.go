@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -153,8 +154,10 @@ func (c *Controller) rebuild() {
 		if !policy.Serves(s) {
 			continue
 		}
-		if ip := lbservice.IngressIP(s); ip.IsValid() && c.table.PoolOf(ip, lbservice.Pool(s)) != nil {
-			c.table.Claim(lbservice.Key(s), ip, lbservice.SharingOf(s))
+		for i, f := range lbservice.StackOf(s).Families {
+			if ip := lbservice.IngressOf(s, f); ip.IsValid() && c.table.PoolOf(ip, lbservice.Pool(s)) != nil {
+				c.table.Claim(Slot(lbservice.Key(s), i > 0, f), ip, lbservice.SharingOf(s))
+			}
 		}
 	}
 	for _, s := range svcs {
@@ -246,63 +249,126 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if !c.Facts.Policy().Serves(svc) {
 		return c.unassign(ctx, svc)
 	}
-	req := Request{
-		Key:       key,
+	base := Request{
 		Namespace: svc.Namespace,
 		Pool:      lbservice.Pool(svc),
-		Current:   lbservice.IngressIP(svc),
 		Share:     lbservice.SharingOf(svc),
 	}
 	if ns, ok, _ := c.Inf.Namespaces.GetStore().GetByKey(svc.Namespace); ok {
-		req.NSLabels = labels.Set(ns.(*corev1.Namespace).Labels)
+		base.NSLabels = labels.Set(ns.(*corev1.Namespace).Labels)
 	}
-	req.RequestedIP, err = lbservice.RequestedIP(svc)
+	requested, err := lbservice.RequestedIP(svc)
 	if err != nil {
 		c.wait(svc, "InvalidAddress", err.Error())
 		return nil
 	}
-
+	stack := lbservice.StackOf(svc)
+	type slot struct {
+		key        string
+		before     netip.Addr
+		hadBefore  bool
+		ip         netip.Addr
+		pool       *Pool
+	}
+	var slots []slot
+	var failed error
 	c.mu.Lock()
-	before, hadBefore := c.table.Held(key)
-	ip, pool, err := c.table.Assign(req)
+	// A Service that stopped being dual-stack lets its second address go.
+	for _, f := range []lbservice.Family{4, 6} {
+		if len(stack.Families) < 2 || stack.Families[1] != f {
+			c.table.Release(Slot(key, true, f))
+		}
+	}
+	for i, f := range stack.Families {
+		req := base
+		req.Key, req.Family = Slot(key, i > 0, f), f
+		req.Current = lbservice.IngressOf(svc, f)
+		if requested.IsValid() && (f == 0 || lbservice.FamilyOf(requested) == f) {
+			req.RequestedIP = requested
+		}
+		sl := slot{key: req.Key}
+		sl.before, sl.hadBefore = c.table.Held(req.Key)
+		sl.ip, sl.pool, err = c.table.Assign(req)
+		if err != nil {
+			// PreferDualStack takes what it can get; the first family
+			// and RequireDualStack need theirs.
+			if i == 0 || stack.Required {
+				failed = err
+				break
+			}
+			c.table.Release(req.Key)
+			continue
+		}
+		slots = append(slots, sl)
+	}
+	if failed != nil {
+		// Nothing is written: undo what this pass assigned, so that a
+		// Service that waits holds no address it does not show.
+		for _, sl := range slots {
+			if !sl.hadBefore || sl.before != sl.ip {
+				c.table.Unassign(sl.key, sl.ip)
+				if sl.hadBefore {
+					c.table.Claim(sl.key, sl.before, base.Share)
+				}
+			}
+		}
+	}
 	c.mu.Unlock()
-	if err != nil {
+	if failed != nil {
 		reason := "AllocationFailed"
 		switch {
-		case errors.Is(err, ErrInUse):
+		case errors.Is(failed, ErrInUse):
 			reason = "AddressInUse"
-		case errors.Is(err, ErrExhausted):
+		case errors.Is(failed, ErrExhausted):
 			reason = "PoolExhausted"
-		case errors.Is(err, ErrRefused):
+		case errors.Is(failed, ErrRefused):
 			reason = "AddressRefused"
-		case errors.Is(err, ErrNoPool):
+		case errors.Is(failed, ErrNoPool):
 			reason = "NoPool"
+		}
+		msg := failed.Error()
+		if stack.Required && len(slots) > 0 {
+			msg = "RequireDualStack needs an address of each family: " + msg
 		}
 		// A Service that holds an address keeps it in its status while it
 		// waits for a new one only if that address is still valid; the
 		// table has released nothing, so nothing else can take it.
-		c.wait(svc, reason, err.Error())
+		c.wait(svc, reason, msg)
 		return nil
+	}
+	ips := make([]netip.Addr, len(slots))
+	changed := false
+	for i, sl := range slots {
+		ips[i] = sl.ip
+		changed = changed || !sl.hadBefore || sl.before != sl.ip
 	}
 	c.mu.Lock()
 	delete(c.waiting, key)
-	if !hadBefore || before != ip {
+	if changed {
 		c.dirty = true
 	}
 	c.mu.Unlock()
-	if req.Current == ip && len(svc.Status.LoadBalancer.Ingress) == 1 {
+	if slices.Equal(lbservice.IngressIPs(svc), ips) {
 		return nil
 	}
-	if err := c.writeIngress(ctx, svc, ip); err != nil {
+	if err := c.writeIngress(ctx, svc, ips); err != nil {
 		c.mu.Lock()
-		c.table.Unassign(key, ip)
-		if hadBefore {
-			c.table.Claim(key, before, req.Share)
+		for _, sl := range slots {
+			if !sl.hadBefore || sl.before != sl.ip {
+				c.table.Unassign(sl.key, sl.ip)
+				if sl.hadBefore {
+					c.table.Claim(sl.key, sl.before, base.Share)
+				}
+			}
 		}
 		c.mu.Unlock()
 		return err
 	}
-	c.Recorder.Eventf(svc, corev1.EventTypeNormal, "AddressAllocated", "allocated %s from Eip %s", ip, pool.Name)
+	for _, sl := range slots {
+		if !sl.hadBefore || sl.before != sl.ip {
+			c.Recorder.Eventf(svc, corev1.EventTypeNormal, "AddressAllocated", "allocated %s from Eip %s", sl.ip, sl.pool.Name)
+		}
+	}
 	return nil
 }
 
@@ -318,10 +384,15 @@ func (c *Controller) wait(svc *corev1.Service, reason, msg string) {
 	}
 }
 
-// release returns a deleted Service's address.
+// release returns a deleted Service's addresses.
 func (c *Controller) release(key string) {
 	c.mu.Lock()
 	_, ok := c.table.Release(key)
+	for _, f := range []lbservice.Family{4, 6} {
+		if _, second := c.table.Release(Slot(key, true, f)); second {
+			ok = true
+		}
+	}
 	delete(c.waiting, key)
 	waiting := make([]string, 0, len(c.waiting))
 	for k := range c.waiting {
@@ -360,13 +431,16 @@ func (c *Controller) unassign(ctx context.Context, svc *corev1.Service) error {
 	return nil
 }
 
-func (c *Controller) writeIngress(ctx context.Context, svc *corev1.Service, ip netip.Addr) error {
+func (c *Controller) writeIngress(ctx context.Context, svc *corev1.Service, ips []netip.Addr) error {
 	cp := svc.DeepCopy()
-	vip := corev1.LoadBalancerIPModeVIP
-	cp.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip.String(), IPMode: &vip}}
+	cp.Status.LoadBalancer.Ingress = nil
+	for _, ip := range ips {
+		vip := corev1.LoadBalancerIPModeVIP
+		cp.Status.LoadBalancer.Ingress = append(cp.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip.String(), IPMode: &vip})
+	}
 	_, err := c.Kube.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: "porter-allocator"})
 	if err != nil {
-		return fmt.Errorf("write %s to the status of Service %s: %w", ip, lbservice.Key(svc), err)
+		return fmt.Errorf("write %v to the status of Service %s: %w", ips, lbservice.Key(svc), err)
 	}
 	return nil
 }
@@ -384,7 +458,7 @@ func (c *Controller) pools() []Pool {
 	}
 	var out []Pool
 	for _, ap := range policy.Pools() {
-		if !ap.Layer2() || !ap.Range.Is4() {
+		if !ap.Layer2() {
 			continue
 		}
 		p := Pool{Pool: ap, Excluded: map[netip.Addr]string{}, Conflicts: map[netip.Addr]string{}}

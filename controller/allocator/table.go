@@ -39,6 +39,29 @@ type Request struct {
 	Current     netip.Addr // held now per the Service's status, or invalid
 	// Share says with which Services it may share an address.
 	Share lbservice.Sharing
+	// Family limits the pools to one IP family; 0 takes any.
+	Family lbservice.Family
+}
+
+// Slot is the key the table holds an address under: the Service's own key
+// for its first address, and key|IPv4 or key|IPv6 for the other family's
+// address of a dual-stack Service.
+func Slot(key string, second bool, f lbservice.Family) string {
+	if !second {
+		return key
+	}
+	if f == 6 {
+		return key + "|IPv6"
+	}
+	return key + "|IPv4"
+}
+
+// serviceOf is the Service key of a slot.
+func serviceOf(slot string) string {
+	if i := strings.IndexByte(slot, '|'); i >= 0 {
+		return slot[:i]
+	}
+	return slot
 }
 
 // Errors the Controller turns into Events.
@@ -226,7 +249,11 @@ func (t *Table) Used(p *Pool) map[string]string {
 	m := map[string]string{}
 	for ip, hs := range t.holders {
 		if p.Range.Contains(ip) {
-			m[ip.String()] = strings.Join(hs, ",")
+			svcs := make([]string, len(hs))
+			for i, h := range hs {
+				svcs[i] = serviceOf(h)
+			}
+			m[ip.String()] = strings.Join(svcs, ",")
 		}
 	}
 	return m
@@ -234,8 +261,11 @@ func (t *Table) Used(p *Pool) map[string]string {
 
 // candidates are the pools r may draw from, in preference order.
 func (t *Table) candidates(r Request) ([]*Pool, error) {
-	if r.Pool != "" {
-		p := t.byName[r.Pool]
+	fits := func(p *Pool) bool { return r.Family == 0 || lbservice.FamilyOf(p.Range.First) == r.Family }
+	// A pool named holds one family; a dual-stack Service draws the
+	// other family from the pools it would use naming none.
+	if named := t.byName[r.Pool]; r.Pool != "" && (named == nil || fits(named)) {
+		p := named
 		switch {
 		case p == nil:
 			return nil, fmt.Errorf("%w: the Eip %q named by the Service does not exist or is not a layer2 pool", ErrNoPool, r.Pool)
@@ -247,17 +277,21 @@ func (t *Table) candidates(r Request) ([]*Pool, error) {
 	var out []*Pool
 	// Pools that pick the namespace out come before the default pool.
 	for _, p := range t.pools {
-		if p.Restricted() && p.Admits(r.Namespace, r.NSLabels) {
+		if p.Restricted() && p.Admits(r.Namespace, r.NSLabels) && fits(p) {
 			out = append(out, p)
 		}
 	}
 	for _, p := range t.pools {
-		if p.Default && !p.Restricted() {
+		if p.Default && !p.Restricted() && fits(p) {
 			out = append(out, p)
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: the Service names no Eip and there is no default Eip (annotation %s=\"true\") for namespace %s", ErrNoPool, "eip.openelb.kubesphere.io/is-default-eip", r.Namespace)
+		family := ""
+		if r.Family != 0 {
+			family = fmt.Sprintf(" of IPv%d", r.Family)
+		}
+		return nil, fmt.Errorf("%w: the Service names no Eip%s and there is no default Eip%s (annotation %s=\"true\") for namespace %s", ErrNoPool, family, family, "eip.openelb.kubesphere.io/is-default-eip", r.Namespace)
 	}
 	return out, nil
 }

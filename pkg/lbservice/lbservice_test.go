@@ -2,6 +2,7 @@ package lbservice
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -106,5 +107,40 @@ func TestSharingReadsMetalLBsKey(t *testing.T) {
 	s.Annotations[SharedIPAnnotation] = "porter"
 	if got := SharingOf(s).Key; got != "porter" {
 		t.Errorf("key %q, want Porter's to win", got)
+	}
+}
+
+func TestStackOf(t *testing.T) {
+	pol := func(p corev1.IPFamilyPolicy) *corev1.IPFamilyPolicy { return &p }
+	for _, tc := range []struct {
+		name     string
+		policy   *corev1.IPFamilyPolicy
+		families []corev1.IPFamily
+		want     []Family
+		required bool
+	}{
+		{"no policy", nil, nil, []Family{0}, false},
+		{"single stack IPv6", pol(corev1.IPFamilyPolicySingleStack), []corev1.IPFamily{corev1.IPv6Protocol}, []Family{0}, false},
+		{"prefer dual on a single-stack cluster", pol(corev1.IPFamilyPolicyPreferDualStack), []corev1.IPFamily{corev1.IPv4Protocol}, []Family{4}, false},
+		{"prefer dual, IPv4 first", pol(corev1.IPFamilyPolicyPreferDualStack), []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}, []Family{4, 6}, false},
+		{"require dual, IPv6 first", pol(corev1.IPFamilyPolicyRequireDualStack), []corev1.IPFamily{corev1.IPv6Protocol, corev1.IPv4Protocol}, []Family{6, 4}, true},
+		{"prefer dual, no families named", pol(corev1.IPFamilyPolicyPreferDualStack), nil, []Family{4, 6}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := StackOf(&corev1.Service{Spec: corev1.ServiceSpec{IPFamilyPolicy: tc.policy, IPFamilies: tc.families}})
+			if !slices.Equal(s.Families, tc.want) || s.Required != tc.required {
+				t.Errorf("StackOf = %+v, want %v required=%v", s, tc.want, tc.required)
+			}
+		})
+	}
+	svc := &corev1.Service{Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "2001:db8::5"}, {IP: "198.18.0.5"}}}}}
+	if got := IngressOf(svc, 4); got != netip.MustParseAddr("198.18.0.5") {
+		t.Errorf("IngressOf 4 = %s", got)
+	}
+	if got := IngressOf(svc, 6); got != netip.MustParseAddr("2001:db8::5") {
+		t.Errorf("IngressOf 6 = %s", got)
+	}
+	if got := IngressOf(svc, 0); got != netip.MustParseAddr("2001:db8::5") {
+		t.Errorf("IngressOf 0 = %s", got)
 	}
 }

@@ -641,14 +641,12 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	}
 	a.suspect = in.Suspect
 	for _, o := range a.cfg.Services.GetStore().List() {
-		s, ok := ServiceFrom(o.(*corev1.Service), in.Policy)
-		if !ok {
-			continue
+		for _, s := range ServiceFrom(o.(*corev1.Service), in.Policy) {
+			if s.Local {
+				s.Endpoints = a.readyNodes(s.Key)
+			}
+			in.Services = append(in.Services, s)
 		}
-		if s.Local {
-			s.Endpoints = a.readyNodes(s.Key)
-		}
-		in.Services = append(in.Services, s)
 	}
 
 	d := Decide(in)

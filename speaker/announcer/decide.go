@@ -26,23 +26,24 @@ type Service struct {
 	Share lbservice.Sharing
 }
 
-// ServiceFrom reads a Service; ok is false when it is not Porter's (as
-// policy says) or has no address yet.
-func ServiceFrom(svc *corev1.Service, policy *addrpolicy.Policy) (Service, bool) {
+// ServiceFrom reads a Service: one entry for each address it holds (two
+// for a dual-stack Service), none when it is not Porter's (as policy
+// says) or has no address yet.
+func ServiceFrom(svc *corev1.Service, policy *addrpolicy.Policy) []Service {
 	if !policy.Serves(svc) {
-		return Service{}, false
+		return nil
 	}
-	ip := lbservice.IngressIP(svc)
-	if !ip.IsValid() {
-		return Service{}, false
+	var out []Service
+	for _, ip := range lbservice.IngressIPs(svc) {
+		out = append(out, Service{
+			Key:   lbservice.Key(svc),
+			IP:    ip,
+			Pool:  lbservice.Pool(svc),
+			Local: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+			Share: lbservice.SharingOf(svc),
+		})
 	}
-	return Service{
-		Key:   lbservice.Key(svc),
-		IP:    ip,
-		Pool:  lbservice.Pool(svc),
-		Local: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
-		Share: lbservice.SharingOf(svc),
-	}, true
+	return out
 }
 
 // Input is everything one decision is made from.
