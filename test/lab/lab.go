@@ -280,12 +280,22 @@ func (c *Cluster) kwokctlConfig() string {
 	if c.apiServerIP.IsValid() {
 		sans = "  kubeApiserverCertSANs:\n  - " + c.apiServerIP.String() + "\n"
 	}
+	// Dual-stack, so that Services may ask for both families: kwok's own
+	// IPv4 Service range, and an IPv6 one from the documentation prefix.
 	return "apiVersion: config.kwok.x-k8s.io/v1alpha1\n" +
 		"kind: KwokctlConfiguration\n" +
 		"options:\n" +
 		"  runtime: binary\n" +
-		"  bindAddress: " + bind + "\n" + port + sans
+		"  bindAddress: " + bind + "\n" + port + sans +
+		"componentsPatches:\n" +
+		"- name: kube-apiserver\n" +
+		"  extraArgs:\n" +
+		"  - key: service-cluster-ip-range\n" +
+		"    value: " + ServiceCIDRs + "\n"
 }
+
+// ServiceCIDRs are the lab cluster's Service ranges, IPv4 then IPv6.
+const ServiceCIDRs = "10.0.0.0/24,2001:db8:96::/112"
 
 func (c *Cluster) kwokctl(ctx context.Context, args ...string) ([]byte, error) {
 	cmd := netns.Command(ctx, c.netns, append([]string{c.bin("kwokctl")}, args...)...)
