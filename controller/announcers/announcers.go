@@ -62,7 +62,11 @@ type Index map[netip.Addr]lbservice.Announcer
 func Build(nics []*v1alpha1.NodeNICs) Index {
 	sorted := append([]*v1alpha1.NodeNICs(nil), nics...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
-	live := reports.Live(sorted, nil)
+	byName := make(map[string]*v1alpha1.NodeNICs, len(sorted))
+	for _, n := range sorted {
+		byName[n.Name] = n
+	}
+	live := reports.Live(byName, nil)
 	idx := Index{}
 	for _, n := range sorted {
 		if n.Status.Speaker == nil || live.Stale(n.Name) {

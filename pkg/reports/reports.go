@@ -7,6 +7,8 @@
 package reports
 
 import (
+	"slices"
+
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 )
 
@@ -18,21 +20,23 @@ type Liveness struct {
 	SeenBy map[string]int
 }
 
-// Live reads the reports of the nodes counted in (all of them when
-// counted is nil): status counts only nodes with a ready speaker pod.
-func Live(nics []*v1alpha1.NodeNICs, counted func(node string) bool) Liveness {
+// Live reads the reports, by node name, of the nodes counted in (all of
+// them when counted is nil): status counts only nodes with a ready
+// speaker pod.
+func Live(nics map[string]*v1alpha1.NodeNICs, counted func(node string) bool) Liveness {
 	l := Liveness{SeenBy: map[string]int{}}
-	for _, n := range nics {
-		if n == nil || n.Status.Speaker == nil || counted != nil && !counted(n.Name) {
+	for node, n := range nics {
+		if n == nil || n.Status.Speaker == nil || counted != nil && !counted(node) {
 			continue
 		}
-		l.Views = append(l.Views, n.Name)
+		l.Views = append(l.Views, node)
 		for _, m := range n.Status.Speaker.Members {
-			if m != n.Name {
+			if m != node {
 				l.SeenBy[m]++
 			}
 		}
 	}
+	slices.Sort(l.Views)
 	return l
 }
 

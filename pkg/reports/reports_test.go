@@ -31,7 +31,11 @@ func TestStale(t *testing.T) {
 			func(n string) bool { return n != "a" }, []string{"b"}, []string{"c"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := Live(tc.reports, tc.counted)
+			byName := map[string]*v1alpha1.NodeNICs{}
+			for _, r := range tc.reports {
+				byName[r.Name] = r
+			}
+			l := Live(byName, tc.counted)
 			for _, n := range tc.stale {
 				if !l.Stale(n) {
 					t.Errorf("%s not stale", n)

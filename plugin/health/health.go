@@ -295,11 +295,11 @@ func inventories(ctx context.Context, dyn dynamic.Interface) map[string]*v1alpha
 // viewsOf lists the ready speakers that report a view, and how many of
 // them see each node besides itself.
 func viewsOf(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) (views []string, seenBy map[string]int) {
-	list := make([]*v1alpha1.NodeNICs, 0, len(nodes))
+	byNode := make(map[string]*v1alpha1.NodeNICs, len(nodes))
 	for _, n := range nodes {
-		list = append(list, inv[n.Name])
+		byNode[n.Name] = inv[n.Name]
 	}
-	l := reports.Live(list, func(node string) bool { return ready[node] })
+	l := reports.Live(byNode, func(node string) bool { return ready[node] })
 	return l.Views, l.SeenBy
 }
 
@@ -448,7 +448,7 @@ func nodeNICs(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[
 		}
 		out = append(out, nd)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	if len(noInv) > 0 {
 		cat.Checks = append(cat.Checks, Check{Name: "nics", State: Warning,
 			Detail: fmt.Sprintf("%d node(s) with a speaker have published no NIC inventory: %s", len(noInv), first(noInv, 10)),
@@ -570,49 +570,52 @@ func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.P
 			}
 			continue
 		}
-		sv := Service{Name: lbservice.Key(s)}
-		ip := lbservice.IngressIP(s)
-		if !ip.IsValid() {
-			sv.Pending, sv.Reason = true, reasons[sv.Name]
-			pending = append(pending, sv.Name)
-			out = append(out, sv)
+		name := lbservice.Key(s)
+		ips := lbservice.IngressIPs(s)
+		if len(ips) == 0 {
+			pending = append(pending, name)
+			out = append(out, Service{Name: name, Pending: true, Reason: reasons[name]})
 			continue
 		}
-		sv.IP = ip.String()
-		if policy != nil {
-			if v := policy.Check(ip, lbservice.Pool(s)); v.Refused {
-				sv.Reason = ip.String() + " " + v.Reason.Text + "; no node answers for it"
-				refused = append(refused, sv.Name+" ("+ip.String()+")")
-				out = append(out, sv)
-				continue
+		// One row an address: a dual-stack Service has two, each with
+		// its own owner.
+		for _, ip := range ips {
+			sv := Service{Name: name, IP: ip.String()}
+			if policy != nil {
+				if v := policy.Check(ip, lbservice.Pool(s)); v.Refused {
+					sv.Reason = ip.String() + " " + v.Reason.Text + "; no node answers for it"
+					refused = append(refused, sv.Name+" ("+ip.String()+")")
+					out = append(out, sv)
+					continue
+				}
 			}
+			switch an := announcers[ip]; len(an) {
+			case 0:
+				silent = append(silent, sv.Name)
+				if mac, ok := wire[ip]; ok {
+					sv.Reason = "address answered on the wire by " + mac
+				}
+			case 1:
+				sv.Node, sv.Interface = an[0].node, an[0].iface
+			default:
+				sort.Slice(an, func(i, j int) bool { return an[i].node < an[j].node })
+				names := make([]string, len(an))
+				for i, a := range an {
+					names[i] = a.node
+				}
+				sv.Node, sv.Interface = strings.Join(names, ","), an[0].iface
+				sv.Reason = fmt.Sprintf("answered by %d nodes", len(an))
+				doubled = append(doubled, sv.Name+" ("+sv.Node+")")
+			}
+			out = append(out, sv)
 		}
-		switch an := announcers[ip]; len(an) {
-		case 0:
-			silent = append(silent, sv.Name)
-			if mac, ok := wire[ip]; ok {
-				sv.Reason = "address answered on the wire by " + mac
-			}
-		case 1:
-			sv.Node, sv.Interface = an[0].node, an[0].iface
-		default:
-			sort.Slice(an, func(i, j int) bool { return an[i].node < an[j].node })
-			names := make([]string, len(an))
-			for i, a := range an {
-				names[i] = a.node
-			}
-			sv.Node, sv.Interface = strings.Join(names, ","), an[0].iface
-			sv.Reason = fmt.Sprintf("answered by %d nodes", len(an))
-			doubled = append(doubled, sv.Name+" ("+sv.Node+")")
-		}
-		out = append(out, sv)
 	}
 	if len(doubled) > 0 {
 		cat.Checks = append(cat.Checks, Check{Name: "doubled", State: Failed,
 			Detail: fmt.Sprintf("%d Service address(es) answered by more than one node: %s", len(doubled), first(doubled, 10)),
 			Hint:   "the speakers disagree on who owns them; kubectl porter status -o json names the nodes, and their speakers' logs say why"})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	if len(pending) > 0 {
 		cat.Checks = append(cat.Checks, Check{Name: "pending", State: Failed,
 			Detail: fmt.Sprintf("%d Service(s) wait for an address: %s", len(pending), first(pending, 10)),
