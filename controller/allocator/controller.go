@@ -264,11 +264,11 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	stack := lbservice.StackOf(svc)
 	type slot struct {
-		key        string
-		before     netip.Addr
-		hadBefore  bool
-		ip         netip.Addr
-		pool       *Pool
+		key       string
+		before    netip.Addr
+		hadBefore bool
+		ip        netip.Addr
+		pool      *Pool
 	}
 	var slots []slot
 	var failed error
