@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,7 +32,8 @@ type failureKind struct {
 }
 
 // kinds are the failures s is put through; MetalLB, the peer, goes
-// through node death only.
+// through node death only. Porter goes through all of them in IPv4 and
+// in IPv6.
 func (b *bench) kinds(s *stack) []failureKind {
 	signal := func(sig syscall.Signal) func(context.Context, *netlab.Host) error {
 		return func(_ context.Context, n *netlab.Host) error {
@@ -68,7 +71,7 @@ func (b *bench) kinds(s *stack) []failureKind {
 		{name: "SIGTERM", cause: signal(syscall.SIGTERM), recover: restart, target: 100 * time.Millisecond},
 	}
 	return slices.DeleteFunc(kinds, func(k failureKind) bool {
-		return (s.name != "Porter" && k.name != "node death") || (b.o.kinds != nil && !b.o.kinds[k.name])
+		return (!strings.HasPrefix(s.name, "Porter") && k.name != "node death") || (b.o.kinds != nil && !b.o.kinds[k.name])
 	})
 }
 
@@ -221,10 +224,15 @@ func (b *bench) trial(ctx context.Context, s *stack, k failureKind) (outage, tak
 	return outage, takeover, nil
 }
 
-// porter is Porter as a stack.
-func (b *bench) porter() *stack {
+// porter is Porter as a stack, with its IPv4 Service; porter6 the same
+// speakers with an IPv6 Service, answered by NDP.
+func (b *bench) porter() *stack { return b.porterWith("Porter", b.vip) }
+
+func (b *bench) porter6() *stack { return b.porterWith("Porter IPv6", b.vip6) }
+
+func (b *bench) porterWith(name string, vip netip.Addr) *stack {
 	return &stack{
-		name: "Porter", vip: b.vip, speakers: b.speakers,
+		name: name, vip: vip, speakers: b.speakers,
 		gains: func(ctx context.Context) (float64, error) {
 			var sum float64
 			for _, n := range b.env.Net.Nodes {
@@ -268,6 +276,9 @@ func (b *bench) porter() *stack {
 // stacks are Porter and, when it could be set up, MetalLB.
 func (b *bench) stacks(ctx context.Context) []*stack {
 	out := []*stack{b.porter()}
+	if b.vip6.IsValid() {
+		out = append(out, b.porter6())
+	}
 	if m, err := b.metalLB(ctx); err != nil {
 		b.res.problem("MetalLB: %v", err)
 	} else {

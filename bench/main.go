@@ -104,8 +104,9 @@ type bench struct {
 	// controllers run porter-controller's Deployment pods, off the nodes
 	// under test.
 	controllers *daemons.Runner
-	// vip is the address of the Service the ARP and failover sections use.
-	vip netip.Addr
+	// vip is the address of the Service the ARP and failover sections use;
+	// vip6 that of an IPv6 Service the failover section uses too.
+	vip, vip6 netip.Addr
 	// mlb is MetalLB, once set up; cleanups stop what it runs.
 	mlb      *stack
 	cleanups []func()
@@ -214,9 +215,17 @@ func (b *bench) setup(ctx context.Context) error {
 	if b.vip, err = b.service(ctx, "bench", "bench"); err != nil {
 		return err
 	}
+	if out, err := env.Kubectl(ctx, "porter", "eip", "create", "bench6", "--address", "2001:db8:18::300-2001:db8:18::30f").CombinedOutput(); err != nil {
+		return fmt.Errorf("kubectl porter eip create bench6: %w\n%s", err, out)
+	}
+	if b.vip6, err = b.service(ctx, "bench6", "bench6"); err != nil {
+		return err
+	}
 	for _, n := range env.Net.Nodes {
-		if err := backend.Hold(ctx, n, b.vip); err != nil {
-			return err
+		for _, vip := range []netip.Addr{b.vip, b.vip6} {
+			if err := backend.Hold(ctx, n, vip); err != nil {
+				return err
+			}
 		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)

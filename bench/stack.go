@@ -66,5 +66,8 @@ func (b *bench) settleStack(ctx context.Context, s *stack) error {
 
 // whoHas asks from the client's LAN NIC who has ip (backend.WhoHas).
 func whoHas(client *netlab.Host, ip netip.Addr, wait time.Duration) ([]string, error) {
+	if ip.Is6() {
+		return backend.WhoHas6(client, netlab.NIC1, ip, wait)
+	}
 	return backend.WhoHas(client, netlab.NIC1, ip, wait)
 }

@@ -175,9 +175,12 @@ func (l *Lab) addNetns(ctx context.Context, role string) (string, error) {
 		return "", err
 	}
 	// Addresses are usable at once, not tentative for a second of
-	// duplicate address detection: the lab made them unique.
+	// duplicate address detection: the lab made them unique. A link taken
+	// down and up keeps its IPv6 addresses, as its IPv4 ones, as a node's
+	// network manager would put them back.
 	for _, kv := range []string{"net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0",
-		"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"} {
+		"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
+		"net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1"} {
 		if err := run(ctx, "ip", "netns", "exec", name, "sysctl", "-q", "-w", kv); err != nil {
 			return "", err
 		}
