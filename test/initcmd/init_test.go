@@ -442,7 +442,7 @@ func TestInitNamesNodesWhoseNICCannotBeDecided(t *testing.T) {
 	if r.err == nil {
 		t.Fatalf("init with a NIC no node has succeeded:\n%s", r.stdout)
 	}
-	for _, want := range []string{"✗ NIC annotations", "cannot decide the NIC of 3 node(s); nothing was changed", "node node1: has no NIC eth7; candidates: eth0 (198.18.0.11/24)", "node node3: has no NIC eth7; candidates: eth0 (198.18.0.13/24); eth1 (198.18.1.13/24)", "hint: name the NIC with --interface"} {
+	for _, want := range []string{"✗ NIC annotations", "cannot decide the NIC of 3 node(s); nothing was changed", "node node1: has no NIC eth7; candidates: eth0 (198.18.0.11/24, 2001:db8:18::b/64)", "node node3: has no NIC eth7; candidates: eth0 (198.18.0.13/24, 2001:db8:18::d/64); eth1 (198.18.1.13/24)", "hint: name the NIC with --interface"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, r.stdout)
 		}

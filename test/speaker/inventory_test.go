@@ -126,7 +126,8 @@ func TestSpeakerPublishesRealNICs(t *testing.T) {
 	if !eth0.Up || !eth0.Carrier || !eth0.HoldsInternalIP || eth1.HoldsInternalIP {
 		t.Errorf("flags: eth0 %+v eth1 %+v", eth0, eth1)
 	}
-	if strings.Join(eth0.Addresses, ",") != node.IP.String()+"/24" || strings.Join(eth1.Addresses, ",") != node.IP2.String()+"/24" {
+	// eth0 has its IPv6 address too; link-local addresses are left out.
+	if strings.Join(eth0.Addresses, ",") != node.IP.String()+"/24,"+node.IP6.String()+"/64" || strings.Join(eth1.Addresses, ",") != node.IP2.String()+"/24" {
 		t.Errorf("addresses eth0 %v eth1 %v", eth0.Addresses, eth1.Addresses)
 	}
 	if len(inv.OwnerReferences) != 1 || inv.OwnerReferences[0].Kind != "Node" || inv.OwnerReferences[0].Name != node.Name {
