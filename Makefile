@@ -34,7 +34,6 @@ LAB_TOOLS    := $(addprefix $(LAB_BIN)/,$(LAB_KUBE) etcd kwok kwokctl)
 export PORTER_LAB_BIN := $(LAB_BIN)
 
 UNIT_PKGS        = $(shell $(GO) list ./... | grep -v '^$(PKG)/test/')
-INTEGRATION_PKGS = $(shell $(GO) list ./test/...)
 TEST_FLAGS      ?= -race -count=1
 # A count, not a duration: a timed run can end with "context deadline
 # exceeded" when time runs out while a worker minimizes a new input.
@@ -74,7 +73,7 @@ unit: ## Unit tests (no cluster, no root)
 
 .PHONY: integration
 integration: deps lab ## Tests against the lab cluster and the network lab (root)
-	$(GO) test $(TEST_FLAGS) -timeout 20m $(INTEGRATION_PKGS)
+	GO='$(GO)' TEST_FLAGS='$(TEST_FLAGS)' hack/integration.sh
 	hack/check-leftovers.sh
 
 REPEAT ?= 3
@@ -84,7 +83,7 @@ test-repeat: deps lab ## Run the integration packages REPEAT times (default 3) o
 	@for i in $$(seq 1 $(REPEAT)); do \
 	  echo "=== test-repeat: run $$i of $(REPEAT)"; \
 	  start=$$(date +%s); \
-	  $(GO) test $(TEST_FLAGS) -timeout 20m $(INTEGRATION_PKGS) || { echo "=== test-repeat: run $$i of $(REPEAT) FAILED"; exit 1; }; \
+	  GO='$(GO)' TEST_FLAGS='$(TEST_FLAGS)' hack/integration.sh || { echo "=== test-repeat: run $$i of $(REPEAT) FAILED"; exit 1; }; \
 	  hack/check-leftovers.sh || { echo "=== test-repeat: run $$i of $(REPEAT) left things behind"; exit 1; }; \
 	  echo "=== test-repeat: run $$i of $(REPEAT) passed in $$(( $$(date +%s) - start )) s"; \
 	done
