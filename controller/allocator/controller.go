@@ -301,9 +301,10 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		}
 		slots = append(slots, sl)
 	}
-	if failed != nil {
-		// Nothing is written: undo what this pass assigned, so that a
-		// Service that waits holds no address it does not show.
+	// undo takes back what this pass assigned, when nothing is written:
+	// a Service holds no address its status does not show. Call it with
+	// c.mu held.
+	undo := func() {
 		for _, sl := range slots {
 			if !sl.hadBefore || sl.before != sl.ip {
 				c.table.Unassign(sl.key, sl.ip)
@@ -312,6 +313,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 				}
 			}
 		}
+	}
+	if failed != nil {
+		undo()
 	}
 	c.mu.Unlock()
 	if failed != nil {
@@ -353,14 +357,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	if err := c.writeIngress(ctx, svc, ips); err != nil {
 		c.mu.Lock()
-		for _, sl := range slots {
-			if !sl.hadBefore || sl.before != sl.ip {
-				c.table.Unassign(sl.key, sl.ip)
-				if sl.hadBefore {
-					c.table.Claim(sl.key, sl.before, base.Share)
-				}
-			}
-		}
+		undo()
 		c.mu.Unlock()
 		return err
 	}
