@@ -39,6 +39,12 @@ func SharingOf(svc *corev1.Service) Sharing {
 	if s.Key == "" {
 		s.Key = strings.TrimSpace(svc.Annotations[SharedIPAnnotationMetalLB])
 	}
+	// Without a key it shares with no one, and its ports never matter:
+	// the speakers read every Service on every decision, and most share
+	// nothing.
+	if s.Key == "" {
+		return s
+	}
 	for _, p := range svc.Spec.Ports {
 		proto := p.Protocol
 		if proto == "" {
