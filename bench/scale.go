@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -40,6 +41,13 @@ spec:
 // grows the number of Services through o.scales.
 func (b *bench) scale(ctx context.Context) error {
 	node := b.env.Net.Nodes[0]
+	// The baseline is one address: the IPv6 Service of the failover
+	// sections goes first.
+	if b.vip6.IsValid() {
+		if err := b.kube.CoreV1().Services("default").Delete(ctx, "bench6", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete the IPv6 Service: %w", err)
+		}
+	}
 	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"nodeSelector":{"kubernetes.io/hostname":%q}}}}}`, node.Name)
 	if out, err := b.env.Kubectl(ctx, "-n", "porter-system", "patch", "daemonset", "porter-speaker", "--type", "merge", "-p", patch).CombinedOutput(); err != nil {
 		return fmt.Errorf("pin the speaker to %s: %w: %s", node.Name, err, out)
