@@ -52,6 +52,11 @@ func (b *bench) scale(ctx context.Context) error {
 	if out, err := b.env.Kubectl(ctx, "-n", "porter-system", "patch", "daemonset", "porter-speaker", "--type", "merge", "-p", patch).CombinedOutput(); err != nil {
 		return fmt.Errorf("pin the speaker to %s: %w: %s", node.Name, err, out)
 	}
+	// Every pod is replaced, node1's too: the processes restarted below
+	// are the new pods', whose tokens are bound to them.
+	if out, err := b.env.Kubectl(ctx, "-n", "porter-system", "rollout", "status", "daemonset/porter-speaker", "--timeout=2m").CombinedOutput(); err != nil {
+		return fmt.Errorf("wait for the pinned speaker rollout: %w: %s", err, out)
+	}
 	err := poll(ctx, 2*time.Minute, func() bool {
 		for _, n := range b.env.Net.Nodes[1:] {
 			if b.speakers.Proc(n.Name) != nil {
