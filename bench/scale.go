@@ -58,6 +58,16 @@ func (b *bench) scale(ctx context.Context) error {
 		return fmt.Errorf("wait for the pinned speaker rollout: %w: %s", err, out)
 	}
 	err := poll(ctx, 2*time.Minute, func() bool {
+		// node1's process is its new pod's: a restart needs a token bound
+		// to a pod that exists.
+		pods, err := b.kube.CoreV1().Pods("porter-system").List(ctx, metav1.ListOptions{
+			LabelSelector: "app.kubernetes.io/name=porter-speaker", FieldSelector: "spec.nodeName=" + node.Name})
+		if err != nil || len(pods.Items) != 1 || pods.Items[0].DeletionTimestamp != nil {
+			return false
+		}
+		if p := b.speakers.Proc(node.Name); p == nil || p.Pod != pods.Items[0].UID {
+			return false
+		}
 		for _, n := range b.env.Net.Nodes[1:] {
 			if b.speakers.Proc(n.Name) != nil {
 				return false
