@@ -109,6 +109,9 @@ type Policy struct {
 	// pool with usingKnownIPs.
 	edges map[netip.Addr]Reason
 	nodes map[string]*Node
+	// unclassed: a layer2 default pool asks Porter to serve Services
+	// that name no class.
+	unclassed bool
 }
 
 // New builds the policy of s.
@@ -121,6 +124,12 @@ func New(s Snapshot) *Policy {
 		nodes:  map[string]*Node{},
 	}
 	sortPools(p.pools)
+	// Serves asks this for every Service of every decision: decided once.
+	for i := range p.pools {
+		if pl := &p.pools[i]; pl.Layer2() && pl.Default && pl.ServesUnclassed {
+			p.unclassed = true
+		}
+	}
 	for i := range p.pools {
 		p.byName[p.pools[i].Name] = i
 	}
@@ -218,14 +227,7 @@ func (p *Policy) Selects(pool *Pool, node string) bool {
 // ServesUnclassed reports whether Porter serves LoadBalancer Services
 // that name no class and carry no Porter annotation: a layer2 default pool
 // asks for it.
-func (p *Policy) ServesUnclassed() bool {
-	for i := range p.pools {
-		if pl := &p.pools[i]; pl.Layer2() && pl.Default && pl.ServesUnclassed {
-			return true
-		}
-	}
-	return false
-}
+func (p *Policy) ServesUnclassed() bool { return p.unclassed }
 
 // Serves reports whether svc is Porter's (lbservice.Serves), with this
 // policy's pools: the allocator, the speakers, the announcer annotation
