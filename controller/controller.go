@@ -20,9 +20,9 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -31,6 +31,7 @@ import (
 	"github.com/porterlb/porter/controller/allocator"
 	"github.com/porterlb/porter/controller/announcers"
 	"github.com/porterlb/porter/manifests"
+	"github.com/porterlb/porter/pkg/apiclient"
 	"github.com/porterlb/porter/pkg/daemon"
 	"github.com/porterlb/porter/pkg/facts"
 	"github.com/porterlb/porter/pkg/version"
@@ -53,6 +54,11 @@ type Options struct {
 	RenewDeadline time.Duration
 	RetryPeriod   time.Duration
 	Workers       int
+	// QPS and Burst bound the controller's API requests. Each new
+	// Service costs two writes (its address, then its announcer), so
+	// these set how fast a flood of Services is served.
+	QPS   float32
+	Burst int
 }
 
 // NewCommand builds the porter-controller command.
@@ -96,6 +102,8 @@ configuration; the speakers on every node only answer ARP.`,
 	f.DurationVar(&opts.RenewDeadline, "lease-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it steps down")
 	f.DurationVar(&opts.RetryPeriod, "lease-retry-period", 2*time.Second, "How often replicas try to take or renew the Lease")
 	f.IntVar(&opts.Workers, "workers", 8, "Services written in parallel")
+	f.Float32Var(&opts.QPS, "kube-api-qps", 100, "API requests per second the controller may make, sustained; each new Service costs two")
+	f.IntVar(&opts.Burst, "kube-api-burst", 200, "API requests the controller may make at once, above --kube-api-qps")
 	f.BoolVarP(&verbose, "verbose", "v", false, "Log debug detail")
 	return cmd
 }
@@ -112,17 +120,18 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("load client configuration: %w", err)
 	}
-	clients, err := facts.NewClients(cfg)
+	cfg.QPS, cfg.Burst = opts.QPS, opts.Burst
+	clients, err := newClients(cfg)
 	if err != nil {
 		return err
 	}
-	sv, err := clients.Kube.Discovery().ServerVersion()
+	sv, err := clients.api.ServerVersion(ctx)
 	if err != nil {
 		return fmt.Errorf("contact API server: %w", err)
 	}
-	log.Info("controller started", "version", version.Get().Version, "identity", opts.Identity, "apiServer", sv.GitVersion)
+	log.Info("controller started", "version", version.Get().Version, "identity", opts.Identity, "apiServer", sv.GitVersion, "memoryLimit", daemon.MemoryLimit())
 
-	src, err := facts.NewSources(clients)
+	src, err := facts.NewSources(ctx, clients.api, facts.Transform)
 	if err != nil {
 		return err
 	}
@@ -145,9 +154,9 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	}()
 
 	bc := record.NewBroadcaster(record.WithContext(infCtx))
-	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clients.Kube.CoreV1().Events("")})
+	bc.StartRecordingToSink(clients.api.EventSink(infCtx))
 	defer bc.Shutdown()
-	rec := bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "porter-controller"})
+	rec := bc.NewRecorder(clients.api.Scheme, corev1.EventSource{Component: "porter-controller"})
 
 	synced := func() bool {
 		return src.Services.HasSynced() && src.Namespaces.HasSynced() && fa.HasSynced()
@@ -263,4 +272,32 @@ func serveHealth(address string, synced func() bool, leading *atomic.Bool, log *
 		}
 	}()
 	return srv
+}
+
+// clients are the controller's connections: the lean client its caches
+// read through, and the full ones it writes Services, pools, Leases and
+// kube-proxy's configuration with.
+type clients struct {
+	api  *apiclient.Client
+	Kube kubernetes.Interface
+	Dyn  dynamic.Interface
+}
+
+func newClients(cfg *rest.Config) (clients, error) {
+	api, err := apiclient.New(cfg)
+	if err != nil {
+		return clients{}, err
+	}
+	pcfg := rest.CopyConfig(cfg)
+	pcfg.ContentType = "application/vnd.kubernetes.protobuf"
+	pcfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	cs, err := kubernetes.NewForConfig(pcfg)
+	if err != nil {
+		return clients{}, fmt.Errorf("create Kubernetes client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return clients{}, fmt.Errorf("create dynamic client: %w", err)
+	}
+	return clients{api: api, Kube: cs, Dyn: dyn}, nil
 }

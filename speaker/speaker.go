@@ -17,13 +17,13 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/porterlb/porter/manifests"
+	"github.com/porterlb/porter/pkg/apiclient"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/daemon"
 	"github.com/porterlb/porter/pkg/facts"
@@ -132,22 +132,27 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("load client configuration: %w", err)
 	}
-	clients, err := facts.NewClients(cfg)
+	// The speaker writes little: its NIC report and Events.
+	cfg.QPS, cfg.Burst = 20, 40
+	api, err := apiclient.New(cfg)
 	if err != nil {
 		return err
 	}
-	cs := clients.Kube
-	sv, err := cs.Discovery().ServerVersion()
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("create dynamic client: %w", err)
+	}
+	sv, err := api.ServerVersion(ctx)
 	if err != nil {
 		return fmt.Errorf("contact API server: %w", err)
 	}
-	log.Info("speaker started", "version", version.Get().Version, "node", opts.NodeName, "apiServer", sv.GitVersion)
+	log.Info("speaker started", "version", version.Get().Version, "node", opts.NodeName, "apiServer", sv.GitVersion, "memoryLimit", daemon.MemoryLimit())
 
 	// Informers outlive ctx a little: the data path keeps its caches while
 	// it hands over.
 	infCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopInformers()
-	src, err := facts.NewSources(clients)
+	src, err := facts.NewSources(ctx, api, facts.Lean)
 	if err != nil {
 		return err
 	}
@@ -157,11 +162,17 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	fi := src.Informers
 	// The speakers' own pods: a gossip member counts only on a node that
 	// runs a ready one.
-	speakerPods := src.Scoped(opts.Namespace, func(o *metav1.ListOptions) { o.LabelSelector = membership.SpeakerPodSelector }).Core().V1().Pods().Informer()
-	if err := speakerPods.SetTransform(facts.Transform); err != nil {
-		return fmt.Errorf("set informer transform: %w", err)
+	speakerPods, err := src.Scoped(apiclient.Pods, opts.Namespace, func(o *metav1.ListOptions) { o.LabelSelector = membership.SpeakerPodSelector })
+	if err != nil {
+		return err
 	}
-	if err := fi.EndpointSlices.AddIndexers(announcer.EndpointSliceIndexers()); err != nil {
+	// Every Service's endpoints, trimmed to the nodes that have a ready
+	// one: externalTrafficPolicy Local announces only from those.
+	slices, err := src.Scoped(apiclient.EndpointSlices, "", nil)
+	if err != nil {
+		return err
+	}
+	if err := slices.AddIndexers(announcer.EndpointSliceIndexers()); err != nil {
 		return fmt.Errorf("index EndpointSlices: %w", err)
 	}
 	nicsInf := fi.NodeNICs
@@ -209,9 +220,11 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	}
 	// The member key's Secret, alone: the speaker may read no other. It
 	// starts after the other caches, so it is started here.
-	keyFactory := src.Scoped(opts.Namespace, facts.ByName(memberkey.SecretName))
-	keySecret := keyFactory.Core().V1().Secrets().Informer()
-	keyFactory.Start(infCtx.Done())
+	keySecret, err := src.Scoped(apiclient.Secrets, opts.Namespace, facts.ByName(memberkey.SecretName))
+	if err != nil {
+		return err
+	}
+	src.Start(infCtx.Done())
 	keys, err := waitForKeys(ctx, keySecret, opts, log)
 	if err != nil || ctx.Err() != nil {
 		return err
@@ -225,9 +238,9 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	}
 
 	bc := record.NewBroadcaster(record.WithContext(infCtx))
-	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
+	bc.StartRecordingToSink(api.EventSink(infCtx))
 	defer bc.Shutdown()
-	rec := bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "porter-speaker", Host: opts.NodeName})
+	rec := bc.NewRecorder(api.Scheme, corev1.EventSource{Component: "porter-speaker", Host: opts.NodeName})
 
 	m := metrics.New()
 	invKick := make(chan struct{}, 1)
@@ -239,7 +252,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	}
 	an := announcer.New(announcer.Config{
 		Node:     opts.NodeName,
-		Services: src.Services, EndpointSlices: fi.EndpointSlices, Facts: fa, SpeakerPods: speakerPods,
+		Services: src.Services, EndpointSlices: slices, Facts: fa, SpeakerPods: speakerPods,
 		Changed: kickInventory,
 		Members: mem, Metrics: m, Recorder: rec, Log: log,
 		Probe: opts.ARPProbe, Reprobe: opts.Reprobe, Refresh: opts.GARPRefresh,
@@ -253,7 +266,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	go func() { done <- an.Run(runCtx) }()
 
 	inv := &inventory{
-		dyn: clients.Dyn, nodeName: opts.NodeName, log: log, every: opts.InventoryInterval,
+		dyn: dyn, nodeName: opts.NodeName, log: log, every: opts.InventoryInterval,
 		node: func() (*corev1.Node, error) { return nodeFrom(fi.Nodes, opts.NodeName) },
 		speaker: func() *v1alpha1.SpeakerStatus {
 			return &v1alpha1.SpeakerStatus{MemberAddress: mem.Address(), Members: an.KnownMembers(), Announcing: an.Announcing(), Addresses: an.Announced(), MemberKeys: memberkey.Fingerprints(mem.Keys()), UnknownMembers: an.UnknownMembers(), Version: version.Get().Version}

@@ -2,6 +2,7 @@ package allocator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -25,7 +27,6 @@ import (
 
 	"github.com/porterlb/porter/pkg/addr"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
-	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/facts"
 	"github.com/porterlb/porter/pkg/guard"
 	"github.com/porterlb/porter/pkg/lbservice"
@@ -58,13 +59,18 @@ type Controller struct {
 	table   *Table
 	waiting map[string]bool // Services with no address yet
 	dirty   bool            // pool status needs writing
-	queue   workqueue.TypedRateLimitingInterface[string]
+	// statusAt is when pool status was last written.
+	statusAt time.Time
+	queue    workqueue.TypedRateLimitingInterface[string]
 	// guardClock times lockout guard plans from this term's start: a new
 	// leader can only delay a rollback, never hasten it.
 	guardClock guard.Clock
 }
 
 const poolsKey = "\x00pools"
+
+// statusEvery spaces the pools' status writes.
+const statusEvery = time.Second
 
 // Run allocates until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
@@ -480,11 +486,15 @@ func (c *Controller) pools() []Pool {
 // writePoolStatus keeps each layer2 Eip's status exact.
 func (c *Controller) writePoolStatus(ctx context.Context) {
 	c.mu.Lock()
-	if !c.dirty {
+	// Every speaker and replica receives each write, and at 10,000
+	// Services the status lists 10,000 addresses: it is written at most
+	// once per statusEvery.
+	if !c.dirty || time.Since(c.statusAt) < statusEvery {
 		c.mu.Unlock()
 		return
 	}
 	c.dirty = false
+	c.statusAt = time.Now()
 	type poolStatus struct {
 		name   string
 		status v1alpha2.EipStatus
@@ -578,11 +588,15 @@ func (c *Controller) applyStatus(ctx context.Context, name string, st v1alpha2.E
 		old[cf] = true
 	}
 	cur.Status = st
-	u, err := eips.ToUnstructured(cur)
+	// The whole status is replaced without naming a resourceVersion: this
+	// leader is its only writer, and the cache is often behind its own
+	// last write at thousands of Services, which made every update
+	// conflict.
+	patch, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": st}})
 	if err != nil {
-		return err
+		return fmt.Errorf("encode status of Eip %s: %w", name, err)
 	}
-	if _, err := c.Dyn.Resource(v1alpha2.EipResource).UpdateStatus(ctx, u, metav1.UpdateOptions{FieldManager: "porter-allocator"}); err != nil {
+	if _, err := c.Dyn.Resource(v1alpha2.EipResource).Patch(ctx, name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: "porter-allocator"}, "status"); err != nil {
 		return fmt.Errorf("update status of Eip %s: %w", name, err)
 	}
 	// Each refusal is told once, when it first shows in the status.

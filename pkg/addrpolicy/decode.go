@@ -306,3 +306,29 @@ func sortPools(pools []Pool) {
 		return pools[i].Name < pools[j].Name
 	})
 }
+
+// TrimNode is n with only what NodeFromObject reads, and its UID for
+// owner references: a node's images, conditions, capacity and most
+// annotations are most of its size, and a speaker caches every node.
+// NodeFromObject(TrimNode(n)) equals NodeFromObject(n).
+func TrimNode(n *corev1.Node) *corev1.Node {
+	out := &corev1.Node{
+		TypeMeta: n.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion,
+			CreationTimestamp: n.CreationTimestamp, DeletionTimestamp: n.DeletionTimestamp,
+			Labels: n.Labels,
+		},
+		Spec:   corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs},
+		Status: corev1.NodeStatus{Addresses: n.Status.Addresses},
+	}
+	for _, k := range layer2Keys {
+		if v, ok := n.Annotations[k]; ok {
+			if out.Annotations == nil {
+				out.Annotations = map[string]string{}
+			}
+			out.Annotations[k] = v
+		}
+	}
+	return out
+}

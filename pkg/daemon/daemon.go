@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -17,7 +19,13 @@ import (
 
 // Main runs the command newCmd builds with the process's arguments until
 // it returns or SIGINT or SIGTERM cancels it, and exits with its code.
+//
+// It first sets the Go runtime's soft memory limit from the container's
+// (SoftLimit).
 func Main(newCmd func(stdout, stderr io.Writer) *cobra.Command) {
+	if l, ok := SoftLimit(os.Getenv); ok {
+		debug.SetMemoryLimit(l)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := Execute(ctx, newCmd(os.Stdout, os.Stderr), os.Args[1:], os.Stderr)
 	stop()
@@ -50,4 +58,13 @@ func Logger(w io.Writer, verbose bool) *slog.Logger {
 		level = slog.LevelDebug
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// MemoryLimit is the Go runtime's soft memory limit in bytes, or 0 when
+// there is none.
+func MemoryLimit() int64 {
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		return l
+	}
+	return 0
 }

@@ -3,6 +3,8 @@ package facts
 import (
 	"context"
 	"net/netip"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,11 +12,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 )
@@ -130,28 +132,112 @@ func TestPolicyIsFreshWhenAChangeIsTold(t *testing.T) {
 	}
 }
 
-func TestTransformDecodesPortersKindsOnce(t *testing.T) {
-	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&v1alpha2.Eip{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "network.kubesphere.io/v1alpha2", Kind: "Eip"},
-		ObjectMeta: metav1.ObjectMeta{Name: "p", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
-		Spec:       v1alpha2.EipSpec{Address: "198.18.0.1"},
-	})
+func TestTransformDropsWhatNoOneReads(t *testing.T) {
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
+			Annotations: map[string]string{corev1.LastAppliedConfigAnnotation: "{}", "keep": "me"}},
+		Status: corev1.NodeStatus{Images: []corev1.ContainerImage{{Names: []string{"x"}}}},
+	}
+	out, err := Transform(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Transform(&unstructured.Unstructured{Object: u})
-	if err != nil {
+	got := out.(*corev1.Node)
+	if got.Status.Images != nil || got.ManagedFields != nil || got.Annotations[corev1.LastAppliedConfigAnnotation] != "" || got.Annotations["keep"] != "me" {
+		t.Errorf("Transform kept or dropped the wrong fields: %+v", got)
+	}
+}
+
+// Lean may drop anything the data path does not read, and nothing it
+// does: each kind decodes the same before and after.
+func TestLeanKeepsWhatTheDataPathReads(t *testing.T) {
+	ready, notReady := true, false
+	node1, node2 := "node1", "node2"
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "node1", UID: "u1", ResourceVersion: "7",
+			Labels:      map[string]string{"zone": "a"},
+			Annotations: map[string]string{v1alpha2.Layer2Annotation: "192.0.2.10", "big": strings.Repeat("x", 4096)}},
+		Spec: corev1.NodeSpec{PodCIDRs: []string{"10.244.1.0/24"}},
+		Status: corev1.NodeStatus{
+			Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.1"}, {Type: corev1.NodeExternalIP, Address: "198.51.100.1"}},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			Images:     []corev1.ContainerImage{{Names: []string{"img"}}},
+			Capacity:   corev1.ResourceList{},
+		},
+	}
+	eip := &v1alpha2.Eip{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: map[string]string{"l": "v"}, Annotations: map[string]string{"a": "b"}},
+		Spec:       v1alpha2.EipSpec{Address: "198.18.0.0/28", Protocol: "layer2", Interface: "eth0"},
+		Status:     v1alpha2.EipStatus{Usage: 1, Used: map[string]string{"198.18.0.1": "default/a"}},
+	}
+	nics := &v1alpha1.NodeNICs{
+		ObjectMeta: metav1.ObjectMeta{Name: "node1"},
+		Status: v1alpha1.NodeNICsStatus{
+			NICs:      []v1alpha1.NIC{{Name: "eth0", MAC: "02:00:00:00:00:01", Up: true, Carrier: true, Addresses: []string{"192.0.2.1/24"}}},
+			Gateways:  []string{"192.0.2.254"},
+			Conflicts: []v1alpha1.AddressConflict{{Address: "198.18.0.3", MAC: "02:00:00:00:00:09"}},
+			UpdatedAt: metav1.Now(),
+			Speaker: &v1alpha1.SpeakerStatus{MemberAddress: "192.0.2.1:7947", Members: []string{"node1", "node2"},
+				Addresses: []v1alpha1.AnnouncedAddress{{Address: "198.18.0.1", Interface: "eth0"}}},
+		},
+	}
+	apiSlice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes"}},
+		Endpoints:  []discoveryv1.Endpoint{{Addresses: []string{"192.0.2.5"}}},
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-x", Namespace: "shop", Labels: map[string]string{discoveryv1.LabelServiceName: "web", "other": "x"},
+			Annotations: map[string]string{"a": "b"}},
+		Endpoints: []discoveryv1.Endpoint{
+			{Addresses: []string{"10.244.1.5"}, NodeName: &node1, Conditions: discoveryv1.EndpointConditions{Ready: &ready}},
+			{Addresses: []string{"10.244.2.5"}, NodeName: &node2, Conditions: discoveryv1.EndpointConditions{Ready: &notReady}},
+		},
+	}
+
+	lean := func(o any) any {
+		t.Helper()
+		out, err := Lean(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	wantNode := addrpolicy.NodeFromObject(node)
+	if got := addrpolicy.NodeFromObject(lean(node.DeepCopy()).(*corev1.Node)); !reflect.DeepEqual(got, wantNode) {
+		t.Errorf("node decodes to %+v after Lean, want %+v", got, wantNode)
+	}
+	if got := lean(node.DeepCopy()).(*corev1.Node); got.Status.Images != nil || got.Annotations["big"] != "" || got.Status.Conditions != nil || got.UID != "u1" {
+		t.Errorf("Lean kept a node's unread fields, or dropped its UID: %+v", got)
+	}
+	wantPool := addrpolicy.PoolFromEip(eip.DeepCopy())
+	leanEip := lean(eip.DeepCopy()).(*v1alpha2.Eip)
+	if got := addrpolicy.PoolFromEip(leanEip); !reflect.DeepEqual(got, wantPool) {
+		t.Errorf("pool decodes to %+v after Lean, want %+v", got, wantPool)
+	}
+	if leanEip.Status.Used != nil {
+		t.Error("Lean kept the pool's status")
+	}
+	wantReport := addrpolicy.ReportFromNodeNICs(nics)
+	wantReport.Announced = nil // status reads it; the data path does not
+	if got := addrpolicy.ReportFromNodeNICs(lean(nics.DeepCopy()).(*v1alpha1.NodeNICs)); !reflect.DeepEqual(got, wantReport) {
+		t.Errorf("report decodes to %+v after Lean, want %+v", got, wantReport)
+	}
+	apiInf, _ := fakeInformer(t, &discoveryv1.EndpointSlice{}, &discoveryv1.EndpointSliceList{})
+	if err := apiInf.GetStore().Add(lean(apiSlice.DeepCopy())); err != nil {
 		t.Fatal(err)
 	}
-	e, ok := got.(*v1alpha2.Eip)
-	if !ok {
-		t.Fatalf("Transform gave %T, want *v1alpha2.Eip", got)
+	if got := APIServerAddrs(apiInf); len(got) != 1 || got[0] != netip.MustParseAddr("192.0.2.5") {
+		t.Errorf("API server addresses after Lean: %v", got)
 	}
-	if e.Spec.Address != "198.18.0.1" || e.ManagedFields != nil {
-		t.Errorf("decoded %+v", e)
+	ls := lean(slice.DeepCopy()).(*discoveryv1.EndpointSlice)
+	if ls.Labels[discoveryv1.LabelServiceName] != "web" || len(ls.Labels) != 1 || ls.Annotations != nil {
+		t.Errorf("slice metadata after Lean: %+v", ls.ObjectMeta)
 	}
-	n := &corev1.Node{Status: corev1.NodeStatus{Images: []corev1.ContainerImage{{Names: []string{"x"}}}}}
-	if out, _ := Transform(n); out.(*corev1.Node).Status.Images != nil {
-		t.Error("node images kept")
+	if len(ls.Endpoints) != 2 || *ls.Endpoints[0].NodeName != "node1" || !*ls.Endpoints[0].Conditions.Ready ||
+		*ls.Endpoints[1].Conditions.Ready || ls.Endpoints[0].Addresses != nil {
+		t.Errorf("slice endpoints after Lean: %+v", ls.Endpoints)
+	}
+	if !isAPIServerSlice(lean(apiSlice.DeepCopy()).(*discoveryv1.EndpointSlice)) {
+		t.Error("the API server's slice is no longer known as such after Lean")
 	}
 }

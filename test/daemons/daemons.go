@@ -17,12 +17,14 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
@@ -409,7 +411,7 @@ func Speakers(ctx context.Context, env *lab.Env, logDir string, extra ...string)
 			if err != nil {
 				return nil, err
 			}
-			return append([]string{filepath.Join(env.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", pod.Spec.NodeName}, extra...), nil
+			return append(append(ResourceEnv(pod), filepath.Join(env.BinDir, "porter-speaker"), "--kubeconfig", kc, "--node-name", pod.Spec.NodeName), extra...), nil
 		},
 	})
 }
@@ -428,12 +430,46 @@ func Controllers(ctx context.Context, env *lab.Env, logDir string, extra ...stri
 			if err != nil {
 				return nil, err
 			}
-			return append([]string{filepath.Join(env.BinDir, "porter-controller"), "--kubeconfig", kc, "--identity", pod.Name,
+			return append(append(ResourceEnv(pod), filepath.Join(env.BinDir, "porter-controller"), "--kubeconfig", kc, "--identity", pod.Name,
 				// Two replicas share the namespace here, not a port.
-				"--health-address", "127.0.0.1:0"}, extra...), nil
+				"--health-address", "127.0.0.1:0"), extra...), nil
 		},
 		Exec: func(ctx context.Context, _ *corev1.Pod, argv []string) *exec.Cmd {
 			return env.Cluster.Command(ctx, argv...)
 		},
 	})
+}
+
+// ResourceEnv starts an argv with the pod's environment variables that the
+// downward API sets from its container's resources (the memory limit the
+// Go runtime's soft limit is taken from), as the kubelet would set them:
+// ["env", "NAME=value", ...], or nothing when there are none.
+func ResourceEnv(pod *corev1.Pod) []string {
+	if len(pod.Spec.Containers) == 0 {
+		return nil
+	}
+	c := pod.Spec.Containers[0]
+	var out []string
+	for _, e := range c.Env {
+		ref := e.ValueFrom
+		if ref == nil || ref.ResourceFieldRef == nil {
+			continue
+		}
+		var q resource.Quantity
+		switch ref.ResourceFieldRef.Resource {
+		case "limits.memory":
+			q = c.Resources.Limits[corev1.ResourceMemory]
+		case "requests.memory":
+			q = c.Resources.Requests[corev1.ResourceMemory]
+		default:
+			continue
+		}
+		if !q.IsZero() {
+			out = append(out, e.Name+"="+strconv.FormatInt(q.Value(), 10))
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return append([]string{"env"}, out...)
 }

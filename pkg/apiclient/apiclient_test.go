@@ -1,0 +1,35 @@
+package apiclient
+
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// The scheme is the point of the package: the kinds Porter reads, and no
+// other group.
+func TestSchemeRegistersOnlyWhatPorterReads(t *testing.T) {
+	s, err := NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []Kind{Services, Nodes, Namespaces, Pods, Secrets, ConfigMaps, EndpointSlices, ServiceCIDRs, Eips, NodeNICs} {
+		obj := k.obj()
+		gvks, _, err := s.ObjectKinds(obj)
+		if err != nil || len(gvks) == 0 || gvks[0].GroupVersion() != k.gv {
+			t.Errorf("%s: kinds %v, %v; want group %s", k.name, gvks, err, k.gv)
+		}
+	}
+	groups := map[string]bool{}
+	for gvk := range s.AllKnownTypes() {
+		groups[gvk.Group] = true
+	}
+	for _, g := range []string{"apps", "batch", "rbac.authorization.k8s.io", "coordination.k8s.io"} {
+		if groups[g] {
+			t.Errorf("the scheme registers group %s, which Porter's daemons do not read", g)
+		}
+	}
+	if !s.Recognizes(schema.GroupVersionKind{Version: "v1", Kind: "Event"}) {
+		t.Error("Events, which both daemons record, are not registered")
+	}
+}
