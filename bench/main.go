@@ -50,6 +50,9 @@ type options struct {
 	logs        string
 	scales      []int
 	nodes       int
+	soakFor     time.Duration
+	churn       int
+	sizeBase    string
 }
 
 func main() {
@@ -67,7 +70,10 @@ func main() {
 	flag.StringVar(&o.logs, "logs", "", "Copy the daemons' logs here before the lab is torn down")
 	redoc := flag.Bool("redoc", false, "Only rewrite -doc from the results in -out, measuring nothing")
 	flag.StringVar(&scales, "scales", "1000,10000", "Address counts for the scale section")
-	flag.IntVar(&o.nodes, "nodes", 1000, "Cluster size for the plugin section")
+	flag.IntVar(&o.nodes, "nodes", 1000, "Cluster size for the plugin, scale and soak sections")
+	flag.DurationVar(&o.soakFor, "soak-for", 30*time.Minute, "How long the soak holds the largest scale")
+	flag.IntVar(&o.churn, "churn", 100, "Services the soak creates, and deletes, a minute")
+	flag.StringVar(&o.sizeBase, "size-baseline", "fd517d6", "The git revision whose binaries the sizes are compared with: the last before the speaker's lean API client")
 	flag.Parse()
 	o.only, o.kinds = nameSet(only), nameSet(kinds)
 	for _, s := range strings.Split(scales, ",") {
@@ -110,6 +116,10 @@ type bench struct {
 	// mlb is MetalLB, once set up; cleanups stop what it runs.
 	mlb      *stack
 	cleanups []func()
+	// mlbAt is MetalLB's speaker memory by its Service count.
+	mlbAt map[int]mem
+	// grown is true once the cluster has o.nodes nodes.
+	grown bool
 }
 
 // nameSet is a comma-separated list as a set; nil, meaning all, when empty.
@@ -136,12 +146,14 @@ func run(ctx context.Context, o options) int {
 		name string
 		run  func(context.Context) error
 	}{
+		{"binaries", b.binaries},
 		{"ARP reply round trip", b.arpLatency},
 		{"failover", b.failover},
 		{"false failovers", b.falseFailovers},
 		{"plugin", b.plugin},
 		{"scale", b.scale},
 		{"status at scale", b.statusAtScale},
+		{"soak", b.soak},
 	}
 	for _, s := range sections {
 		if o.only != nil && !o.only[s.name] {

@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/porterlb/porter/pkg/lbservice"
@@ -271,7 +272,8 @@ func (b *bench) metalLBService(ctx context.Context) (netip.Addr, error) {
 	svc.Annotations = nil
 	class := metalLBClass
 	svc.Spec.LoadBalancerClass = &class
-	if _, err := b.kube.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+	// A second set-up, after MetalLB was stopped, finds them in place.
+	if _, err := b.kube.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return netip.Addr{}, fmt.Errorf("create Service %s: %w", metalLBService, err)
 	}
 	n := b.env.Net.Nodes[0]
@@ -285,7 +287,7 @@ func (b *bench) metalLBService(ctx context.Context) (netip.Addr, error) {
 			Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
 		Ports: []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
 	}
-	if _, err := b.kube.DiscoveryV1().EndpointSlices("default").Create(ctx, es, metav1.CreateOptions{}); err != nil {
+	if _, err := b.kube.DiscoveryV1().EndpointSlices("default").Create(ctx, es, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return netip.Addr{}, fmt.Errorf("create the EndpointSlice of %s: %w", metalLBService, err)
 	}
 	var ip netip.Addr

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -102,44 +101,4 @@ func sumMetric(r io.Reader, name string) (float64, error) {
 		return 0, errors.New("not exposed")
 	}
 	return sum, nil
-}
-
-// rss is a process's resident set size in bytes.
-func rss(pid int) (int64, error) { return procStatus(pid, "VmRSS") }
-
-// rssAnon is the part of a process's RSS that is its own memory, not
-// pages of its executable or other files.
-func rssAnon(pid int) (int64, error) { return procStatus(pid, "RssAnon") }
-
-func procStatus(pid int, key string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read the speaker's memory: %w", err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, key+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no %s for pid %d", key, pid)
-}
-
-// rssParts says how much of a process's RSS is its own memory and how much
-// the pages of its executable and other files.
-func rssParts(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return ""
-	}
-	var parts []string
-	for _, l := range strings.Split(string(b), "\n") {
-		for _, k := range []string{"RssAnon", "RssFile"} {
-			if v, ok := strings.CutPrefix(l, k+":"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				parts = append(parts, fmt.Sprintf("%s %d MiB", k, kb>>10))
-			}
-		}
-	}
-	return strings.Join(parts, ", ")
 }

@@ -91,6 +91,9 @@ func (b *bench) status(ctx context.Context, size string, target bool) error {
 
 // growTo adds kwok nodes until the cluster has n.
 func (b *bench) growTo(ctx context.Context, n int) error {
+	if b.grown {
+		return nil
+	}
 	have := len(b.env.Net.Nodes)
 	fmt.Fprintf(os.Stderr, "adding %d kwok nodes\n", n-have)
 	start := time.Now()
@@ -105,6 +108,7 @@ func (b *bench) growTo(ctx context.Context, n int) error {
 		return fmt.Errorf("add nodes: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "added in %s\n", time.Since(start).Round(time.Millisecond))
+	b.grown = true
 	return nil
 }
 

@@ -41,6 +41,9 @@ spec:
 // grows the number of Services through o.scales.
 func (b *bench) scale(ctx context.Context) error {
 	node := b.env.Net.Nodes[0]
+	if err := b.growTo(ctx, b.o.nodes); err != nil {
+		return err
+	}
 	// The baseline is one address: the IPv6 Service of the failover
 	// sections goes first.
 	if b.vip6.IsValid() {
@@ -79,33 +82,48 @@ func (b *bench) scale(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("wait for %s's speaker to own the bench address alone: %w", node.Name, err)
 	}
+	// Settled: caches synced, the address announced.
+	time.Sleep(10 * time.Second)
 	proc := b.speakers.Proc(node.Name)
-	rss0, err := rss(proc.Pid())
+	mem0, err := memOf(proc.Pid())
 	if err != nil {
 		return err
 	}
-	anon0, err := rssAnon(proc.Pid())
+	ctl0, err := b.controllerMem()
 	if err != nil {
 		return err
 	}
+	fast, err := kubernetes.NewForConfig(withQPS(b.env.Cluster.Config))
+	if err != nil {
+		return err
+	}
+	b.memFigures("1 address", mem0, mem{}, "", "≤ 32 MiB", met(mem0.RSS <= 32<<20))
+	b.res.add(Figure{Section: "memory", Name: "controller RSS, 1 address", Value: mib(ctl0.RSS), Unit: "MiB",
+		Note: fmt.Sprintf("the larger replica; anonymous %.0f MiB", mib(ctl0.Anon))})
+	// MetalLB, measured here, on the same nodes, before the cluster fills.
+	mlbN := b.o.scales[0]
+	if mlb1, mlbMany, err := b.metalLBMemory(ctx, fast, mlbN); err != nil {
+		b.res.problem("MetalLB's memory: %v", err)
+	} else {
+		b.res.add(Figure{Section: "memory", Name: "speaker RSS beside MetalLB's, 1 Service", Value: mib(mem0.RSS), Unit: "MiB",
+			Baseline: mib(mlb1.RSS), BaselineName: "MetalLB's speaker", Note: fmt.Sprintf("MetalLB's anonymous %.0f MiB, file-backed %.0f MiB", mib(mlb1.Anon), mib(mlb1.File))})
+		b.mlbAt = map[int]mem{1: mlb1, mlbN: mlbMany}
+	}
+	b.stopMetalLB()
 	garp0, err := b.garpTime(ctx, 1)
 	if err != nil {
 		return fmt.Errorf("gratuitous ARP baseline: %w", err)
 	}
-	fmt.Fprintf(os.Stderr, "one address: RSS %d MiB, restart to gratuitous ARP %s\n", rss0>>20, garp0)
+	fmt.Fprintf(os.Stderr, "one address: RSS %.1f MiB, restart to gratuitous ARP %s\n", mib(mem0.RSS), garp0)
 
 	cmd := b.env.Kubectl(ctx, "apply", "-f", "-")
 	cmd.Stdin = strings.NewReader(scalePool + "---\n" + serviceCIDR)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("create the scale pool: %w: %s", err, out)
 	}
-	fast, err := kubernetes.NewForConfig(withQPS(b.env.Cluster.Config))
-	if err != nil {
-		return err
-	}
 	have := 0
 	for _, n := range b.o.scales {
-		if err := b.scaleTo(ctx, fast, node.Name, have, n, [2]int64{rss0, anon0}, garp0); err != nil {
+		if err := b.scaleTo(ctx, fast, node.Name, have, n, mem0, ctl0, garp0); err != nil {
 			b.res.problem("scale %d: %v", n, err)
 			break
 		}
@@ -114,9 +132,9 @@ func (b *bench) scale(ctx context.Context) error {
 	return nil
 }
 
-// scaleTo grows the scale Services from have to n. mem0 is the speaker's
-// RSS and anonymous RSS with one address.
-func (b *bench) scaleTo(ctx context.Context, kube kubernetes.Interface, node string, have, n int, mem0 [2]int64, garp0 time.Duration) error {
+// scaleTo grows the scale Services from have to n. mem0 and ctl0 are the
+// speaker's and the controller's memory at one address.
+func (b *bench) scaleTo(ctx context.Context, kube kubernetes.Interface, node string, have, n int, mem0, ctl0 mem, garp0 time.Duration) error {
 	label := fmt.Sprintf("%d addresses", n)
 	fmt.Fprintf(os.Stderr, "creating Services %d to %d\n", have+1, n)
 	start := time.Now()
@@ -167,20 +185,20 @@ func (b *bench) scaleTo(ctx context.Context, kube kubernetes.Interface, node str
 	if proc == nil {
 		return fmt.Errorf("no speaker on %s", node)
 	}
-	r, err := rss(proc.Pid())
+	m, err := memOf(proc.Pid())
 	if err != nil {
 		return err
 	}
-	f := Figure{Section: "scale", Name: "speaker RSS, " + label, Value: float64(r) / (1 << 20), Unit: "MiB",
-		Baseline: float64(mem0[0]) / (1 << 20), BaselineName: "1 address", Note: rssParts(proc.Pid())}
+	target, ok := "", (*bool)(nil)
 	if n >= 10000 {
-		f.Target = "< 40 MiB"
-		f.Met = met(r < 40<<20)
+		target, ok = "< 64 MiB", met(m.RSS < 64<<20)
 	}
-	b.res.add(f)
-	if a, err := rssAnon(proc.Pid()); err == nil {
-		b.res.add(Figure{Section: "scale", Name: "speaker anonymous RSS (heap, stacks), " + label, Value: float64(a) / (1 << 20), Unit: "MiB",
-			Baseline: float64(mem0[1]) / (1 << 20), BaselineName: "1 address"})
+	b.memFigures(label, m, mem0, "1 address", target, ok)
+	b.controllerFigure(label, ctl0)
+	if mlb, found := b.mlbAt[n]; found {
+		b.res.add(Figure{Section: "memory", Name: fmt.Sprintf("speaker RSS beside MetalLB's, %d Services", n), Value: mib(m.RSS), Unit: "MiB",
+			Baseline: mib(mlb.RSS), BaselineName: "MetalLB's speaker",
+			Note: fmt.Sprintf("MetalLB's largest speaker, with %d Services of its own and a ready endpoint each; anonymous %.0f MiB, file-backed %.0f MiB", n, mib(mlb.Anon), mib(mlb.File))})
 	}
 
 	sample := make([]netip.Addr, 0, b.o.arpRequests)

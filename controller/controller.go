@@ -133,6 +133,10 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 
 	src, err := facts.NewSources(ctx, clients.api, facts.Transform)
 	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("controller stopping before it read the cluster", "reason", context.Cause(ctx))
+			return nil
+		}
 		return err
 	}
 	if src.NoServiceCIDRs {

@@ -154,6 +154,10 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	defer stopInformers()
 	src, err := facts.NewSources(ctx, api, facts.Lean)
 	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("speaker stopping before it read the cluster", "reason", context.Cause(ctx))
+			return nil
+		}
 		return err
 	}
 	if src.NoServiceCIDRs {
@@ -166,14 +170,16 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	if err != nil {
 		return err
 	}
-	// Every Service's endpoints, trimmed to the nodes that have a ready
-	// one: externalTrafficPolicy Local announces only from those.
-	slices, err := src.Scoped(apiclient.EndpointSlices, "", nil)
-	if err != nil {
-		return err
-	}
-	if err := slices.AddIndexers(announcer.EndpointSliceIndexers()); err != nil {
-		return fmt.Errorf("index EndpointSlices: %w", err)
+	// Endpoints, trimmed to the nodes that have a ready one, and watched
+	// in the namespaces of Local Services only: externalTrafficPolicy
+	// Local announces only from those nodes, and no other Service's
+	// endpoints matter here.
+	sliceInformer := func(ns string) (cache.SharedIndexInformer, error) {
+		i := api.Resource(apiclient.EndpointSlices).Informer(ns, nil)
+		if err := i.SetTransform(facts.Lean); err != nil {
+			return nil, fmt.Errorf("set informer transform: %w", err)
+		}
+		return i, nil
 	}
 	nicsInf := fi.NodeNICs
 	fa, err := facts.New(fi)
@@ -252,7 +258,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	}
 	an := announcer.New(announcer.Config{
 		Node:     opts.NodeName,
-		Services: src.Services, EndpointSlices: slices, Facts: fa, SpeakerPods: speakerPods,
+		Services: src.Services, EndpointSliceInformer: sliceInformer, Facts: fa, SpeakerPods: speakerPods,
 		Changed: kickInventory,
 		Members: mem, Metrics: m, Recorder: rec, Log: log,
 		Probe: opts.ARPProbe, Reprobe: opts.Reprobe, Refresh: opts.GARPRefresh,

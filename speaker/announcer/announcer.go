@@ -23,7 +23,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -32,35 +31,21 @@ import (
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/facts"
 	"github.com/porterlb/porter/pkg/membership"
+	"github.com/porterlb/porter/speaker/endpoints"
 	"github.com/porterlb/porter/speaker/members"
 	"github.com/porterlb/porter/speaker/metrics"
 	"github.com/porterlb/porter/speaker/owner"
 	"github.com/porterlb/porter/speaker/responder"
 )
 
-// ServiceIndex indexes EndpointSlices by "namespace/service".
-const ServiceIndex = "porter-service"
-
-// EndpointSliceIndexers are the indexers the EndpointSlice informer needs.
-func EndpointSliceIndexers() cache.Indexers {
-	return cache.Indexers{ServiceIndex: func(obj any) ([]string, error) {
-		s, ok := obj.(*discoveryv1.EndpointSlice)
-		if !ok {
-			return nil, nil
-		}
-		name := s.Labels[discoveryv1.LabelServiceName]
-		if name == "" {
-			return nil, nil
-		}
-		return []string{s.Namespace + "/" + name}, nil
-	}}
-}
-
 // Config wires an Announcer.
 type Config struct {
-	Node           string
-	Services       cache.SharedIndexInformer
-	EndpointSlices cache.SharedIndexInformer
+	Node     string
+	Services cache.SharedIndexInformer
+	// EndpointSliceInformer makes an informer of one namespace's
+	// EndpointSlices: they are watched only in the namespaces of Local
+	// Services.
+	EndpointSliceInformer func(namespace string) (cache.SharedIndexInformer, error)
 	// SpeakerPods are the porter-speaker pods: a member counts only on a
 	// node that runs a ready one.
 	SpeakerPods cache.SharedIndexInformer
@@ -99,6 +84,8 @@ type Config struct {
 type Announcer struct {
 	cfg  Config
 	kick chan struct{}
+	// endpoints are the ready endpoints of Local Services.
+	endpoints *endpoints.Watch
 	// garpCtx outlives Run, so that the last gratuitous ARP repeats still
 	// go out during a graceful handoff.
 	garpCtx    context.Context
@@ -256,7 +243,7 @@ func New(cfg Config) *Announcer {
 		cfg.MaxReprobe = max(cfg.Reprobe, 10*time.Minute)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Announcer{
+	a := &Announcer{
 		cfg:          cfg,
 		kick:         make(chan struct{}, 1),
 		garpCtx:      ctx,
@@ -286,6 +273,10 @@ func New(cfg Config) *Announcer {
 		claims:       make(chan claimed, 64),
 		health:       map[string]responderHealth{},
 	}
+	// A namespace whose last Local Service left stays watched this long,
+	// so that a Service switched back and forth costs no new list.
+	a.endpoints = endpoints.New(cfg.EndpointSliceInformer, a.poke, 10*time.Minute, cfg.Log)
+	return a
 }
 
 func (a *Announcer) poke() {
@@ -356,7 +347,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 		UpdateFunc: func(any, any) { a.poke() },
 		DeleteFunc: func(any) { a.poke() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{a.cfg.Services, a.cfg.EndpointSlices, a.cfg.SpeakerPods} {
+	for _, inf := range []cache.SharedIndexInformer{a.cfg.Services, a.cfg.SpeakerPods} {
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return fmt.Errorf("watch: %w", err)
 		}
@@ -374,7 +365,16 @@ func (a *Announcer) Run(ctx context.Context) error {
 	if err := watchLinks(ctx, a.poke); err != nil {
 		return err
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), a.cfg.Services.HasSynced, a.cfg.EndpointSlices.HasSynced, a.cfg.SpeakerPods.HasSynced, a.cfg.Facts.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), a.cfg.Services.HasSynced, a.cfg.SpeakerPods.HasSynced, a.cfg.Facts.HasSynced) {
+		return ctx.Err()
+	}
+	// The first decision knows the endpoints of every Local Service, so a
+	// restart announces them at once.
+	defer a.endpoints.Close()
+	if err := a.endpoints.Want(a.localNamespaces(a.cfg.Facts.Policy())); err != nil {
+		a.cfg.Log.Warn("watch endpoints", "err", err)
+	}
+	if !a.endpoints.Sync(ctx) {
 		return ctx.Err()
 	}
 	changed := a.cfg.Members.Subscribe()
@@ -640,13 +640,21 @@ func (a *Announcer) reconcile(ctx context.Context) {
 		}
 	}
 	a.suspect = in.Suspect
+	localNS := map[string]bool{}
 	for _, o := range a.cfg.Services.GetStore().List() {
 		for _, s := range ServiceFrom(o.(*corev1.Service), in.Policy) {
 			if s.Local {
-				s.Endpoints = a.readyNodes(s.Key)
+				// Until its namespace's endpoints are known, a Local
+				// Service has no node to be announced from: it is new
+				// there, and its sync calls for another decision.
+				s.Endpoints, _ = a.endpoints.ReadyNodes(s.Key)
+				localNS[o.(*corev1.Service).Namespace] = true
 			}
 			in.Services = append(in.Services, s)
 		}
+	}
+	if err := a.endpoints.Want(localNS); err != nil {
+		log.Warn("watch endpoints", "err", err)
 	}
 
 	d := Decide(in)
@@ -1276,18 +1284,15 @@ func (a *Announcer) refuse(r Refusal) {
 	}
 }
 
-// readyNodes are the nodes with a ready endpoint of the Service key: with
-// externalTrafficPolicy Local, only they can serve it.
-func (a *Announcer) readyNodes(key string) []string {
-	objs, err := a.cfg.EndpointSlices.GetIndexer().ByIndex(ServiceIndex, key)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, o := range objs {
-		for _, ep := range o.(*discoveryv1.EndpointSlice).Endpoints {
-			if ep.NodeName != nil && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
-				out = append(out, *ep.NodeName)
+// localNamespaces are the namespaces of the Local Services served under
+// policy.
+func (a *Announcer) localNamespaces(policy *addrpolicy.Policy) map[string]bool {
+	out := map[string]bool{}
+	for _, o := range a.cfg.Services.GetStore().List() {
+		svc := o.(*corev1.Service)
+		for _, s := range ServiceFrom(svc, policy) {
+			if s.Local {
+				out[svc.Namespace] = true
 			}
 		}
 	}

@@ -1,0 +1,412 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/test/backend"
+)
+
+// mem is a process's memory, from /proc/<pid>/status, in bytes.
+type mem struct {
+	RSS, Anon, File, Peak int64
+}
+
+func memOf(pid int) (mem, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return mem{}, fmt.Errorf("read the memory of pid %d: %w", pid, err)
+	}
+	var m mem
+	fields := map[string]*int64{"VmRSS": &m.RSS, "RssAnon": &m.Anon, "RssFile": &m.File, "VmHWM": &m.Peak}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if p := fields[k]; ok && p != nil {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				return mem{}, fmt.Errorf("read %s of pid %d: %w", k, pid, err)
+			}
+			*p = kb << 10
+		}
+	}
+	if m.RSS == 0 {
+		return mem{}, fmt.Errorf("pid %d reports no RSS", pid)
+	}
+	return m, nil
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// sockets counts the open sockets of pid.
+func sockets(pid int) (int, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("list the files of pid %d: %w", pid, err)
+	}
+	n := 0
+	for _, e := range ents {
+		if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(t, "socket:") {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// memFigures records a speaker's memory at one scale. base is its memory
+// at one address, or the zero mem at that scale itself.
+func (b *bench) memFigures(label string, m, base mem, baseName string, target string, met *bool) {
+	rss := Figure{Section: "memory", Name: "speaker RSS, " + label, Value: mib(m.RSS), Unit: "MiB",
+		Baseline: mib(base.RSS), BaselineName: baseName, Target: target, Met: met}
+	b.res.add(rss)
+	b.res.add(Figure{Section: "memory", Name: "speaker anonymous RSS (heap, stacks), " + label, Value: mib(m.Anon), Unit: "MiB",
+		Baseline: mib(base.Anon), BaselineName: baseName})
+	b.res.add(Figure{Section: "memory", Name: "speaker file-backed RSS (its executable), " + label, Value: mib(m.File), Unit: "MiB",
+		Baseline: mib(base.File), BaselineName: baseName})
+	b.res.add(Figure{Section: "memory", Name: "speaker peak RSS since start (VmHWM), " + label, Value: mib(m.Peak), Unit: "MiB",
+		Baseline: mib(base.Peak), BaselineName: baseName})
+}
+
+// controllerMem is the largest RSS of the controller's replicas: both
+// cache every Service, and either may lead.
+func (b *bench) controllerMem() (mem, error) {
+	var top mem
+	for _, p := range b.controllers.Running() {
+		m, err := memOf(p.Pid())
+		if err != nil {
+			return mem{}, err
+		}
+		if m.RSS > top.RSS {
+			top = m
+		}
+	}
+	if top.RSS == 0 {
+		return mem{}, fmt.Errorf("no controller replica runs")
+	}
+	return top, nil
+}
+
+func (b *bench) controllerFigure(label string, base mem) {
+	m, err := b.controllerMem()
+	if err != nil {
+		b.res.problem("controller memory, %s: %v", label, err)
+		return
+	}
+	b.res.add(Figure{Section: "memory", Name: "controller RSS, " + label, Value: mib(m.RSS), Unit: "MiB",
+		Baseline: mib(base.RSS), BaselineName: "1 address", Note: fmt.Sprintf("the larger replica; anonymous %.0f MiB, peak %.0f MiB", mib(m.Anon), mib(m.Peak))})
+}
+
+// metalLBScalePool gives MetalLB room for its 1,000 Services, off Porter's
+// scale pool and the kwok nodes' addresses.
+const metalLBScalePool = `apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata:
+  name: bench-scale
+  namespace: metallb-system
+spec:
+  addresses: [198.18.104.0-198.18.107.255]
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata:
+  name: bench-scale
+  namespace: metallb-system
+spec:
+  ipAddressPools: [bench-scale]
+`
+
+// metalLBMem is the largest RSS of MetalLB's speakers: each caches every
+// Service, and announces a share of them.
+func (b *bench) metalLBMem() (mem, error) {
+	var top mem
+	for _, n := range b.env.Net.Nodes {
+		p := b.mlb.speakers.Proc(n.Name)
+		if p == nil {
+			continue
+		}
+		m, err := memOf(p.Pid())
+		if err != nil {
+			return mem{}, err
+		}
+		if m.RSS > top.RSS {
+			top = m
+		}
+	}
+	if top.RSS == 0 {
+		return mem{}, fmt.Errorf("no MetalLB speaker runs")
+	}
+	return top, nil
+}
+
+// metalLBMemory measures MetalLB's speakers at their one bench Service and
+// at n, each with a ready endpoint (MetalLB announces nothing without
+// one), then deletes the n.
+func (b *bench) metalLBMemory(ctx context.Context, kube kubernetes.Interface, n int) (one, many mem, err error) {
+	if _, err := b.metalLB(ctx); err != nil {
+		return mem{}, mem{}, err
+	}
+	// Settled: the bench Service announced, nothing else in flight.
+	time.Sleep(10 * time.Second)
+	if one, err = b.metalLBMem(); err != nil {
+		return mem{}, mem{}, err
+	}
+	apply := b.env.Kubectl(ctx, "apply", "-f", "-")
+	apply.Stdin = strings.NewReader(metalLBScalePool)
+	if out, err := apply.CombinedOutput(); err != nil {
+		return mem{}, mem{}, fmt.Errorf("apply MetalLB's scale pool: %w\n%s", err, out)
+	}
+	node := b.env.Net.Nodes[0]
+	class := metalLBClass
+	fmt.Fprintf(os.Stderr, "creating %d MetalLB Services\n", n)
+	err = parallel(0, n, 32, func(i int) error {
+		name := fmt.Sprintf("mlb-%05d", i)
+		svc := lbService(name, "")
+		svc.Annotations = nil
+		svc.Spec.LoadBalancerClass = &class
+		if _, err := kube.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create Service %s: %w", name, err)
+		}
+		ready, port, proto, pname := true, int32(backend.Port), corev1.ProtocolTCP, "http"
+		es := &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Name: name + "-1", Namespace: "default",
+				Labels: map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "porter-bench"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints: []discoveryv1.Endpoint{{Addresses: []string{node.IP.String()}, NodeName: &node.Name,
+				Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+			Ports: []discoveryv1.EndpointPort{{Name: &pname, Port: &port, Protocol: &proto}},
+		}
+		if _, err := kube.DiscoveryV1().EndpointSlices("default").Create(ctx, es, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create the EndpointSlice of %s: %w", name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return mem{}, mem{}, err
+	}
+	err = pollEvery(ctx, 10*time.Minute, time.Second, func() bool {
+		list, err := kube.CoreV1().Services("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		have := 0
+		for i := range list.Items {
+			if strings.HasPrefix(list.Items[i].Name, "mlb-") && lbservice.IngressIP(&list.Items[i]).IsValid() {
+				have++
+			}
+		}
+		return have >= n
+	})
+	if err != nil {
+		return mem{}, mem{}, fmt.Errorf("MetalLB addressed fewer than %d Services: %w", n, err)
+	}
+	// Its speakers announce what its controller assigned; let them.
+	time.Sleep(20 * time.Second)
+	if many, err = b.metalLBMem(); err != nil {
+		return mem{}, mem{}, err
+	}
+	fmt.Fprintf(os.Stderr, "MetalLB's speaker: %.0f MiB at one Service, %.0f MiB at %d\n", mib(one.RSS), mib(many.RSS), n)
+	err = parallel(0, n, 32, func(i int) error {
+		name := fmt.Sprintf("mlb-%05d", i)
+		if err := kube.CoreV1().Services("default").Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		if err := kube.DiscoveryV1().EndpointSlices("default").Delete(ctx, name+"-1", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return one, many, fmt.Errorf("delete the MetalLB Services: %w", err)
+	}
+	return one, many, nil
+}
+
+// binaries builds the speaker and the controller as releases are built
+// (stripped), here and at baseRef, and reports their sizes beside the
+// earlier build and MetalLB's speaker.
+func (b *bench) binaries(ctx context.Context) error {
+	dir, err := os.MkdirTemp("", "porter-bench-bin-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	build := func(src, out string) (map[string]int64, error) {
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out+"/", "./cmd/porter-speaker", "./cmd/porter-controller")
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if o, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build in %s: %w\n%s", src, err, o)
+		}
+		sizes := map[string]int64{}
+		for _, n := range []string{"porter-speaker", "porter-controller"} {
+			st, err := os.Stat(filepath.Join(out, n))
+			if err != nil {
+				return nil, err
+			}
+			sizes[n] = st.Size()
+		}
+		return sizes, nil
+	}
+	now, err := build(".", filepath.Join(dir, "now"))
+	if err != nil {
+		return err
+	}
+	// The earlier tree, from git, builds with the same toolchain and flags.
+	old := filepath.Join(dir, "base")
+	if err := os.MkdirAll(old, 0o755); err != nil {
+		return err
+	}
+	arch := exec.CommandContext(ctx, "sh", "-c", "git archive "+b.o.sizeBase+" | tar -x -C "+old)
+	if o, err := arch.CombinedOutput(); err != nil {
+		return fmt.Errorf("unpack %s: %w\n%s", b.o.sizeBase, err, o)
+	}
+	base, err := build(old, filepath.Join(dir, "base-bin"))
+	if err != nil {
+		return err
+	}
+	for _, n := range []string{"porter-speaker", "porter-controller"} {
+		b.res.add(Figure{Section: "memory", Name: n + " binary size (stripped)", Value: mib(now[n]), Unit: "MiB",
+			Baseline: mib(base[n]), BaselineName: "the same build at " + b.o.sizeBase})
+	}
+	if bin := os.Getenv("PORTER_METALLB_BIN"); bin != "" {
+		if st, err := os.Stat(filepath.Join(bin, "speaker")); err == nil {
+			b.res.add(Figure{Section: "memory", Name: "porter-speaker binary size beside MetalLB's speaker", Value: mib(now["porter-speaker"]), Unit: "MiB",
+				Baseline: mib(st.Size()), BaselineName: "MetalLB's speaker, as `make metallb` builds it"})
+		}
+	}
+	return nil
+}
+
+// soak holds the cluster at its largest scale for o.soakFor, creating and
+// deleting o.churn Services a minute, and samples the speaker's and the
+// controller's memory, the speaker's goroutines (from /metrics) and its
+// sockets.
+func (b *bench) soak(ctx context.Context) error {
+	node := b.env.Net.Nodes[0]
+	proc := b.speakers.Proc(node.Name)
+	if proc == nil {
+		return fmt.Errorf("no speaker on %s: the soak runs after the scale section", node.Name)
+	}
+	kube, err := kubernetes.NewForConfig(withQPS(b.env.Cluster.Config))
+	if err != nil {
+		return err
+	}
+	type sample struct {
+		at         time.Duration
+		m          mem
+		ctl        mem
+		goroutines float64
+		sockets    int
+	}
+	var samples []sample
+	take := func(at time.Duration) error {
+		m, err := memOf(proc.Pid())
+		if err != nil {
+			return err
+		}
+		g, err := metric(ctx, node, "go_goroutines")
+		if err != nil {
+			return err
+		}
+		s, err := sockets(proc.Pid())
+		if err != nil {
+			return err
+		}
+		c, _ := b.controllerMem()
+		samples = append(samples, sample{at, m, c, g, s})
+		fmt.Fprintf(os.Stderr, "soak %s: RSS %.1f MiB (anon %.1f), %v goroutines, %d sockets; controller %.1f MiB\n",
+			at.Round(time.Second), mib(m.RSS), mib(m.Anon), g, s, mib(c.RSS))
+		return nil
+	}
+	start := time.Now()
+	if err := take(0); err != nil {
+		return err
+	}
+	per := max(b.o.churn, 1)
+	next, deleted := 0, 0
+	every := time.Minute / time.Duration(per)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	sampleEvery := time.NewTicker(30 * time.Second)
+	defer sampleEvery.Stop()
+	for time.Since(start) < b.o.soakFor {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			// Delete one of the scale Services and create a new one: the
+			// count stays, and every address is released and taken again.
+			name := fmt.Sprintf("soak-%06d", next)
+			if _, err := kube.CoreV1().Services("default").Create(ctx, lbService(name, "scale"), metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("create %s: %w", name, err)
+			}
+			next++
+			victim := fmt.Sprintf("scale-%05d", deleted)
+			if deleted >= b.o.scales[len(b.o.scales)-1] {
+				victim = fmt.Sprintf("soak-%06d", deleted-b.o.scales[len(b.o.scales)-1])
+			}
+			if err := kube.CoreV1().Services("default").Delete(ctx, victim, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("delete %s: %w", victim, err)
+			}
+			deleted++
+		case <-sampleEvery.C:
+			if err := take(time.Since(start)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := take(time.Since(start)); err != nil {
+		return err
+	}
+	// Flat: the last quarter's median against the second quarter's, past
+	// the first churn's warm-up.
+	q := len(samples) / 4
+	if q < 2 {
+		return fmt.Errorf("%d samples are too few to judge", len(samples))
+	}
+	median := func(ss []sample, f func(sample) float64) float64 {
+		v := make([]float64, len(ss))
+		for i, s := range ss {
+			v[i] = f(s)
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	early, late := samples[q:2*q], samples[len(samples)-q:]
+	label := fmt.Sprintf("%s at %d Services, %d created and %d deleted a minute", b.o.soakFor, b.o.scales[len(b.o.scales)-1], per, per)
+	rssE, rssL := median(early, func(s sample) float64 { return mib(s.m.RSS) }), median(late, func(s sample) float64 { return mib(s.m.RSS) })
+	b.res.add(Figure{Section: "soak", Name: "speaker RSS, last quarter of the soak (median), " + label, Value: rssL, Unit: "MiB",
+		Baseline: rssE, BaselineName: "second quarter (median)", Target: "flat (≤ 1.1×)", Met: met(rssL <= 1.1*rssE)})
+	anE, anL := median(early, func(s sample) float64 { return mib(s.m.Anon) }), median(late, func(s sample) float64 { return mib(s.m.Anon) })
+	b.res.add(Figure{Section: "soak", Name: "speaker anonymous RSS, last quarter (median)", Value: anL, Unit: "MiB",
+		Baseline: anE, BaselineName: "second quarter (median)"})
+	peak := samples[len(samples)-1].m.Peak
+	b.res.add(Figure{Section: "soak", Name: "speaker peak RSS (VmHWM) over the scale section and the soak", Value: mib(peak), Unit: "MiB",
+		Baseline: rssL, BaselineName: "RSS, last quarter (median)"})
+	gE, gL := median(early, func(s sample) float64 { return s.goroutines }), median(late, func(s sample) float64 { return s.goroutines })
+	b.res.add(Figure{Section: "soak", Name: "speaker goroutines, last quarter (median)", Value: gL, Unit: "goroutines",
+		Baseline: gE, BaselineName: "second quarter (median)", Target: "no growth (≤ 1.1×)", Met: met(gL <= 1.1*gE)})
+	sE, sL := median(early, func(s sample) float64 { return float64(s.sockets) }), median(late, func(s sample) float64 { return float64(s.sockets) })
+	b.res.add(Figure{Section: "soak", Name: "speaker sockets, last quarter (median)", Value: sL, Unit: "sockets",
+		Baseline: sE, BaselineName: "second quarter (median)", Target: "no growth", Met: met(sL <= sE)})
+	cE, cL := median(early, func(s sample) float64 { return mib(s.ctl.RSS) }), median(late, func(s sample) float64 { return mib(s.ctl.RSS) })
+	b.res.add(Figure{Section: "soak", Name: "controller RSS, last quarter (median)", Value: cL, Unit: "MiB",
+		Baseline: cE, BaselineName: "second quarter (median)"})
+	b.res.add(Figure{Section: "soak", Name: "Services replaced during the soak", Value: float64(deleted), Unit: "Services",
+		Note: fmt.Sprintf("%d samples, every 30 s", len(samples))})
+	return nil
+}
