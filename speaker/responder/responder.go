@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -41,7 +42,7 @@ type Claim func(ip netip.Addr, mac net.HardwareAddr) (giveUp bool)
 // Responder answers ARP on one interface.
 type Responder struct {
 	ifi   *net.Interface
-	c     *arp.Client
+	c     *arpConn
 	log   *slog.Logger
 	m     *metrics.Metrics
 	claim Claim
@@ -70,9 +71,9 @@ func Open(name string, m *metrics.Metrics, log *slog.Logger, claim Claim) (*Resp
 	if err != nil {
 		return nil, fmt.Errorf("find interface %s: %w", name, err)
 	}
-	c, err := arp.Dial(ifi)
+	c, err := openARP(ifi)
 	if err != nil {
-		return nil, fmt.Errorf("open ARP socket on %s: %w", name, err)
+		return nil, err
 	}
 	return &Responder{
 		ifi: ifi, c: c, m: m, log: log.With("interface", name), claim: claim,
@@ -93,41 +94,42 @@ func (r *Responder) Serve() error {
 	iface := r.ifi.Name
 	seen := r.m.ARPRequests.WithLabelValues(iface)
 	replied := r.m.ARPReplies.WithLabelValues(iface)
+	// The reader keeps a thread of its own (see arpConn).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	mac := r.ifi.HardwareAddr
+	buf := make([]byte, 1514)
+	reply := make([]byte, arpFrameLen)
 	for {
-		p, eth, err := r.c.Read()
+		n, err := r.c.read(buf)
+		if r.closed.Load() {
+			return nil
+		}
+		if errors.Is(err, errTimeout) {
+			continue
+		}
 		if err != nil {
-			if r.closed.Load() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
 			r.err = err
 			return fmt.Errorf("read ARP on %s: %w", iface, err)
 		}
-		if slices.Equal(p.SenderHardwareAddr, r.ifi.HardwareAddr) {
+		p, ok := parseARP(buf[:n])
+		if !ok || slices.Equal(p.sha, mac) {
 			continue
 		}
-		r.watch(p)
-		if p.Operation != arp.OperationRequest {
+		r.watch(p.spa, p.sha)
+		if p.op != arp.OperationRequest {
 			continue
 		}
 		seen.Inc()
 		r.mu.RLock()
-		_, mine := r.owned[p.TargetIP]
+		_, mine := r.owned[p.tpa]
 		r.mu.RUnlock()
 		if !mine {
 			continue
 		}
-		// Answer to the frame's source, which is where the request came
-		// from even when the ARP sender field says otherwise.
-		reply, err := arp.NewPacket(arp.OperationReply, r.ifi.HardwareAddr, p.TargetIP, p.SenderHardwareAddr, p.SenderIP)
-		if err != nil {
-			continue
-		}
-		if err := r.c.WriteTo(reply, eth.Source); err != nil {
-			r.log.Warn("send ARP reply", "ip", p.TargetIP, "to", eth.Source, "err", err)
+		replyInto(reply, buf[:n], mac)
+		if err := r.c.send(reply); err != nil {
+			r.log.Warn("send ARP reply", "ip", p.tpa, "to", p.src, "err", err)
 			continue
 		}
 		replied.Inc()
@@ -138,19 +140,19 @@ func (r *Responder) Serve() error {
 // defends owned addresses: any host that says it has the address, in a
 // reply, a request or an announcement, claims it (RFC 5227 sections 2.1.1
 // and 2.4).
-func (r *Responder) watch(p *arp.Packet) {
+func (r *Responder) watch(ip netip.Addr, mac net.HardwareAddr) {
 	r.mu.RLock()
-	ch := r.probes[p.SenderIP]
-	_, owned := r.owned[p.SenderIP]
+	ch := r.probes[ip]
+	_, owned := r.owned[ip]
 	r.mu.RUnlock()
 	if ch != nil {
 		select {
-		case ch <- slices.Clone(p.SenderHardwareAddr):
+		case ch <- slices.Clone(mac):
 		default:
 		}
 	}
 	if owned {
-		r.defend(p.SenderIP, slices.Clone(p.SenderHardwareAddr))
+		r.defend(ip, slices.Clone(mac))
 	}
 }
 
@@ -195,8 +197,8 @@ func (r *Responder) Healthy() error {
 // Close stops answering and releases the sockets.
 func (r *Responder) Close() error {
 	r.closed.Store(true)
-	err := r.c.Close()
 	<-r.done
+	err := r.c.close()
 	return errors.Join(err, r.closeNDP())
 }
 
@@ -341,7 +343,7 @@ func (r *Responder) sendGratuitous(ips []netip.Addr) {
 			if err != nil {
 				continue
 			}
-			if err := r.c.WriteTo(p, ethernet.Broadcast); err != nil {
+			if err := r.c.writeTo(p, ethernet.Broadcast); err != nil {
 				r.log.Warn("send gratuitous ARP", "ip", ip, "err", err)
 				continue
 			}
@@ -388,7 +390,7 @@ func (r *Responder) Probe(ctx context.Context, ip netip.Addr, pc ProbeConfig, ig
 	// The target hardware address of a probe is zero (RFC 5227 2.1.1).
 	p.TargetHardwareAddr = make(net.HardwareAddr, 6)
 	return r.probeLoop(ctx, ip, pc, ignore, ch, func() error {
-		if err := r.c.WriteTo(p, ethernet.Broadcast); err != nil {
+		if err := r.c.writeTo(p, ethernet.Broadcast); err != nil {
 			return fmt.Errorf("send ARP probe for %s on %s: %w", ip, r.ifi.Name, err)
 		}
 		return nil

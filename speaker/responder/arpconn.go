@@ -1,0 +1,151 @@
+package responder
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"golang.org/x/sys/unix"
+)
+
+// arpConn is a packet socket for ARP frames on one NIC, used with plain
+// blocking system calls.
+//
+// The answer to a who-has is the data path's hot loop, and its cost is
+// held to the kernel's own answer. Through Go's network poller a frame
+// woke the poller's thread, which then woke another to run the reader;
+// a reader blocked in recvfrom on a thread of its own is woken by the
+// kernel directly, and decodes and answers without allocating.
+type arpConn struct {
+	fd      int
+	ifindex int
+}
+
+// readTimeout bounds each blocking read, so that the reader sees Close.
+const readTimeout = 100 * time.Millisecond
+
+func openARP(ifi *net.Interface) (*arpConn, error) {
+	proto := int(htons(unix.ETH_P_ARP))
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return nil, fmt.Errorf("open ARP socket on %s: %w", ifi.Name, err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifi.Index}); err != nil {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("bind ARP socket to %s: %w", ifi.Name, err)
+	}
+	tv := unix.NsecToTimeval(readTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("set ARP socket timeout on %s: %w", ifi.Name, err)
+	}
+	return &arpConn{fd: fd, ifindex: ifi.Index}, nil
+}
+
+// errTimeout is a read that saw no frame within readTimeout.
+var errTimeout = errors.New("no frame")
+
+// read reads one frame into buf, blocking the calling thread.
+func (c *arpConn) read(buf []byte) (int, error) {
+	for {
+		n, _, err := unix.Recvfrom(c.fd, buf, 0)
+		switch {
+		case err == nil:
+			return n, nil
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			return 0, errTimeout
+		default:
+			return 0, err
+		}
+	}
+}
+
+// send sends frame, whose first six bytes are its destination.
+func (c *arpConn) send(frame []byte) error {
+	to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: c.ifindex, Halen: 6}
+	copy(to.Addr[:], frame[:6])
+	return unix.Sendto(c.fd, frame, 0, to)
+}
+
+// writeTo sends p in an Ethernet frame to dst.
+func (c *arpConn) writeTo(p *arp.Packet, dst net.HardwareAddr) error {
+	pb, err := p.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("encode ARP: %w", err)
+	}
+	f := &ethernet.Frame{Destination: dst, Source: p.SenderHardwareAddr, EtherType: ethernet.EtherTypeARP, Payload: pb}
+	fb, err := f.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("encode Ethernet: %w", err)
+	}
+	return c.send(fb)
+}
+
+func (c *arpConn) close() error { return unix.Close(c.fd) }
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// Offsets in an Ethernet frame that carries an IPv4-over-Ethernet ARP
+// packet.
+const (
+	frameDst    = 0
+	frameSrc    = 6
+	frameType   = 12
+	arpStart    = 14
+	arpOp       = arpStart + 6
+	arpSHA      = arpStart + 8
+	arpSPA      = arpStart + 14
+	arpTHA      = arpStart + 18
+	arpTPA      = arpStart + 24
+	arpFrameLen = arpStart + 28
+)
+
+// arpFrame is a decoded ARP frame; its slices alias the frame.
+type arpFrame struct {
+	src      net.HardwareAddr // the frame's source
+	op       arp.Operation
+	sha      net.HardwareAddr
+	spa, tpa netip.Addr
+}
+
+// parseARP decodes an IPv4-over-Ethernet ARP frame without allocating;
+// ok is false for anything else.
+func parseARP(b []byte) (f arpFrame, ok bool) {
+	if len(b) < arpFrameLen || binary.BigEndian.Uint16(b[frameType:]) != uint16(ethernet.EtherTypeARP) {
+		return arpFrame{}, false
+	}
+	a := b[arpStart:]
+	// Ethernet hardware, IPv4 protocol, 6- and 4-byte addresses.
+	if binary.BigEndian.Uint16(a[0:]) != 1 || binary.BigEndian.Uint16(a[2:]) != uint16(ethernet.EtherTypeIPv4) || a[4] != 6 || a[5] != 4 {
+		return arpFrame{}, false
+	}
+	return arpFrame{
+		src: net.HardwareAddr(b[frameSrc : frameSrc+6]),
+		op:  arp.Operation(binary.BigEndian.Uint16(b[arpOp:])),
+		sha: net.HardwareAddr(b[arpSHA : arpSHA+6]),
+		spa: netip.AddrFrom4([4]byte(b[arpSPA : arpSPA+4])),
+		tpa: netip.AddrFrom4([4]byte(b[arpTPA : arpTPA+4])),
+	}, true
+}
+
+// replyInto writes into out (arpFrameLen bytes) the reply to the request
+// req, from mac: sent to the request's frame source, which is where it
+// came from even when its ARP sender field says otherwise.
+func replyInto(out, req []byte, mac net.HardwareAddr) {
+	copy(out[frameDst:], req[frameSrc:frameSrc+6])
+	copy(out[frameSrc:], mac)
+	binary.BigEndian.PutUint16(out[frameType:], uint16(ethernet.EtherTypeARP))
+	copy(out[arpStart:arpOp], req[arpStart:arpOp]) // hardware and protocol types and sizes
+	binary.BigEndian.PutUint16(out[arpOp:], uint16(arp.OperationReply))
+	copy(out[arpSHA:], mac)
+	copy(out[arpSPA:arpSPA+4], req[arpTPA:arpTPA+4])
+	copy(out[arpTHA:arpTHA+6], req[arpSHA:arpSHA+6])
+	copy(out[arpTPA:arpTPA+4], req[arpSPA:arpSPA+4])
+}

@@ -1,0 +1,103 @@
+package responder
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+)
+
+func frame(t *testing.T, op arp.Operation, src, sha net.HardwareAddr, spa netip.Addr, tha net.HardwareAddr, tpa netip.Addr, dst net.HardwareAddr) []byte {
+	t.Helper()
+	p, err := arp.NewPacket(op, sha, spa, tha, tpa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := p.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, err := (&ethernet.Frame{Destination: dst, Source: src, EtherType: ethernet.EtherTypeARP, Payload: pb}).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fb
+}
+
+// The hot loop decodes and answers by hand; mdlayher's ARP and Ethernet
+// codecs are the reference it must agree with.
+func TestParseAndReplyAgreeWithTheCodecs(t *testing.T) {
+	ours := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}
+	client := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x99}
+	relay := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x77}
+	vip, from := netip.MustParseAddr("198.18.0.200"), netip.MustParseAddr("198.18.0.9")
+
+	for _, tc := range []struct {
+		name     string
+		frameSrc net.HardwareAddr // differs from the ARP sender when relayed
+	}{{"direct", client}, {"frame source differs from ARP sender", relay}} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := frame(t, arp.OperationRequest, tc.frameSrc, client, from, ethernet.Broadcast, vip, ethernet.Broadcast)
+			// Padded to the Ethernet minimum, as frames on a wire are.
+			req = append(req, make([]byte, 18)...)
+			p, ok := parseARP(req)
+			if !ok {
+				t.Fatal("a valid request did not parse")
+			}
+			if p.op != arp.OperationRequest || p.spa != from || p.tpa != vip || p.sha.String() != client.String() || p.src.String() != tc.frameSrc.String() {
+				t.Errorf("parsed %+v", p)
+			}
+			out := make([]byte, arpFrameLen)
+			replyInto(out, req, ours)
+			var f ethernet.Frame
+			if err := f.UnmarshalBinary(out); err != nil {
+				t.Fatal(err)
+			}
+			var got arp.Packet
+			if err := got.UnmarshalBinary(f.Payload); err != nil {
+				t.Fatal(err)
+			}
+			if f.Destination.String() != tc.frameSrc.String() || f.Source.String() != ours.String() || f.EtherType != ethernet.EtherTypeARP {
+				t.Errorf("reply frame %v -> %v type %v", f.Source, f.Destination, f.EtherType)
+			}
+			want, _ := arp.NewPacket(arp.OperationReply, ours, vip, client, from)
+			if got.Operation != want.Operation || got.SenderIP != want.SenderIP || got.TargetIP != want.TargetIP ||
+				got.SenderHardwareAddr.String() != want.SenderHardwareAddr.String() || got.TargetHardwareAddr.String() != want.TargetHardwareAddr.String() {
+				t.Errorf("reply %+v, want %+v", got, *want)
+			}
+		})
+	}
+	for name, b := range map[string][]byte{
+		"short": make([]byte, 20),
+		"IPv4 type": func() []byte {
+			f := frame(t, arp.OperationRequest, client, client, from, ethernet.Broadcast, vip, ethernet.Broadcast)
+			f[12], f[13] = 0x08, 0x00
+			return f
+		}(),
+		"bad sizes": func() []byte {
+			f := frame(t, arp.OperationRequest, client, client, from, ethernet.Broadcast, vip, ethernet.Broadcast)
+			f[arpStart+4] = 8
+			return f
+		}(),
+	} {
+		if _, ok := parseARP(b); ok {
+			t.Errorf("%s: parsed a frame that is not IPv4-over-Ethernet ARP", name)
+		}
+	}
+}
+
+func TestParseDoesNotAllocate(t *testing.T) {
+	req := frame(t, arp.OperationRequest, net.HardwareAddr{2, 0, 0, 0, 0, 9}, net.HardwareAddr{2, 0, 0, 0, 0, 9},
+		netip.MustParseAddr("198.18.0.9"), ethernet.Broadcast, netip.MustParseAddr("198.18.0.200"), ethernet.Broadcast)
+	out := make([]byte, arpFrameLen)
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
+	if n := testing.AllocsPerRun(100, func() {
+		if _, ok := parseARP(req); ok {
+			replyInto(out, req, mac)
+		}
+	}); n != 0 {
+		t.Errorf("decoding and answering a request allocates %v times", n)
+	}
+}
