@@ -14,8 +14,11 @@ var readAnnotations = []string{
 // Trim is svc with only what this package reads, for a cache that only
 // reads it through this package: at 10,000 Services, the rest (cluster
 // IPs, labels, foreign annotations, port names and node ports, status
-// conditions) is most of a speaker's memory. Every function here answers
-// the same for Trim(svc) as for svc.
+// conditions) is most of a speaker's memory. For a LoadBalancer Service,
+// every function here answers the same for Trim(svc) as for svc; of any
+// other, Trim keeps only its identity and type, which is all a reader
+// needs to pass it over, and most Services of a cluster are not
+// LoadBalancers.
 func Trim(svc *corev1.Service) *corev1.Service {
 	out := &corev1.Service{
 		TypeMeta: svc.TypeMeta,
@@ -24,15 +27,19 @@ func Trim(svc *corev1.Service) *corev1.Service {
 			ResourceVersion: svc.ResourceVersion, CreationTimestamp: svc.CreationTimestamp,
 			DeletionTimestamp: svc.DeletionTimestamp,
 		},
-		Spec: corev1.ServiceSpec{
-			Type:                  svc.Spec.Type,
-			Selector:              svc.Spec.Selector,
-			ExternalTrafficPolicy: svc.Spec.ExternalTrafficPolicy,
-			IPFamilies:            svc.Spec.IPFamilies,
-			IPFamilyPolicy:        svc.Spec.IPFamilyPolicy,
-			LoadBalancerClass:     svc.Spec.LoadBalancerClass,
-			LoadBalancerIP:        svc.Spec.LoadBalancerIP,
-		},
+	}
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		out.Spec.Type = svc.Spec.Type
+		return out
+	}
+	out.Spec = corev1.ServiceSpec{
+		Type:                  svc.Spec.Type,
+		Selector:              svc.Spec.Selector,
+		ExternalTrafficPolicy: svc.Spec.ExternalTrafficPolicy,
+		IPFamilies:            svc.Spec.IPFamilies,
+		IPFamilyPolicy:        svc.Spec.IPFamilyPolicy,
+		LoadBalancerClass:     svc.Spec.LoadBalancerClass,
+		LoadBalancerIP:        svc.Spec.LoadBalancerIP,
 	}
 	for _, k := range readAnnotations {
 		if v, ok := svc.Annotations[k]; ok {
