@@ -100,6 +100,12 @@ func (b *bench) scale(ctx context.Context) error {
 	b.memFigures("1 address", mem0, mem{}, "", "≤ 32 MiB", met(mem0.RSS <= 32<<20))
 	b.res.add(Figure{Section: "memory", Name: "controller RSS, 1 address", Value: mib(ctl0.RSS), Unit: "MiB",
 		Note: fmt.Sprintf("the larger replica; anonymous %.0f MiB", mib(ctl0.Anon))})
+	// Room for thousands of ClusterIPs, MetalLB's Services' too.
+	cidr := b.env.Kubectl(ctx, "apply", "-f", "-")
+	cidr.Stdin = strings.NewReader(serviceCIDR)
+	if out, err := cidr.CombinedOutput(); err != nil {
+		return fmt.Errorf("widen the Service range: %w: %s", err, out)
+	}
 	// MetalLB, measured here, on the same nodes, before the cluster fills.
 	mlbN := b.o.scales[0]
 	if mlb1, mlbMany, err := b.metalLBMemory(ctx, fast, mlbN); err != nil {
@@ -117,7 +123,7 @@ func (b *bench) scale(ctx context.Context) error {
 	fmt.Fprintf(os.Stderr, "one address: RSS %.1f MiB, restart to gratuitous ARP %s\n", mib(mem0.RSS), garp0)
 
 	cmd := b.env.Kubectl(ctx, "apply", "-f", "-")
-	cmd.Stdin = strings.NewReader(scalePool + "---\n" + serviceCIDR)
+	cmd.Stdin = strings.NewReader(scalePool)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("create the scale pool: %w: %s", err, out)
 	}

@@ -158,7 +158,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	}()
 
 	bc := record.NewBroadcaster(record.WithContext(infCtx))
-	bc.StartRecordingToSink(clients.api.EventSink(infCtx))
+	bc.StartRecordingToSink(eventSink{infCtx, clients.api})
 	defer bc.Shutdown()
 	rec := bc.NewRecorder(clients.api.Scheme, corev1.EventSource{Component: "porter-controller"})
 
@@ -304,4 +304,16 @@ func newClients(cfg *rest.Config) (clients, error) {
 		return clients{}, fmt.Errorf("create dynamic client: %w", err)
 	}
 	return clients{api: api, Kube: cs, Dyn: dyn}, nil
+}
+
+// eventSink writes the broadcaster's Events through the lean client.
+type eventSink struct {
+	ctx context.Context
+	api *apiclient.Client
+}
+
+func (s eventSink) Create(e *corev1.Event) (*corev1.Event, error) { return s.api.CreateEvent(s.ctx, e) }
+func (s eventSink) Update(e *corev1.Event) (*corev1.Event, error) { return s.api.UpdateEvent(s.ctx, e) }
+func (s eventSink) Patch(e *corev1.Event, data []byte) (*corev1.Event, error) {
+	return s.api.PatchEvent(s.ctx, e, data)
 }

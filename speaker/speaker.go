@@ -20,7 +20,6 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/porterlb/porter/manifests"
 	"github.com/porterlb/porter/pkg/apiclient"
@@ -31,6 +30,7 @@ import (
 	"github.com/porterlb/porter/pkg/membership"
 	"github.com/porterlb/porter/pkg/version"
 	"github.com/porterlb/porter/speaker/announcer"
+	"github.com/porterlb/porter/speaker/events"
 	"github.com/porterlb/porter/speaker/members"
 	"github.com/porterlb/porter/speaker/metrics"
 	"github.com/porterlb/porter/speaker/responder"
@@ -243,10 +243,11 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		return err
 	}
 
-	bc := record.NewBroadcaster(record.WithContext(infCtx))
-	bc.StartRecordingToSink(api.EventSink(infCtx))
-	defer bc.Shutdown()
-	rec := bc.NewRecorder(api.Scheme, corev1.EventSource{Component: "porter-speaker", Host: opts.NodeName})
+	rec := events.New(api.Scheme, "porter-speaker", opts.NodeName, func(ctx context.Context, e *corev1.Event) error {
+		_, err := api.CreateEvent(ctx, e)
+		return err
+	}, 10*time.Minute, log)
+	go rec.Run(infCtx)
 
 	m := metrics.New()
 	invKick := make(chan struct{}, 1)

@@ -24,8 +24,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
@@ -37,6 +37,11 @@ import (
 	"github.com/porterlb/porter/speaker/owner"
 	"github.com/porterlb/porter/speaker/responder"
 )
+
+// Recorder records Events, as client-go's EventRecorder does.
+type Recorder interface {
+	Eventf(obj runtime.Object, eventType, reason, messageFmt string, args ...any)
+}
 
 // Config wires an Announcer.
 type Config struct {
@@ -58,7 +63,7 @@ type Config struct {
 	Changed  func()
 	Members  *members.Members
 	Metrics  *metrics.Metrics
-	Recorder record.EventRecorder
+	Recorder Recorder
 	Log      *slog.Logger
 	Probe    responder.ProbeConfig
 	// TakeoverCheck is how long the wire is asked, before taking an

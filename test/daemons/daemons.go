@@ -440,10 +440,11 @@ func Controllers(ctx context.Context, env *lab.Env, logDir string, extra ...stri
 	})
 }
 
-// ResourceEnv starts an argv with the pod's environment variables that the
-// downward API sets from its container's resources (the memory limit the
-// Go runtime's soft limit is taken from), as the kubelet would set them:
-// ["env", "NAME=value", ...], or nothing when there are none.
+// ResourceEnv starts an argv with the pod's environment variables that are
+// given as values (GOGC) or that the downward API sets from its
+// container's resources (the memory limit the Go runtime's soft limit is
+// taken from), as the kubelet would set them: ["env", "NAME=value", ...],
+// or nothing when there are none. The others are passed as flags.
 func ResourceEnv(pod *corev1.Pod) []string {
 	if len(pod.Spec.Containers) == 0 {
 		return nil
@@ -452,6 +453,10 @@ func ResourceEnv(pod *corev1.Pod) []string {
 	var out []string
 	for _, e := range c.Env {
 		ref := e.ValueFrom
+		if ref == nil && e.Value != "" {
+			out = append(out, e.Name+"="+e.Value)
+			continue
+		}
 		if ref == nil || ref.ResourceFieldRef == nil {
 			continue
 		}
