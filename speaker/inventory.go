@@ -49,6 +49,45 @@ type inventory struct {
 	lastGateways  []string
 	lastConflicts []v1alpha1.AddressConflict
 	lastSpeaker   *v1alpha1.SpeakerStatus
+	// publishedAt is when the report was last written; pending, that a
+	// change to the address list waits to be.
+	publishedAt time.Time
+	pending     bool
+}
+
+// addressListCost is how long a change to the list of announced
+// addresses alone waits, per address listed, after the last publication.
+// The list is for people and for the announcer annotation; a report of
+// 10,000 addresses is half a megabyte, and republishing it on every
+// change of a flood of new Services, each write received by every speaker
+// and replica, kept the API server from serving the flood itself. Every
+// other change is published at once.
+const addressListCost = time.Millisecond
+
+// listWait is how long after the last publication a change to sp's
+// address list alone may be published.
+func listWait(sp *v1alpha1.SpeakerStatus) time.Duration {
+	return time.Duration(len(sp.Addresses)) * addressListCost
+}
+
+// wait is how long the loop sleeps before it looks again: its period, or
+// less when a change to the address list waits.
+func (i *inventory) wait() time.Duration {
+	if !i.pending || i.lastSpeaker == nil {
+		return i.every
+	}
+	return min(i.every, max(time.Until(i.publishedAt.Add(listWait(i.lastSpeaker))), 10*time.Millisecond))
+}
+
+// addressesOnly reports whether a and b differ only in what they say is
+// announced.
+func addressesOnly(a, b *v1alpha1.SpeakerStatus) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	x, y := *a, *b
+	x.Addresses, y.Addresses, x.Announcing, y.Announcing = nil, nil, 0, 0
+	return reflect.DeepEqual(x, y)
 }
 
 // run publishes at start and then whenever the interfaces or the speaker's
@@ -65,7 +104,7 @@ func (i *inventory) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-i.kick:
-		case <-time.After(i.every):
+		case <-time.After(i.wait()):
 		}
 	}
 }
@@ -92,8 +131,13 @@ func (i *inventory) publishIfChanged(ctx context.Context) error {
 		conflicts = i.conflicts()
 	}
 	gone := i.exists != nil && !i.exists()
-	if !gone && i.last != nil && reflect.DeepEqual(list, i.last) && reflect.DeepEqual(sp, i.lastSpeaker) &&
-		reflect.DeepEqual(gateways, i.lastGateways) && reflect.DeepEqual(conflicts, i.lastConflicts) {
+	same := !gone && i.last != nil && reflect.DeepEqual(list, i.last) &&
+		reflect.DeepEqual(gateways, i.lastGateways) && reflect.DeepEqual(conflicts, i.lastConflicts)
+	if same && reflect.DeepEqual(sp, i.lastSpeaker) {
+		return nil
+	}
+	if same && addressesOnly(sp, i.lastSpeaker) && time.Since(i.publishedAt) < listWait(sp) {
+		i.pending = true
 		return nil
 	}
 	st := v1alpha1.NodeNICsStatus{NICs: list, Primary: primary, Gateways: gateways, Conflicts: conflicts, Speaker: sp}
@@ -104,6 +148,7 @@ func (i *inventory) publishIfChanged(ctx context.Context) error {
 		i.log.Info("published NIC inventory", "nics", len(list), "primary", primary, "gateways", gateways)
 	}
 	i.last, i.lastSpeaker, i.lastGateways, i.lastConflicts = list, sp, gateways, conflicts
+	i.publishedAt, i.pending = time.Now(), false
 	return nil
 }
 
