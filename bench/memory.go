@@ -81,12 +81,11 @@ func (b *bench) memFigures(label string, m, base mem, baseName string, target st
 		Baseline: mib(base.Peak), BaselineName: baseName})
 }
 
-// controllerMem is the largest RSS of the controller's replicas: both
-// cache every Service, and either may lead.
-func (b *bench) controllerMem() (mem, error) {
+// largest is the memory of whichever of pids has the largest RSS.
+func largest(pids []int) (mem, error) {
 	var top mem
-	for _, p := range b.controllers.Running() {
-		m, err := memOf(p.Pid())
+	for _, pid := range pids {
+		m, err := memOf(pid)
 		if err != nil {
 			return mem{}, err
 		}
@@ -95,9 +94,23 @@ func (b *bench) controllerMem() (mem, error) {
 		}
 	}
 	if top.RSS == 0 {
-		return mem{}, fmt.Errorf("no controller replica runs")
+		return mem{}, fmt.Errorf("no process runs")
 	}
 	return top, nil
+}
+
+// controllerMem is the largest RSS of the controller's replicas: both
+// cache every Service, and either may lead.
+func (b *bench) controllerMem() (mem, error) {
+	var pids []int
+	for _, p := range b.controllers.Running() {
+		pids = append(pids, p.Pid())
+	}
+	m, err := largest(pids)
+	if err != nil {
+		return mem{}, fmt.Errorf("controller memory: %w", err)
+	}
+	return m, nil
 }
 
 func (b *bench) controllerFigure(label string, base mem) {
@@ -132,24 +145,17 @@ spec:
 // metalLBMem is the largest RSS of MetalLB's speakers: each caches every
 // Service, and announces a share of them.
 func (b *bench) metalLBMem() (mem, error) {
-	var top mem
+	var pids []int
 	for _, n := range b.env.Net.Nodes {
-		p := b.mlb.speakers.Proc(n.Name)
-		if p == nil {
-			continue
-		}
-		m, err := memOf(p.Pid())
-		if err != nil {
-			return mem{}, err
-		}
-		if m.RSS > top.RSS {
-			top = m
+		if p := b.mlb.speakers.Proc(n.Name); p != nil {
+			pids = append(pids, p.Pid())
 		}
 	}
-	if top.RSS == 0 {
-		return mem{}, fmt.Errorf("no MetalLB speaker runs")
+	m, err := largest(pids)
+	if err != nil {
+		return mem{}, fmt.Errorf("MetalLB's speaker memory: %w", err)
 	}
-	return top, nil
+	return m, nil
 }
 
 // metalLBMemory measures MetalLB's speakers at their one bench Service and
