@@ -142,6 +142,10 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	if src.NoServiceCIDRs {
 		log.Info("the API server has no ServiceCIDR API; the Service range is taken from kubeadm-config where there is one")
 	}
+	namespaces, err := src.Scoped(apiclient.Namespaces, "", nil)
+	if err != nil {
+		return err
+	}
 	if err := src.Services.AddIndexers(announcers.Indexers()); err != nil {
 		return fmt.Errorf("index Services: %w", err)
 	}
@@ -163,7 +167,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	rec := bc.NewRecorder(clients.api.Scheme, corev1.EventSource{Component: "porter-controller"})
 
 	synced := func() bool {
-		return src.Services.HasSynced() && src.Namespaces.HasSynced() && fa.HasSynced()
+		return src.Services.HasSynced() && namespaces.HasSynced() && fa.HasSynced()
 	}
 	var leading atomic.Bool
 	var srv *http.Server
@@ -185,7 +189,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		wg.Go(func() {
 			a := &allocator.Controller{
 				Kube: clients.Kube, Dyn: clients.Dyn,
-				Inf:   allocator.Informers{Services: src.Services, Namespaces: src.Namespaces},
+				Inf:   allocator.Informers{Services: src.Services, Namespaces: namespaces},
 				Facts: fa, Recorder: rec, Log: log, Workers: opts.Workers,
 			}
 			if err := a.Run(ctx); err != nil && ctx.Err() == nil {

@@ -4,18 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"reflect"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/porterlb/porter/pkg/addrpolicy"
+	"github.com/porterlb/porter/pkg/apiclient"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/speaker/nics"
 )
@@ -25,13 +21,13 @@ const fieldManager = "porter-speaker"
 // inventory publishes this node's NIC inventory as a NodeNICs object named
 // after the node, owned by the Node so that it goes when the node does.
 type inventory struct {
-	dyn      dynamic.Interface
+	api      *apiclient.Client
 	nodeName string
 	log      *slog.Logger
 	every    time.Duration
 	// node reads this node from a cache; speaker reports the speaker's
 	// own state. kick asks for an early look.
-	node    func() (*corev1.Node, error)
+	node    func() (*addrpolicy.DecodedNode, error)
 	speaker func() *v1alpha1.SpeakerStatus
 	// conflicts are the addresses the announcer found answered by
 	// another host.
@@ -114,7 +110,7 @@ func (i *inventory) publishIfChanged(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("get node %s: %w", i.nodeName, err)
 	}
-	list, primary, err := nics.Read(internalIP(node))
+	list, primary, err := nics.Read(node.InternalIP)
 	if err != nil {
 		return err
 	}
@@ -152,7 +148,7 @@ func (i *inventory) publishIfChanged(ctx context.Context) error {
 	return nil
 }
 
-func (i *inventory) publish(ctx context.Context, node *corev1.Node, st v1alpha1.NodeNICsStatus) error {
+func (i *inventory) publish(ctx context.Context, node *addrpolicy.DecodedNode, st v1alpha1.NodeNICsStatus) error {
 	obj := &v1alpha1.NodeNICs{
 		TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeNICs"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -162,36 +158,16 @@ func (i *inventory) publish(ctx context.Context, node *corev1.Node, st v1alpha1.
 			}},
 		},
 	}
-	res := i.dyn.Resource(v1alpha1.NodeNICsResource)
-	u, err := toUnstructured(obj)
-	if err != nil {
-		return err
-	}
-	opts := metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
-	if _, err := res.Apply(ctx, node.Name, u, opts); err != nil {
+	res := i.api.Resource(apiclient.NodeNICs)
+	if err := res.Apply(ctx, node.Name, "", obj, fieldManager); err != nil {
 		return fmt.Errorf("apply NodeNICs %s: %w", node.Name, err)
 	}
 	obj.OwnerReferences = nil
 	st.UpdatedAt = metav1.Now()
 	obj.Status = st
-	if u, err = toUnstructured(obj); err != nil {
-		return err
-	}
-	if _, err := res.ApplyStatus(ctx, node.Name, u, opts); err != nil {
+	if err := res.Apply(ctx, node.Name, "status", obj, fieldManager); err != nil {
 		return fmt.Errorf("apply NodeNICs %s status: %w", node.Name, err)
 	}
 	return nil
 }
 
-func toUnstructured(obj runtime.Object) (*unstructured.Unstructured, error) {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return nil, fmt.Errorf("encode %T: %w", obj, err)
-	}
-	return &unstructured.Unstructured{Object: m}, nil
-}
-
-// internalIP is the node's InternalIP, as the address policy reads it.
-func internalIP(n *corev1.Node) netip.Addr {
-	return addrpolicy.NodeFromObject(n).InternalIP
-}

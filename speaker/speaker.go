@@ -17,11 +17,11 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/porterlb/porter/manifests"
+	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apiclient"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/daemon"
@@ -134,13 +134,13 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	}
 	// The speaker writes little: its NIC report and Events.
 	cfg.QPS, cfg.Burst = 20, 40
+	// Lists come over the cluster's own network. Compressed, each watch
+	// and list costs the speaker an inflate window and the CPU to use it,
+	// and the API server the CPU to deflate, on every node.
+	cfg.DisableCompression = true
 	api, err := apiclient.New(cfg)
 	if err != nil {
 		return err
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("create dynamic client: %w", err)
 	}
 	sv, err := api.ServerVersion(ctx)
 	if err != nil {
@@ -218,7 +218,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		if err != nil {
 			return err
 		}
-		ip := internalIP(n)
+		ip := n.InternalIP
 		if !ip.IsValid() {
 			return fmt.Errorf("node %s has no InternalIP; set --bind-address", opts.NodeName)
 		}
@@ -243,7 +243,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 		return err
 	}
 
-	rec := events.New(api.Scheme, "porter-speaker", opts.NodeName, func(ctx context.Context, e *corev1.Event) error {
+	rec := events.New("porter-speaker", opts.NodeName, func(ctx context.Context, e *corev1.Event) error {
 		_, err := api.CreateEvent(ctx, e)
 		return err
 	}, 10*time.Minute, log)
@@ -273,8 +273,8 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	go func() { done <- an.Run(runCtx) }()
 
 	inv := &inventory{
-		dyn: dyn, nodeName: opts.NodeName, log: log, every: opts.InventoryInterval,
-		node: func() (*corev1.Node, error) { return nodeFrom(fi.Nodes, opts.NodeName) },
+		api: api, nodeName: opts.NodeName, log: log, every: opts.InventoryInterval,
+		node: func() (*addrpolicy.DecodedNode, error) { return nodeFrom(fi.Nodes, opts.NodeName) },
 		speaker: func() *v1alpha1.SpeakerStatus {
 			return &v1alpha1.SpeakerStatus{MemberAddress: mem.Address(), Members: an.KnownMembers(), Announcing: an.Announcing(), Addresses: an.Announced(), MemberKeys: memberkey.Fingerprints(mem.Keys()), UnknownMembers: an.UnknownMembers(), Version: version.Get().Version}
 		},
@@ -416,7 +416,8 @@ func serveHTTP(address string, m *metrics.Metrics, an *announcer.Announcer, mem 
 	return srv
 }
 
-func nodeFrom(inf cache.SharedIndexInformer, name string) (*corev1.Node, error) {
+// nodeFrom is the node name, as the speaker's cache holds it (Lean).
+func nodeFrom(inf cache.SharedIndexInformer, name string) (*addrpolicy.DecodedNode, error) {
 	o, ok, err := inf.GetStore().GetByKey(name)
 	if err != nil {
 		return nil, fmt.Errorf("read node %s from cache: %w", name, err)
@@ -424,7 +425,11 @@ func nodeFrom(inf cache.SharedIndexInformer, name string) (*corev1.Node, error) 
 	if !ok {
 		return nil, fmt.Errorf("node %s not found", name)
 	}
-	return o.(*corev1.Node), nil
+	n, ok := o.(*addrpolicy.DecodedNode)
+	if !ok {
+		return nil, fmt.Errorf("unexpected %T in the nodes cache", o)
+	}
+	return n, nil
 }
 
 func decodeNodeNICs(o any) (*v1alpha1.NodeNICs, error) {

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/porterlb/porter/pkg/addr"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
@@ -307,28 +308,25 @@ func sortPools(pools []Pool) {
 	})
 }
 
-// TrimNode is n with only what NodeFromObject reads, and its UID for
-// owner references: a node's images, conditions, capacity and most
-// annotations are most of its size, and a speaker caches every node.
-// NodeFromObject(TrimNode(n)) equals NodeFromObject(n).
-func TrimNode(n *corev1.Node) *corev1.Node {
-	out := &corev1.Node{
-		TypeMeta: n.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{
-			Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion,
-			CreationTimestamp: n.CreationTimestamp, DeletionTimestamp: n.DeletionTimestamp,
-			Labels: n.Labels,
-		},
-		Spec:   corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs},
-		Status: corev1.NodeStatus{Addresses: n.Status.Addresses},
-	}
-	for _, k := range layer2Keys {
-		if v, ok := n.Annotations[k]; ok {
-			if out.Annotations == nil {
-				out.Annotations = map[string]string{}
-			}
-			out.Annotations[k] = v
-		}
-	}
-	return out
+// DecodedNode is a Node as a speaker caches it: decoded once, as it
+// enters the cache, and kept in that form alone. A node's images,
+// conditions, capacity and most annotations are most of its size, and a
+// speaker caches every node.
+type DecodedNode struct {
+	Node
+	UID             types.UID
+	ResourceVersion string
+}
+
+// DecodeNode decodes n for a cache.
+func DecodeNode(n *corev1.Node) *DecodedNode {
+	return &DecodedNode{Node: NodeFromObject(n), UID: n.UID, ResourceVersion: n.ResourceVersion}
+}
+
+// Decoded is the node as the policy reads it.
+func (n *DecodedNode) Decoded() Node { return n.Node }
+
+// GetObjectMeta names n to the informer that caches it.
+func (n *DecodedNode) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion}
 }

@@ -233,10 +233,18 @@ func (p *Policy) ServesUnclassed() bool { return p.unclassed }
 // policy's pools: the allocator, the speakers, the announcer annotation
 // and status all ask here.
 func (p *Policy) Serves(svc *corev1.Service) bool {
-	return lbservice.Serves(svc, p.ServesUnclassed(), func(ip netip.Addr) bool {
-		pl, ok := p.PoolOf(ip)
-		return ok && pl.Layer2()
-	})
+	return lbservice.Serves(svc, p.ServesUnclassed(), p.ours)
+}
+
+// ServesSummary is Serves for the Service s was made from.
+func (p *Policy) ServesSummary(s *lbservice.Summary) bool {
+	return s.Serves(p.ServesUnclassed(), p.ours)
+}
+
+// ours reports whether ip is in one of Porter's layer2 pools.
+func (p *Policy) ours(ip netip.Addr) bool {
+	pl, ok := p.PoolOf(ip)
+	return ok && pl.Layer2()
 }
 
 // PoolOf is the pool that holds ip: of the pools whose range contains it,

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
@@ -167,9 +168,10 @@ func (r Resource) ListWatch(ns string, tweak func(*metav1.ListOptions)) *cache.L
 }
 
 // Informer is a shared informer of the resource in ns, narrowed by tweak.
+// It has no namespace index: nothing Porter runs lists by namespace, and
+// at 10,000 Services the index held a second copy of every key.
 func (r Resource) Informer(ns string, tweak func(*metav1.ListOptions)) cache.SharedIndexInformer {
-	return cache.NewSharedIndexInformer(r.ListWatch(ns, tweak), r.obj(), 0,
-		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	return cache.NewSharedIndexInformer(r.ListWatch(ns, tweak), r.obj(), 0, cache.Indexers{})
 }
 
 // ServerVersion asks the API server its version.
@@ -208,4 +210,27 @@ func (c *Client) Serves(ctx context.Context, k Kind) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// Apply applies obj, server-side, to the object name of the resource (a
+// cluster-scoped one), or
+// to its subresource when that is not "", as fieldManager, forcing
+// ownership. The object the API server answers with is not decoded: a
+// speaker's NIC report lists every address it announces, and it has no
+// use for that list back.
+func (r Resource) Apply(ctx context.Context, name, subresource string, obj runtime.Object, fieldManager string) error {
+	if r.namespaced {
+		return fmt.Errorf("apply %s %s: only cluster-scoped kinds are applied here", r.name, name)
+	}
+	body, err := json.Marshal(obj)
+	if err != nil {
+		return fmt.Errorf("encode %s %s: %w", r.name, name, err)
+	}
+	force := true
+	req := r.rc.Patch(types.ApplyPatchType).Resource(r.name).Name(name).
+		VersionedParams(&metav1.PatchOptions{FieldManager: fieldManager, Force: &force}, r.c.params).Body(body)
+	if subresource != "" {
+		req = req.SubResource(subresource)
+	}
+	return req.Do(ctx).Error()
 }

@@ -180,6 +180,10 @@ type object interface {
 	GetResourceVersion() string
 }
 
+// decoded is an object the cache holds already decoded (Lean's nodes):
+// it is its own, and only, memo.
+type decoded[T any] interface{ Decoded() T }
+
 // decodeAll decodes every object of type O in store, reusing what was
 // decoded from the same version before; it returns the values and the memo
 // for the next call, which holds only the objects still there.
@@ -188,6 +192,10 @@ func decodeAll[O object, T any](store cache.Store, prev map[types.UID]memo[T], d
 	out := make([]T, 0, len(items))
 	next := make(map[types.UID]memo[T], len(items))
 	for _, o := range items {
+		if d, ok := o.(decoded[T]); ok {
+			out = append(out, d.Decoded())
+			continue
+		}
 		obj, ok := o.(O)
 		if !ok {
 			continue
@@ -244,6 +252,9 @@ func Changes(o, n any) bool {
 	case *corev1.Node:
 		ov, ok := o.(*corev1.Node)
 		return !ok || !reflect.DeepEqual(addrpolicy.NodeFromObject(ov), addrpolicy.NodeFromObject(nv))
+	case *addrpolicy.DecodedNode:
+		ov, ok := o.(*addrpolicy.DecodedNode)
+		return !ok || !reflect.DeepEqual(ov.Node, nv.Node)
 	case *corev1.Namespace:
 		ov, ok := o.(*corev1.Namespace)
 		return !ok || !maps.Equal(ov.Labels, nv.Labels)
@@ -291,9 +302,9 @@ func Transform(obj any) (any, error) {
 func Lean(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Service:
-		return lbservice.Trim(o), nil
+		return lbservice.Summarize(o), nil
 	case *corev1.Node:
-		return addrpolicy.TrimNode(o), nil
+		return addrpolicy.DecodeNode(o), nil
 	case *v1alpha2.Eip:
 		// Pool status is the allocator's record; the policy reads the
 		// spec and metadata. At 10,000 Services it lists every one.

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/porterlb/porter/pkg/addrpolicy"
+	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 )
@@ -203,11 +204,34 @@ func TestLeanKeepsWhatTheDataPathReads(t *testing.T) {
 		return out
 	}
 	wantNode := addrpolicy.NodeFromObject(node)
-	if got := addrpolicy.NodeFromObject(lean(node.DeepCopy()).(*corev1.Node)); !reflect.DeepEqual(got, wantNode) {
-		t.Errorf("node decodes to %+v after Lean, want %+v", got, wantNode)
+	leanNode := lean(node.DeepCopy()).(*addrpolicy.DecodedNode)
+	if !reflect.DeepEqual(leanNode.Decoded(), wantNode) || leanNode.UID != "u1" || leanNode.ResourceVersion != "7" {
+		t.Errorf("node after Lean is %+v, want %+v with its UID and version", leanNode, wantNode)
 	}
-	if got := lean(node.DeepCopy()).(*corev1.Node); got.Status.Images != nil || got.Annotations["big"] != "" || got.Status.Conditions != nil || got.UID != "u1" {
-		t.Errorf("Lean kept a node's unread fields, or dropped its UID: %+v", got)
+	nodes, _ := fakeInformer(t, &corev1.Node{}, &corev1.NodeList{})
+	if err := nodes.GetStore().Add(leanNode); err != nil {
+		t.Fatal(err)
+	}
+	if got, memo := decodeAll(nodes.GetStore(), nil, addrpolicy.NodeFromObject); len(got) != 1 || !reflect.DeepEqual(got[0], wantNode) || len(memo) != 0 {
+		t.Errorf("a decoded node reads as %+v (memo %d), want it as it is, unmemoized", got, len(memo))
+	}
+	if _, ok, _ := nodes.GetStore().GetByKey("node1"); !ok {
+		t.Error("a decoded node is not keyed by its name")
+	}
+	heartbeat := node.DeepCopy()
+	heartbeat.ResourceVersion = "8"
+	heartbeat.Status.Conditions[0].LastHeartbeatTime = metav1.Now()
+	if Changes(leanNode, lean(heartbeat)) {
+		t.Error("a heartbeat changes the decoded node")
+	}
+	moved := node.DeepCopy()
+	moved.Status.Addresses[0].Address = "192.0.2.2"
+	if !Changes(leanNode, lean(moved)) {
+		t.Error("a new InternalIP does not change the decoded node")
+	}
+	svc := lean(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer}})
+	if s, ok := svc.(*lbservice.Summary); !ok || s.Key != "shop/web" {
+		t.Errorf("a Service after Lean is %+v, want its summary", svc)
 	}
 	wantPool := addrpolicy.PoolFromEip(eip.DeepCopy())
 	leanEip := lean(eip.DeepCopy()).(*v1alpha2.Eip)

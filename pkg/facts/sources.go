@@ -14,12 +14,12 @@ import (
 )
 
 // Sources are the informers both programs read: those the address policy
-// is decided from, and Services and Namespaces. Every object passes
-// through the transform given to NewSources before it is cached.
+// is decided from, and Services. Every object passes through the
+// transform given to NewSources before it is cached. (Namespaces matter to
+// the allocator alone, which makes its own with Scoped.)
 type Sources struct {
 	Informers
-	Services   cache.SharedIndexInformer
-	Namespaces cache.SharedIndexInformer
+	Services cache.SharedIndexInformer
 	// NoServiceCIDRs is true when the API server has no ServiceCIDR API;
 	// the Service range then comes from kubeadm-config where there is one.
 	NoServiceCIDRs bool
@@ -72,7 +72,6 @@ func NewSources(ctx context.Context, api *apiclient.Client, transform cache.Tran
 		KubeadmConfig: oneConfigMap(addrpolicy.KubeadmConfigNamespace, addrpolicy.KubeadmConfigName),
 	}
 	s.Services = cluster(apiclient.Services)
-	s.Namespaces = cluster(apiclient.Namespaces)
 	if err != nil {
 		return nil, err
 	}

@@ -64,19 +64,15 @@ func Unclassed(svc *corev1.Service) bool {
 // another load balancer, and is left to it: Porter never overwrites
 // another's status.
 func Serves(svc *corev1.Service, unclassed bool, ours func(netip.Addr) bool) bool {
-	if IsPorter(svc) {
-		return true
-	}
-	if !unclassed || !Unclassed(svc) {
-		return false
-	}
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		ip, err := netip.ParseAddr(in.IP)
-		if err != nil || !ours(ip.Unmap()) {
-			return false
+	return serves(IsPorter(svc), Unclassed(svc), unclassed, func() bool {
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			ip, err := netip.ParseAddr(in.IP)
+			if err != nil || !ours(ip.Unmap()) {
+				return false
+			}
 		}
-	}
-	return true
+		return true
+	})
 }
 
 // Key is the "namespace/name" a Service is known by in pool status.

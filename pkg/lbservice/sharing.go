@@ -32,19 +32,19 @@ type Sharing struct {
 // SharingOf reads svc.
 func SharingOf(svc *corev1.Service) Sharing {
 	s := Sharing{
-		Key:      strings.TrimSpace(svc.Annotations[SharedIPAnnotation]),
-		Local:    svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
-		Selector: svc.Spec.Selector,
+		Key:   strings.TrimSpace(svc.Annotations[SharedIPAnnotation]),
+		Local: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 	}
 	if s.Key == "" {
 		s.Key = strings.TrimSpace(svc.Annotations[SharedIPAnnotationMetalLB])
 	}
-	// Without a key it shares with no one, and its ports never matter:
-	// the speakers read every Service on every decision, and most share
-	// nothing.
+	// Without a key it shares with no one, and its ports and selector
+	// never matter: a speaker keeps this for every Service, and most
+	// share nothing.
 	if s.Key == "" {
 		return s
 	}
+	s.Selector = svc.Spec.Selector
 	for _, p := range svc.Spec.Ports {
 		proto := p.Protocol
 		if proto == "" {
@@ -82,4 +82,9 @@ func (a Sharing) CanShareWith(b Sharing) error {
 		}
 	}
 	return nil
+}
+
+// Equal reports whether a and b are the same.
+func (a Sharing) Equal(b Sharing) bool {
+	return a.Key == b.Key && a.Local == b.Local && slices.Equal(a.Ports, b.Ports) && maps.Equal(a.Selector, b.Selector)
 }

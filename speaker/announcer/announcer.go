@@ -18,18 +18,19 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/facts"
+	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/pkg/membership"
 	"github.com/porterlb/porter/speaker/endpoints"
 	"github.com/porterlb/porter/speaker/members"
@@ -38,9 +39,9 @@ import (
 	"github.com/porterlb/porter/speaker/responder"
 )
 
-// Recorder records Events, as client-go's EventRecorder does.
+// Recorder records Events about the object a reference names.
 type Recorder interface {
-	Eventf(obj runtime.Object, eventType, reason, messageFmt string, args ...any)
+	Eventf(ref corev1.ObjectReference, eventType, reason, messageFmt string, args ...any)
 }
 
 // Config wires an Announcer.
@@ -184,6 +185,15 @@ type Announcer struct {
 	// announced is what a.owned held when it last changed, for readers
 	// outside the run loop.
 	announced atomic.Pointer[[]v1alpha1.AnnouncedAddress]
+
+	// servicesGen counts the changes to Services and their endpoints;
+	// view is what the last decision read of them, and decision is that
+	// decision, whose maps the next one reuses.
+	servicesGen atomic.Uint64
+	view        serviceView
+	decision    Decision
+	// announcing is the decision's Input.Announcing, made once.
+	announcing map[netip.Addr]string
 }
 
 type ownership struct {
@@ -257,6 +267,7 @@ func New(cfg Config) *Announcer {
 		owned:        map[netip.Addr]ownership{},
 		probing:      map[netip.Addr]bool{},
 		lastOwners:   map[netip.Addr]string{},
+		announcing:   map[netip.Addr]string{},
 		lastLive:     map[string]time.Time{},
 		started:      time.Now(),
 		probeSlots:   make(chan struct{}, maxProbes),
@@ -280,7 +291,7 @@ func New(cfg Config) *Announcer {
 	}
 	// A namespace whose last Local Service left stays watched this long,
 	// so that a Service switched back and forth costs no new list.
-	a.endpoints = endpoints.New(cfg.EndpointSliceInformer, a.poke, 10*time.Minute, cfg.Log)
+	a.endpoints = endpoints.New(cfg.EndpointSliceInformer, a.servicesChanged, 10*time.Minute, cfg.Log)
 	return a
 }
 
@@ -352,10 +363,25 @@ func (a *Announcer) Run(ctx context.Context) error {
 		UpdateFunc: func(any, any) { a.poke() },
 		DeleteFunc: func(any) { a.poke() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{a.cfg.Services, a.cfg.SpeakerPods} {
-		if _, err := inf.AddEventHandler(h); err != nil {
-			return fmt.Errorf("watch: %w", err)
-		}
+	if _, err := a.cfg.SpeakerPods.AddEventHandler(h); err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	// An update that changes nothing a decision reads (the controller's
+	// announcer annotation, a status condition) calls for none: at
+	// 10,000 Services, those are most of the events.
+	_, err := a.cfg.Services.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { a.servicesChanged() },
+		UpdateFunc: func(o, n any) {
+			os, ok1 := o.(*lbservice.Summary)
+			ns, ok2 := n.(*lbservice.Summary)
+			if !ok1 || !ok2 || !os.Equal(ns) {
+				a.servicesChanged()
+			}
+		},
+		DeleteFunc: func(any) { a.servicesChanged() },
+	})
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
 	}
 	// Pools, nodes and reports matter here for what can change the
 	// policy only, not for heartbeats and status writes.
@@ -580,8 +606,9 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	in := Input{
 		Node: a.cfg.Node, Policy: policy, Candidates: candidates, NICs: nicOf,
 		Local: a.links.local, Held: map[netip.Addr]bool{}, Suspect: map[netip.Addr]bool{},
-		Damped: damped, Minority: minority, Announcing: map[netip.Addr]string{}, Yielded: map[netip.Addr]bool{},
+		Damped: damped, Minority: minority, Announcing: a.announcing, Yielded: map[netip.Addr]bool{},
 	}
+	clear(a.announcing)
 	for ip, o := range a.owned {
 		in.Announcing[ip] = o.iface
 	}
@@ -645,35 +672,75 @@ func (a *Announcer) reconcile(ctx context.Context) {
 		}
 	}
 	a.suspect = in.Suspect
-	localNS := map[string]bool{}
-	for _, o := range a.cfg.Services.GetStore().List() {
-		for _, s := range ServiceFrom(o.(*corev1.Service), in.Policy) {
-			if s.Local {
-				// Until its namespace's endpoints are known, a Local
-				// Service has no node to be announced from: it is new
-				// there, and its sync calls for another decision.
-				s.Endpoints, _ = a.endpoints.ReadyNodes(s.Key)
-				localNS[o.(*corev1.Service).Namespace] = true
-			}
-			in.Services = append(in.Services, s)
-		}
-	}
+	var localNS map[string]bool
+	in.Services, localNS = a.services(policy)
 	if err := a.endpoints.Want(localNS); err != nil {
 		log.Warn("watch endpoints", "err", err)
 	}
 
-	d := Decide(in)
+	d := &a.decision
+	DecideInto(in, d)
 	a.owners = d.Owners
 	for _, r := range d.Refused {
 		a.refuse(r)
 	}
-	a.dropConflictsOwnedElsewhere(d)
+	a.dropConflictsOwnedElsewhere(*d)
 	if a.waitingToJoin(cluster) {
 		// Alone, this speaker would think it owns every address, and
 		// probe each one only to hear its owner answer.
 		return
 	}
-	a.apply(ctx, d)
+	a.apply(ctx, *d)
+}
+
+// services are the Services as a decision reads them, sorted by key, with
+// the namespaces that hold a Local one. They are read again from the
+// cache only after a Service, an endpoint or the policy changed: at
+// 10,000 Services, reading them all on every decision was most of a
+// speaker's garbage.
+func (a *Announcer) services(policy *addrpolicy.Policy) ([]Service, map[string]bool) {
+	// Read before the cache: a change made while it is read calls for
+	// another reading.
+	gen := a.servicesGen.Load()
+	if v := &a.view; v.valid && v.gen == gen && v.policy == policy {
+		return v.list, v.localNS
+	}
+	objs := a.cfg.Services.GetStore().List()
+	list := make([]Service, 0, len(a.view.list))
+	localNS := map[string]bool{}
+	for _, o := range objs {
+		svc := o.(*lbservice.Summary)
+		from := len(list)
+		list = AppendServices(list, svc, policy)
+		if len(list) > from && svc.Local {
+			// Until its namespace's endpoints are known, a Local
+			// Service has no node to be announced from: it is new
+			// there, and its sync calls for another decision.
+			nodes, _ := a.endpoints.ReadyNodes(svc.Key)
+			for i := from; i < len(list); i++ {
+				list[i].Endpoints = nodes
+			}
+			localNS[svc.Namespace] = true
+		}
+	}
+	slices.SortStableFunc(list, func(a, b Service) int { return strings.Compare(a.Key, b.Key) })
+	a.view = serviceView{valid: true, gen: gen, policy: policy, list: list, localNS: localNS}
+	return list, localNS
+}
+
+// serviceView is what services last read.
+type serviceView struct {
+	valid   bool
+	gen     uint64
+	policy  *addrpolicy.Policy
+	list    []Service
+	localNS map[string]bool
+}
+
+// servicesChanged marks the Services view stale and asks for a decision.
+func (a *Announcer) servicesChanged() {
+	a.servicesGen.Add(1)
+	a.poke()
 }
 
 // reclaimFor is how long after its start a speaker held down may still take
@@ -913,7 +980,7 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 			if svc == nil {
 				return
 			}
-			a.cfg.Recorder.Eventf(svc, corev1.EventTypeNormal, "Announcing", "announcing %s from %s on %s", ipc, a.cfg.Node, iface)
+			a.cfg.Recorder.Eventf(svc.Reference(), corev1.EventTypeNormal, "Announcing", "announcing %s from %s on %s", ipc, a.cfg.Node, iface)
 		})
 	}
 	for iface, ips := range gained {
@@ -926,7 +993,7 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 	a.askKept(ctx, desired)
 	a.startChecks(ctx, desired)
 	// A suspect address is never handed over unprobed.
-	a.lastOwners = make(map[netip.Addr]string, len(d.Owners))
+	clear(a.lastOwners)
 	for ip, o := range d.Owners {
 		if !a.suspect[ip] {
 			a.lastOwners[ip] = o
@@ -978,12 +1045,12 @@ func (a *Announcer) handedOver(ip netip.Addr) bool {
 	return ok && prev != a.cfg.Node
 }
 
-func (a *Announcer) service(key string) *corev1.Service {
+func (a *Announcer) service(key string) *lbservice.Summary {
 	o, ok, _ := a.cfg.Services.GetStore().GetByKey(key)
 	if !ok {
 		return nil
 	}
-	svc, _ := o.(*corev1.Service)
+	svc, _ := o.(*lbservice.Summary)
 	return svc
 }
 
@@ -1199,7 +1266,7 @@ func (a *Announcer) conflict(ip netip.Addr, mac net.HardwareAddr, iface, svcKey,
 	}
 	a.cfg.Log.Warn("address in use by another host; not announcing it", "ip", ip, "mac", mac.String(), "interface", iface, "found", during)
 	if svc := a.service(svcKey); svc != nil {
-		a.cfg.Recorder.Eventf(svc, corev1.EventTypeWarning, "AddressConflict", "%s %s on %s by %s, a host outside the cluster; Porter stopped announcing it and probes again in %s", ip, what, iface, mac, wait)
+		a.cfg.Recorder.Eventf(svc.Reference(), corev1.EventTypeWarning, "AddressConflict", "%s %s on %s by %s, a host outside the cluster; Porter stopped announcing it and probes again in %s", ip, what, iface, mac, wait)
 	}
 	a.reportChanged()
 }
@@ -1285,21 +1352,13 @@ func (a *Announcer) refuse(r Refusal) {
 	a.refused[k] = true
 	a.cfg.Log.Warn("refusing to announce an address", "service", r.Service, "ip", r.IP, "reason", r.Reason)
 	if svc := a.service(r.Service); svc != nil {
-		a.cfg.Recorder.Eventf(svc, corev1.EventTypeWarning, "AddressRefused", "%s is never announced: %s", r.IP, r.Reason)
+		a.cfg.Recorder.Eventf(svc.Reference(), corev1.EventTypeWarning, "AddressRefused", "%s is never announced: %s", r.IP, r.Reason)
 	}
 }
 
 // localNamespaces are the namespaces of the Local Services served under
 // policy.
 func (a *Announcer) localNamespaces(policy *addrpolicy.Policy) map[string]bool {
-	out := map[string]bool{}
-	for _, o := range a.cfg.Services.GetStore().List() {
-		svc := o.(*corev1.Service)
-		for _, s := range ServiceFrom(svc, policy) {
-			if s.Local {
-				out[svc.Namespace] = true
-			}
-		}
-	}
-	return out
+	_, ns := a.services(policy)
+	return ns
 }

@@ -2,9 +2,8 @@ package announcer
 
 import (
 	"net/netip"
-	"sort"
-
-	corev1 "k8s.io/api/core/v1"
+	"slices"
+	"strings"
 
 	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/lbservice"
@@ -26,24 +25,17 @@ type Service struct {
 	Share lbservice.Sharing
 }
 
-// ServiceFrom reads a Service: one entry for each address it holds (two
-// for a dual-stack Service), none when it is not Porter's (as policy
+// AppendServices appends svc to dst: one entry for each address it holds
+// (two for a dual-stack Service), none when it is not Porter's (as policy
 // says) or has no address yet.
-func ServiceFrom(svc *corev1.Service, policy *addrpolicy.Policy) []Service {
-	if !policy.Serves(svc) {
-		return nil
+func AppendServices(dst []Service, svc *lbservice.Summary, policy *addrpolicy.Policy) []Service {
+	if len(svc.Ingress) == 0 || !policy.ServesSummary(svc) {
+		return dst
 	}
-	var out []Service
-	for _, ip := range lbservice.IngressIPs(svc) {
-		out = append(out, Service{
-			Key:   lbservice.Key(svc),
-			IP:    ip,
-			Pool:  lbservice.Pool(svc),
-			Local: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
-			Share: lbservice.SharingOf(svc),
-		})
+	for _, ip := range svc.Ingress {
+		dst = append(dst, Service{Key: svc.Key, IP: ip, Pool: svc.Pool, Local: svc.Local, Share: svc.Share})
 	}
-	return out
+	return dst
 }
 
 // Input is everything one decision is made from.
@@ -123,23 +115,46 @@ type Decision struct {
 // function: every speaker given the same input agrees on the owner of
 // every address.
 func Decide(in Input) Decision {
-	d := Decision{Announce: map[netip.Addr]Target{}, Owners: map[netip.Addr]string{}}
+	var d Decision
+	DecideInto(in, &d)
+	return d
+}
+
+// DecideInto is Decide, written into d: the maps d already holds are
+// cleared and filled again, so that a speaker deciding for 10,000
+// addresses every few seconds does not make them anew each time.
+func DecideInto(in Input, d *Decision) {
+	if d.Announce == nil {
+		d.Announce = map[netip.Addr]Target{}
+	}
+	if d.Owners == nil {
+		d.Owners = make(map[netip.Addr]string, len(in.Services))
+	}
+	clear(d.Announce)
+	clear(d.Owners)
+	d.Refused = d.Refused[:0]
 	// Two Services that claim one address and may not share it (a status
 	// written by hand) would make two owners flap between them; the first
 	// by key wins. Services that may share it are served as one: they
 	// select the same pods when Local, so the first decides for all.
-	svcs := append([]Service(nil), in.Services...)
-	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Key < svcs[j].Key })
-	taken := map[netip.Addr]Service{}
-	for _, s := range svcs {
+	svcs := in.Services
+	byKey := func(a, b Service) int { return strings.Compare(a.Key, b.Key) }
+	if !slices.IsSortedFunc(svcs, byKey) {
+		svcs = slices.Clone(svcs)
+		slices.SortStableFunc(svcs, byKey)
+	}
+	taken := make(map[netip.Addr]int, len(svcs))
+	for i := range svcs {
+		s := &svcs[i]
 		ip := s.IP.Unmap()
-		if other, dup := taken[ip]; dup {
+		if j, dup := taken[ip]; dup {
+			other := &svcs[j]
 			if err := s.Share.CanShareWith(other.Share); err != nil {
 				d.Refused = append(d.Refused, Refusal{s.Key, ip, "also claimed by Service " + other.Key + ", which may not share it: " + err.Error()})
 			}
 			continue
 		}
-		taken[ip] = s
+		taken[ip] = i
 		v := in.Policy.Check(ip, s.Pool)
 		if v.Refused {
 			d.Refused = append(d.Refused, Refusal{s.Key, ip, v.Reason.Text})
@@ -187,7 +202,6 @@ func Decide(in Input) Decision {
 			d.Announce[ip] = Target{Service: s.Key, Iface: iface, Kept: true}
 		}
 	}
-	return d
 }
 
 func without(cands []string, drop map[string]bool) []string {

@@ -19,16 +19,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/tools/reference"
 )
 
 // Sink writes an Event to the API server.
 type Sink func(ctx context.Context, e *corev1.Event) error
 
-// Recorder records Events about objects of its scheme.
+// Recorder records Events about the objects it is given references to.
 type Recorder struct {
-	scheme *runtime.Scheme
 	source corev1.EventSource
 	sink   Sink
 	log    *slog.Logger
@@ -47,21 +44,18 @@ const queueLen = 1000
 
 // New is a Recorder for component on host, writing to sink. An Event that
 // repeats one queued within window is dropped.
-func New(scheme *runtime.Scheme, component, host string, sink Sink, window time.Duration, log *slog.Logger) *Recorder {
+func New(component, host string, sink Sink, window time.Duration, log *slog.Logger) *Recorder {
 	return &Recorder{
-		scheme: scheme, source: corev1.EventSource{Component: component, Host: host},
-		sink: sink, log: log, window: window, now: time.Now,
+		source: corev1.EventSource{Component: component, Host: host},
+		sink:   sink, log: log, window: window, now: time.Now,
 		queue: make(chan *corev1.Event, queueLen), sent: map[uint64]time.Time{},
 	}
 }
 
-// Eventf records an Event about obj, as client-go's EventRecorder does.
-func (r *Recorder) Eventf(obj runtime.Object, eventType, reason, messageFmt string, args ...any) {
-	ref, err := reference.GetReference(r.scheme, obj)
-	if err != nil {
-		r.log.Debug("event about an object of no known kind", "reason", reason, "err", err)
-		return
-	}
+// Eventf records an Event about the object ref names, as client-go's
+// EventRecorder does. The speaker caches summaries, not objects, so it
+// names what it tells about.
+func (r *Recorder) Eventf(ref corev1.ObjectReference, eventType, reason, messageFmt string, args ...any) {
 	msg := fmt.Sprintf(messageFmt, args...)
 	now := r.now()
 	h := fnv.New64a()
@@ -91,7 +85,7 @@ func (r *Recorder) Eventf(obj runtime.Object, eventType, reason, messageFmt stri
 	t := metav1.NewTime(now)
 	e := &corev1.Event{
 		ObjectMeta:          metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", ref.Name, now.UnixNano()), Namespace: ns},
-		InvolvedObject:      *ref,
+		InvolvedObject:      ref,
 		Reason:              reason,
 		Message:             msg,
 		Source:              r.source,
