@@ -617,8 +617,10 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	}
 	if time.Since(a.started) < reclaimFor {
 		in.Reclaim = a.reclaim
-	} else if len(a.reclaim) > 0 {
-		clear(a.reclaim)
+	} else if a.reclaim != nil {
+		// Let go of the map itself: clear would keep room for every
+		// address allocated at the start.
+		a.reclaim = nil
 	}
 	// A member that just left may still answer, and send its last
 	// gratuitous ARPs, while it hands over: its MACs count as the

@@ -109,6 +109,9 @@ type Decision struct {
 	Owners map[netip.Addr]string
 	// Refused are the addresses nobody answers for, in Service order.
 	Refused []Refusal
+
+	// taken is DecideInto's own: which Service claimed each address.
+	taken map[netip.Addr]int
 }
 
 // Decide computes which addresses this node answers for. It is a pure
@@ -143,7 +146,11 @@ func DecideInto(in Input, d *Decision) {
 		svcs = slices.Clone(svcs)
 		slices.SortStableFunc(svcs, byKey)
 	}
-	taken := make(map[netip.Addr]int, len(svcs))
+	if d.taken == nil {
+		d.taken = make(map[netip.Addr]int, len(svcs))
+	}
+	taken := d.taken
+	clear(taken)
 	for i := range svcs {
 		s := &svcs[i]
 		ip := s.IP.Unmap()
