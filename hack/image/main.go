@@ -34,7 +34,7 @@ import (
 var Binaries = []string{"porter-speaker", "porter-controller"}
 
 // User is the image's default user: nobody in particular, not root. The
-// DaemonSet runs it as root with only NET_RAW, since Kubernetes cannot give
+// DaemonSet runs it as root with only NET_RAW and SYS_NICE, since Kubernetes cannot give
 // a capability to a non-root process.
 const User = "65532:65532"
 

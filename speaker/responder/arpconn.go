@@ -67,11 +67,36 @@ func (c *arpConn) read(buf []byte) (int, error) {
 	}
 }
 
-// send sends frame, whose first six bytes are its destination.
+// send sends frame, a whole Ethernet frame, on the NIC the socket is
+// bound to: the frame names its destination, so no address is passed,
+// and the reply path allocates nothing.
 func (c *arpConn) send(frame []byte) error {
-	to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: c.ifindex, Halen: 6}
-	copy(to.Addr[:], frame[:6])
-	return unix.Sendto(c.fd, frame, 0, to)
+	_, err := unix.Write(c.fd, frame)
+	return err
+}
+
+// Priorities the reader's thread asks for, best first: a real-time
+// priority wakes it as soon as a frame arrives, as the kernel's own
+// answer, made in softirq, is sent; a node busy with other work would
+// otherwise keep a who-has waiting for a time slice. Priority 1 is the
+// lowest real-time one: it waits for any real-time work the node has.
+const (
+	readerRTPriority = 1
+	readerNice       = -10
+)
+
+// raiseThreadPriority gives the calling thread, which must be locked to
+// its goroutine and die with it, the reader's priority, as far as the
+// speaker's capabilities allow (SYS_NICE). It says what it got.
+func raiseThreadPriority() string {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: readerRTPriority}
+	if err := unix.SchedSetAttr(0, &attr, 0); err == nil {
+		return "real-time"
+	}
+	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, readerNice); err == nil {
+		return "raised"
+	}
+	return "normal"
 }
 
 // writeTo sends p in an Ethernet frame to dst.

@@ -3,10 +3,13 @@ package responder
 import (
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
 	"testing"
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
+	"golang.org/x/sys/unix"
 )
 
 func frame(t *testing.T, op arp.Operation, src, sha net.HardwareAddr, spa netip.Addr, tha net.HardwareAddr, tpa netip.Addr, dst net.HardwareAddr) []byte {
@@ -99,5 +102,44 @@ func TestParseDoesNotAllocate(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("decoding and answering a request allocates %v times", n)
+	}
+}
+
+// The reader's thread asks for a real-time priority, and gets it where
+// the speaker may (root here; SYS_NICE in its pod); other threads keep
+// the normal one.
+func TestReaderThreadRunsAtRealTimePriority(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a real-time priority needs root or CAP_SYS_NICE; CI runs as root")
+	}
+	type result struct {
+		what string
+		attr *unix.SchedAttr
+		err  error
+	}
+	got := make(chan result)
+	go func() {
+		// Never unlocked, as in Serve: the thread ends with this
+		// goroutine.
+		runtime.LockOSThread()
+		what := raiseThreadPriority()
+		attr, err := unix.SchedGetAttr(0, 0)
+		got <- result{what, attr, err}
+	}()
+	r := <-got
+	if r.err != nil {
+		t.Fatalf("read the reader thread's policy: %v", r.err)
+	}
+	if r.what != "real-time" || r.attr.Policy != unix.SCHED_FIFO || r.attr.Priority != readerRTPriority {
+		t.Errorf("reader thread: %s, policy %d priority %d; want real-time, SCHED_FIFO %d", r.what, r.attr.Policy, r.attr.Priority, readerRTPriority)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	mine, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mine.Policy != unix.SCHED_NORMAL {
+		t.Errorf("another thread has policy %d, want the normal one", mine.Policy)
 	}
 }

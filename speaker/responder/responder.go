@@ -94,9 +94,11 @@ func (r *Responder) Serve() error {
 	iface := r.ifi.Name
 	seen := r.m.ARPRequests.WithLabelValues(iface)
 	replied := r.m.ARPReplies.WithLabelValues(iface)
-	// The reader keeps a thread of its own (see arpConn).
+	// The reader keeps a thread of its own (see arpConn), at a raised
+	// priority. It is never unlocked: the thread ends with the reader, so
+	// that no other goroutine ever runs at the reader's priority.
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	r.log.Debug("ARP reader started", "interface", iface, "priority", raiseThreadPriority())
 	mac := r.ifi.HardwareAddr
 	buf := make([]byte, 1514)
 	reply := make([]byte, arpFrameLen)
@@ -116,35 +118,34 @@ func (r *Responder) Serve() error {
 		if !ok || slices.Equal(p.sha, mac) {
 			continue
 		}
-		r.watch(p.spa, p.sha)
-		if p.op != arp.OperationRequest {
-			continue
-		}
-		seen.Inc()
+		request := p.op == arp.OperationRequest
+		// One look at the table serves the answer and the watch on the
+		// sender, and the answer goes before anything else is done.
 		r.mu.RLock()
 		_, mine := r.owned[p.tpa]
+		probe := r.probes[p.spa]
+		_, claimed := r.owned[p.spa]
 		r.mu.RUnlock()
-		if !mine {
-			continue
+		if request && mine {
+			replyInto(reply, buf[:n], mac)
+			if err := r.c.send(reply); err != nil {
+				r.log.Warn("send ARP reply", "ip", p.tpa, "to", p.src, "err", err)
+			} else {
+				replied.Inc()
+			}
 		}
-		replyInto(reply, buf[:n], mac)
-		if err := r.c.send(reply); err != nil {
-			r.log.Warn("send ARP reply", "ip", p.tpa, "to", p.src, "err", err)
-			continue
+		if request {
+			seen.Inc()
 		}
-		replied.Inc()
+		r.watch(p.spa, p.sha, probe, claimed)
 	}
 }
 
-// watch hands a packet to the probe waiting on its sender address, and
-// defends owned addresses: any host that says it has the address, in a
-// reply, a request or an announcement, claims it (RFC 5227 sections 2.1.1
-// and 2.4).
-func (r *Responder) watch(ip netip.Addr, mac net.HardwareAddr) {
-	r.mu.RLock()
-	ch := r.probes[ip]
-	_, owned := r.owned[ip]
-	r.mu.RUnlock()
+// watch hands a packet to the probe waiting on its sender address, ch
+// (or nil), and defends an owned address: any host that says it has the
+// address, in a reply, a request or an announcement, claims it (RFC 5227
+// sections 2.1.1 and 2.4).
+func (r *Responder) watch(ip netip.Addr, mac net.HardwareAddr, ch chan net.HardwareAddr, owned bool) {
 	if ch != nil {
 		select {
 		case ch <- slices.Clone(mac):
