@@ -170,4 +170,3 @@ func (i *inventory) publish(ctx context.Context, node *addrpolicy.DecodedNode, s
 	}
 	return nil
 }
-

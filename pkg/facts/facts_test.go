@@ -17,9 +17,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/porterlb/porter/pkg/addrpolicy"
-	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/pkg/lbservice"
 )
 
 // fakeInformer is an informer over a watch the test feeds: the cache and
