@@ -128,9 +128,17 @@ type Node struct {
 // NodeFromObject decodes a Node. Addresses are normalised: an IPv4-mapped
 // IPv6 address is its IPv4 address.
 func NodeFromObject(n *corev1.Node) Node {
+	return nodeFrom(n, true)
+}
+
+// nodeFrom is NodeFromObject; it shares n's labels unless clone is set.
+func nodeFrom(n *corev1.Node, clone bool) Node {
 	out := Node{Name: n.Name}
 	if len(n.Labels) > 0 {
-		out.Labels = labels.Set(maps.Clone(n.Labels))
+		out.Labels = labels.Set(n.Labels)
+		if clone {
+			out.Labels = maps.Clone(out.Labels)
+		}
 	}
 	for _, a := range n.Status.Addresses {
 		if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
@@ -318,9 +326,11 @@ type DecodedNode struct {
 	ResourceVersion string
 }
 
-// DecodeNode decodes n for a cache.
+// DecodeNode decodes n for a cache;
+// n is the informer's own copy, dropped once decoded, so its labels are
+// taken rather than copied.
 func DecodeNode(n *corev1.Node) *DecodedNode {
-	return &DecodedNode{Node: NodeFromObject(n), UID: n.UID, ResourceVersion: n.ResourceVersion}
+	return &DecodedNode{Node: nodeFrom(n, false), UID: n.UID, ResourceVersion: n.ResourceVersion}
 }
 
 // Decoded is the node as the policy reads it.

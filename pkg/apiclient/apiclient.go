@@ -55,6 +55,10 @@ type Client struct {
 	params runtime.ParameterCodec
 	groups map[schema.GroupVersion]*rest.RESTClient
 	base   *rest.RESTClient
+	// jsonGroups speak JSON; their watches decode with decoder
+	// (watchJSON).
+	jsonGroups map[schema.GroupVersion]bool
+	decoder    runtime.Decoder
 }
 
 // New connects to the API server that cfg names. qps and burst bound the
@@ -65,7 +69,8 @@ func New(cfg *rest.Config) (*Client, error) {
 		return nil, err
 	}
 	codecs := serializer.NewCodecFactory(s)
-	c := &Client{Scheme: s, params: runtime.NewParameterCodec(s), groups: map[schema.GroupVersion]*rest.RESTClient{}}
+	c := &Client{Scheme: s, params: runtime.NewParameterCodec(s), groups: map[schema.GroupVersion]*rest.RESTClient{},
+		jsonGroups: map[schema.GroupVersion]bool{}, decoder: codecs.UniversalDeserializer()}
 	mk := func(gv schema.GroupVersion, protobuf bool) (*rest.RESTClient, error) {
 		g := rest.CopyConfig(cfg)
 		g.GroupVersion = &gv
@@ -103,6 +108,7 @@ func New(cfg *rest.Config) (*Client, error) {
 		if c.groups[g.gv], err = mk(g.gv, g.protobuf); err != nil {
 			return nil, err
 		}
+		c.jsonGroups[g.gv] = !g.protobuf
 	}
 	c.base = c.groups[corev1.SchemeGroupVersion]
 	return c, nil
@@ -114,6 +120,7 @@ type Resource struct {
 	rc         *rest.RESTClient
 	name       string
 	namespaced bool
+	json       bool
 	obj        func() runtime.Object
 }
 
@@ -141,7 +148,7 @@ type Kind struct {
 
 // Resource is the resource k, read with c.
 func (c *Client) Resource(k Kind) Resource {
-	return Resource{c: c, rc: c.groups[k.gv], name: k.name, namespaced: k.namespaced, obj: k.obj}
+	return Resource{c: c, rc: c.groups[k.gv], name: k.name, namespaced: k.namespaced, json: c.jsonGroups[k.gv], obj: k.obj}
 }
 
 // ListWatch lists and watches the resource in ns ("" for all, or a
@@ -161,8 +168,11 @@ func (r Resource) ListWatch(ns string, tweak func(*metav1.ListOptions)) *cache.L
 				tweak(&o)
 			}
 			o.Watch = true
-			return r.rc.Get().NamespaceIfScoped(ns, scoped).Resource(r.name).
-				VersionedParams(&o, r.c.params).Watch(ctx)
+			req := r.rc.Get().NamespaceIfScoped(ns, scoped).Resource(r.name).VersionedParams(&o, r.c.params)
+			if r.json {
+				return watchJSON(ctx, req, r.c.decoder)
+			}
+			return req.Watch(ctx)
 		},
 	}
 }
