@@ -136,11 +136,13 @@ func (a *Announcer) startChecks(ctx context.Context, targets map[netip.Addr]Targ
 		}
 		a.checking[from] = true
 		pc := responder.ProbeConfig{Count: 1, Wait: a.cfg.TakeoverCheck}
+		// targets is the decision's, which the next decision refills:
+		// what the round needs of it is copied here, on the run loop.
+		c := takeoverCheck{from: from, answers: map[netip.Addr]net.HardwareAddr{}, targets: make(map[netip.Addr]Target, len(probes))}
+		for _, p := range probes {
+			c.targets[p.ip] = targets[p.ip]
+		}
 		go func() {
-			c := takeoverCheck{from: from, answers: map[netip.Addr]net.HardwareAddr{}, targets: map[netip.Addr]Target{}}
-			for _, p := range probes {
-				c.targets[p.ip] = targets[p.ip]
-			}
 			var mu sync.Mutex
 			var wg sync.WaitGroup
 			c.nodeAsked = nodeR != nil
