@@ -109,13 +109,7 @@ func (a *Announcer) startChecks(ctx context.Context, targets map[netip.Addr]Targ
 			ip netip.Addr
 			r  *responder.Responder
 		}
-		// A member held down answers for all its addresses or none: a
-		// few of them tell whether it still serves, and the rest wait
-		// their turn, so a hold-down of thousands of addresses does not
-		// flood the LAN with probes every second.
-		if a.heldDownNow[from] && len(ips) > heldDownSample {
-			ips = ips[:heldDownSample]
-		}
+		ips = checkRound(ips, a.heldDownNow[from])
 		var probes []probe
 		for _, ip := range ips {
 			r, err := a.responder(targets[ip].Iface)
@@ -273,6 +267,30 @@ const checkAgain = 250 * time.Millisecond
 // heldDownSample is how many addresses of a member held down are asked
 // about in one round.
 const heldDownSample = 4
+
+// maxCheckRound is how many addresses one round asks about. The answers
+// are timed to the millisecond (a wait that ends over 20 ms late says
+// nothing, responder.ErrStarved): a round of 10,000 probes at once, as a
+// restart or the death of a node that held them starts, kept the process
+// busy long enough to spoil its own waits, and was thrown away and asked
+// again, over and over.
+const maxCheckRound = 256
+
+// checkRound is which of ips, due to be asked about, one round asks
+// about; the rest are asked about in the rounds after it. A member held
+// down answers for all its addresses or none: a few of them tell whether
+// it still serves, so a hold-down of thousands of addresses does not
+// flood the LAN with probes every second.
+func checkRound(ips []netip.Addr, heldDown bool) []netip.Addr {
+	n := maxCheckRound
+	if heldDown {
+		n = heldDownSample
+	}
+	if len(ips) > n {
+		return ips[:n]
+	}
+	return ips
+}
 
 // handoverAgain is how soon an address a live member still answers for is
 // asked about again: its own decision lets it go within moments.
