@@ -372,9 +372,9 @@ func (a *Announcer) Run(ctx context.Context) error {
 	_, err := a.cfg.Services.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { a.servicesChanged() },
 		UpdateFunc: func(o, n any) {
-			os, ok1 := o.(*lbservice.Summary)
-			ns, ok2 := n.(*lbservice.Summary)
-			if !ok1 || !ok2 || !os.Equal(ns) {
+			was, ok1 := o.(*lbservice.Summary)
+			now, ok2 := n.(*lbservice.Summary)
+			if !ok1 || !ok2 || !was.Equal(now) {
 				a.servicesChanged()
 			}
 		},
@@ -932,7 +932,11 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 		a.decided = true
 		for ip := range d.Owners {
 			a.lastOwners[ip] = startedWith
-			a.reclaim[ip] = true
+			// A first decision made after the reclaim window (one that
+			// waited to join its peers) has nothing to reclaim.
+			if a.reclaim != nil {
+				a.reclaim[ip] = true
+			}
 		}
 	}
 	lost := map[string][]netip.Addr{}

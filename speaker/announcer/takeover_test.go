@@ -1,8 +1,12 @@
 package announcer
 
 import (
+	"context"
+	"log/slog"
 	"net/netip"
 	"testing"
+
+	"github.com/porterlb/porter/speaker/metrics"
 )
 
 // A round asks about a bounded number of addresses: all of a few, the
@@ -39,5 +43,18 @@ func TestCheckRoundIsBounded(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A first decision made after the reclaim window has ended (the speaker
+// waited up to joinWait for its peers) records what it started with and
+// reclaims nothing; it used to write to the window's dropped map.
+func TestFirstDecisionAfterTheReclaimWindow(t *testing.T) {
+	a := New(Config{Node: "n1", Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)})
+	a.reclaim = nil // as reconcile leaves it once reclaimFor has passed
+	ip := netip.MustParseAddr("198.18.0.7")
+	a.apply(context.Background(), Decision{Announce: map[netip.Addr]Target{}, Owners: map[netip.Addr]string{ip: "n2"}})
+	if !a.decided || a.lastOwners[ip] != "n2" || a.reclaim != nil {
+		t.Errorf("after the first decision: decided %v, last owner %q, reclaim %v", a.decided, a.lastOwners[ip], a.reclaim)
 	}
 }
