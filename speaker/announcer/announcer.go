@@ -18,7 +18,6 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -725,7 +724,7 @@ func (a *Announcer) services(policy *addrpolicy.Policy) ([]Service, map[string]b
 			localNS[svc.Namespace] = true
 		}
 	}
-	slices.SortStableFunc(list, func(a, b Service) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortStableFunc(list, byKey)
 	a.view = serviceView{valid: true, gen: gen, policy: policy, list: list, localNS: localNS}
 	return list, localNS
 }

@@ -169,7 +169,6 @@ func DecideInto(in Input, d *Decision) {
 	// by key wins. Services that may share it are served as one: they
 	// select the same pods when Local, so the first decides for all.
 	svcs := in.Services
-	byKey := func(a, b Service) int { return strings.Compare(a.Key, b.Key) }
 	if !slices.IsSortedFunc(svcs, byKey) {
 		svcs = slices.Clone(svcs)
 		slices.SortStableFunc(svcs, byKey)
@@ -260,3 +259,7 @@ func intersect(cands, nodes []string) []string {
 	}
 	return out
 }
+
+// byKey orders Services by key: the order a decision reads them in, in
+// which the first to claim an address holds it.
+func byKey(a, b Service) int { return strings.Compare(a.Key, b.Key) }
