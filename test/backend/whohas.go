@@ -30,9 +30,23 @@ func OnARP(host *netlab.Host, nic string, fn func(*arp.Client, *net.Interface) e
 	})
 }
 
-// ReadARP hands each packet c reads to each until the deadline, and
-// returns nil then.
+// drainGrace is how long ReadARP keeps reading after its deadline. Go
+// fails a read whose deadline has passed before it asks the socket, so a
+// reader descheduled past the deadline (a loaded 2-core CI machine, the
+// race detector) would drop replies that arrived in time and report
+// "nobody answered". What is already queued is read within this grace.
+const drainGrace = 20 * time.Millisecond
+
+// ReadARP hands each packet c reads to each until the deadline, then
+// what had already arrived by then, and returns nil.
 func ReadARP(c *arp.Client, until time.Time, each func(*arp.Packet)) error {
+	if err := readARP(c, until, each); err != nil {
+		return err
+	}
+	return readARP(c, time.Now().Add(drainGrace), each)
+}
+
+func readARP(c *arp.Client, until time.Time, each func(*arp.Packet)) error {
 	if err := c.SetReadDeadline(until); err != nil {
 		return err
 	}
