@@ -585,7 +585,7 @@ func (a *Announcer) reconcile(ctx context.Context) {
 		cv.iHold[name] = true
 	}
 	a.claimView.Store(cv)
-	a.publishMeta(unservable)
+	own := a.publishMeta(unservable)
 	minority := a.quorum(cluster, live)
 	restricted := minority || damped[a.cfg.Node]
 	a.restricted.Store(restricted)
@@ -593,17 +593,8 @@ func (a *Announcer) reconcile(ctx context.Context) {
 		clear(a.yielded)
 		clear(a.askedKept)
 	}
-	candidates := map[string][]string{}
-	for name, raw := range live {
-		for _, p := range policy.Pools() {
-			if p.Announced() && metaServes(raw, poolHash(p.Name)) && policy.Selects(&p, name) {
-				candidates[p.Name] = append(candidates[p.Name], name)
-			}
-		}
-	}
-
 	in := Input{
-		Node: a.cfg.Node, Policy: policy, Candidates: candidates, NICs: nicOf,
+		Node: a.cfg.Node, Policy: policy, Candidates: candidates(policy, live, a.cfg.Node, own), NICs: nicOf,
 		Local: a.links.local, Held: map[netip.Addr]bool{}, Suspect: map[netip.Addr]bool{},
 		Damped: damped, Minority: minority, Announcing: a.announcing, Yielded: map[netip.Addr]bool{},
 	}
@@ -916,10 +907,36 @@ func (a *Announcer) quorum(c membership.Cluster, live map[string][]byte) (minori
 	return true
 }
 
-func (a *Announcer) publishMeta(unservable []string) {
-	if err := a.cfg.Members.SetMeta(encodeMeta(unservable, a.damped, members.MaxMeta)); err != nil {
+// publishMeta publishes this speaker's meta and returns it.
+func (a *Announcer) publishMeta(unservable []string) []byte {
+	meta := encodeMeta(unservable, a.damped, members.MaxMeta)
+	if err := a.cfg.Members.SetMeta(meta); err != nil {
 		a.cfg.Log.Warn("publish member meta", "err", err)
 	}
+	return meta
+}
+
+// candidates lists, for each announced pool, the live members that serve
+// it and that it selects. This speaker's own entry is read from own, the
+// meta it publishes in this round, not from live: gossip hands a member
+// its own meta as last set, which before its first publication is empty
+// and reads as serving nothing. A restarted speaker would then make its
+// first decision without itself, record none of its addresses as held
+// before it started, and probe each as new (RFC 5227, 650 ms, a batch at
+// a time) instead of asking the wire once whether another node took it.
+func candidates(policy *addrpolicy.Policy, live map[string][]byte, self string, own []byte) map[string][]string {
+	out := map[string][]string{}
+	for name, meta := range live {
+		if name == self {
+			meta = own
+		}
+		for _, p := range policy.Pools() {
+			if p.Announced() && metaServes(meta, poolHash(p.Name)) && policy.Selects(&p, name) {
+				out[p.Name] = append(out[p.Name], name)
+			}
+		}
+	}
+	return out
 }
 
 // apply makes the responders answer for exactly what d announces.
