@@ -11,8 +11,8 @@ import "strings"
 // decision over thousands of Services and a collection can hold every
 // P, and the who-has waits for one of them to reach a preemption point,
 // up to 10 ms. The spare P lets the reader run at once; its thread's
-// real-time priority then gives it a CPU. The CPU the speaker uses is
-// unchanged: the spare P only shortens the reader's wait.
+// real-time priority then gives it a CPU. The speaker's work is the
+// same: the spare P only shortens the reader's wait.
 //
 // ok is false when GOMAXPROCS is set, which the runtime has applied and
 // an operator's choice wins.
