@@ -14,6 +14,9 @@ import "strings"
 // real-time priority then gives it a CPU. The speaker's work is the
 // same: the spare P only shortens the reader's wait.
 //
+// It is set once, at start, which also ends the runtime's own updates:
+// a CPU limit resized in place counts from the speaker's next start.
+//
 // ok is false when GOMAXPROCS is set, which the runtime has applied and
 // an operator's choice wins.
 func Procs(getenv func(string) string, current int) (n int, ok bool) {
