@@ -75,11 +75,10 @@ ratio between the two is what carries from one run to the next.
   (baseline: creating them, API writes alone), the ARP round trip for
   random owned addresses (baseline: the node's kernel), and the time from
   a restart of the speaker until its metrics count gratuitous ARP for every
-  address (baseline: one address). At the largest scale the speaker is
-  then restarted with ` + "`GOMAXPROCS`" + ` set to the CPU count, as the Go runtime
-  would run it, and once more as it runs itself, with one P to spare for
-  its ARP reader; the round trip is measured after each restart, so the
-  spare P's effect is a figure of the same run.
+  address (baseline: one address). At the largest scale the round trip
+  is measured twice: first as soon as every Service is announced and
+  annotated, and again, settled, 10 s after the restart. The target
+  applies to the first.
 - **Memory.** At one address, at 1,000 and at 10,000 Services on 1,000
   nodes, the pinned speaker's RSS from ` + "`/proc/<pid>/status`" + `: whole, anonymous
   (heap and stacks), file-backed (its executable's pages) and its peak

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -93,11 +92,6 @@ nothing in the cluster but its own node's NodeNICs and Events.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// Set here, not in Run: it is the process's, and Run
-			// also serves in tests.
-			if n, ok := responder.Procs(os.Getenv, runtime.GOMAXPROCS(0)); ok {
-				runtime.GOMAXPROCS(n)
-			}
 			return Run(cmd.Context(), daemon.Logger(stderr, verbose), opts)
 		},
 	}
@@ -152,7 +146,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("contact API server: %w", err)
 	}
-	log.Info("speaker started", "version", version.Get().Version, "node", opts.NodeName, "apiServer", sv.GitVersion, "memoryLimit", daemon.MemoryLimit(), "procs", runtime.GOMAXPROCS(0))
+	log.Info("speaker started", "version", version.Get().Version, "node", opts.NodeName, "apiServer", sv.GitVersion, "memoryLimit", daemon.MemoryLimit())
 
 	// Informers outlive ctx a little: the data path keeps its caches while
 	// it hands over.

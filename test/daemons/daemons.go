@@ -219,7 +219,7 @@ func (r *Runner) gone(o any) {
 	}
 }
 
-func (r *Runner) start(key string, pod *corev1.Pod, env ...string) {
+func (r *Runner) start(key string, pod *corev1.Pod) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	node := pod.Spec.NodeName
@@ -242,9 +242,6 @@ func (r *Runner) start(key string, pod *corev1.Pod, env ...string) {
 		p.cmd = r.opts.Exec(context.Background(), pod, argv)
 	} else {
 		p.cmd = r.opts.Net.Node(node).Command(context.Background(), argv...)
-	}
-	if len(env) > 0 {
-		p.cmd.Env = append(os.Environ(), env...)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
@@ -271,11 +268,7 @@ func grace(pod *corev1.Pod) time.Duration {
 // Restart ends the current process of key (a node, or a pod with
 // PerPod), SIGKILL if it still runs, and starts a new one for the same
 // pod, as a kubelet restarts a container.
-func (r *Runner) Restart(node string) error { return r.RestartWith(node) }
-
-// RestartWith is Restart with env ("NAME=value") added to the new
-// process's environment; the pod's own variables still win.
-func (r *Runner) RestartWith(node string, env ...string) error {
+func (r *Runner) Restart(node string) error {
 	r.mu.Lock()
 	cur, pod := r.procs[node], r.pods[node]
 	r.mu.Unlock()
@@ -284,7 +277,7 @@ func (r *Runner) RestartWith(node string, env ...string) error {
 	}
 	_ = cur.cmd.Process.Kill()
 	<-cur.done
-	r.start(node, pod, env...)
+	r.start(node, pod)
 	if p := r.Proc(node); p == nil || p == cur {
 		return fmt.Errorf("restart the process for %s failed; see %s", node, r.opts.LogDir)
 	}
