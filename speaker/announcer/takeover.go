@@ -271,9 +271,9 @@ const heldDownSample = 4
 // maxCheckRound is how many addresses one round asks about. The answers
 // are timed to the millisecond (a wait that ends over 20 ms late says
 // nothing, responder.ErrStarved), and a round of 10,000 probes at once,
-// as the death of a node that held them starts, can keep the process busy
-// long enough to spoil its own waits; the whole round is then thrown away
-// and asked again.
+// as a restart or the death of a node that held them starts, can keep the
+// process busy long enough to spoil its own waits; the whole round is
+// then thrown away and asked again.
 const maxCheckRound = 256
 
 // checkRound is which of ips, due to be asked about, one round asks
