@@ -284,10 +284,8 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 			if an.Ready() {
 				return an.Conflicts()
 			}
-			if o, ok, _ := nicsInf.GetStore().GetByKey(opts.NodeName); ok {
-				if n, ok := o.(*v1alpha1.NodeNICs); ok {
-					return n.Status.Conflicts
-				}
+			if r, ok := reportFrom(nicsInf, opts.NodeName); ok {
+				return r.APIConflicts()
 			}
 			return nil
 		},
@@ -359,11 +357,11 @@ func rejoin(ctx context.Context, mem *members.Members, ready func() bool, nicsIn
 	for {
 		var peers []string
 		for _, o := range nicsInf.GetStore().List() {
-			n, err := decodeNodeNICs(o)
-			if err != nil || n.Name == self || n.Status.Speaker == nil || n.Status.Speaker.MemberAddress == "" {
+			r, ok := o.(*addrpolicy.DecodedReport)
+			if !ok || r.Node == self || r.MemberAddress == "" {
 				continue
 			}
-			peers = append(peers, n.Status.Speaker.MemberAddress)
+			peers = append(peers, r.MemberAddress)
 		}
 		if len(peers) > 0 {
 			if n := mem.Join(peers); n > 0 {
@@ -432,10 +430,13 @@ func nodeFrom(inf cache.SharedIndexInformer, name string) (*addrpolicy.DecodedNo
 	return n, nil
 }
 
-func decodeNodeNICs(o any) (*v1alpha1.NodeNICs, error) {
-	n, ok := o.(*v1alpha1.NodeNICs)
-	if !ok {
-		return nil, fmt.Errorf("unexpected %T in NodeNICs cache", o)
+// reportFrom is the node's NIC report, as the speaker's cache holds it
+// (Lean).
+func reportFrom(inf cache.SharedIndexInformer, name string) (*addrpolicy.DecodedReport, bool) {
+	o, ok, err := inf.GetStore().GetByKey(name)
+	if err != nil || !ok {
+		return nil, false
 	}
-	return n, nil
+	r, ok := o.(*addrpolicy.DecodedReport)
+	return r, ok
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -262,7 +264,11 @@ type WireConflict struct {
 }
 
 // ReportFromNodeNICs decodes a NodeNICs inventory.
-func ReportFromNodeNICs(inv *v1alpha1.NodeNICs) Report {
+func ReportFromNodeNICs(inv *v1alpha1.NodeNICs) Report { return reportFrom(inv, true) }
+
+// reportFrom decodes inv; the list of addresses announced, which grows
+// with the cluster, is decoded only when announced is true.
+func reportFrom(inv *v1alpha1.NodeNICs, announced bool) Report {
 	r := Report{Node: inv.Name, Published: !inv.Status.UpdatedAt.IsZero()}
 	for _, n := range inv.Status.NICs {
 		nic := NIC{Name: n.Name, MAC: n.MAC, Up: n.Up, Carrier: n.Carrier}
@@ -286,7 +292,7 @@ func ReportFromNodeNICs(inv *v1alpha1.NodeNICs) Report {
 	if sp := inv.Status.Speaker; sp != nil {
 		r.MemberAddress = sp.MemberAddress
 	}
-	if sp := inv.Status.Speaker; sp != nil && len(sp.Addresses) > 0 {
+	if sp := inv.Status.Speaker; announced && sp != nil && len(sp.Addresses) > 0 {
 		r.Announced = make(map[netip.Addr]string, len(sp.Addresses))
 		for _, a := range sp.Addresses {
 			if ip, err := netip.ParseAddr(strings.TrimSpace(a.Address)); err == nil {
@@ -339,4 +345,73 @@ func (n *DecodedNode) Decoded() Node { return n.Node }
 // GetObjectMeta names n to the informer that caches it.
 func (n *DecodedNode) GetObjectMeta() metav1.Object {
 	return &metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion}
+}
+
+// DecodedPool is an Eip as a speaker caches it: decoded once, as it
+// enters the cache, and kept in that form alone. The pool's status lists
+// every address in use, and the data path reads none of it.
+type DecodedPool struct {
+	Pool
+	UID             types.UID
+	ResourceVersion string
+}
+
+// DecodePool decodes e for a cache.
+func DecodePool(e *v1alpha2.Eip) *DecodedPool {
+	return &DecodedPool{Pool: PoolFromEip(e), UID: e.UID, ResourceVersion: e.ResourceVersion}
+}
+
+// Decoded is the pool as the policy reads it.
+func (p *DecodedPool) Decoded() Pool { return p.Pool }
+
+// GetObjectMeta names p to the informer that caches it.
+func (p *DecodedPool) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Name: p.Name, UID: p.UID, ResourceVersion: p.ResourceVersion}
+}
+
+// DecodedReport is a NIC report as a speaker caches it, decoded once and
+// kept in that form alone. It has no Announced: that list and the members
+// a speaker sees grow with the cluster, are for status, and a speaker
+// caches every node's report.
+type DecodedReport struct {
+	Report
+	UID             types.UID
+	ResourceVersion string
+}
+
+// DecodeReport decodes inv for a cache.
+func DecodeReport(inv *v1alpha1.NodeNICs) *DecodedReport {
+	return &DecodedReport{Report: reportFrom(inv, false), UID: inv.UID, ResourceVersion: inv.ResourceVersion}
+}
+
+// Decoded is the report as the policy reads it.
+func (r *DecodedReport) Decoded() Report { return r.Report }
+
+// GetObjectMeta names r to the informer that caches it.
+func (r *DecodedReport) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Name: r.Node, UID: r.UID, ResourceVersion: r.ResourceVersion}
+}
+
+// SamePolicy reports whether r and o say the same of what the policy
+// reads: NICs, gateways, conflicts and whether the report is published.
+// Where the speaker gossips and what it announces are not among them.
+func (r *Report) SamePolicy(o *Report) bool {
+	return r.Node == o.Node && r.Published == o.Published &&
+		reflect.DeepEqual(r.NICs, o.NICs) && slices.Equal(r.Gateways, o.Gateways) &&
+		slices.EqualFunc(r.Conflicts, o.Conflicts, func(a, b WireConflict) bool {
+			return a.IP == b.IP && a.MAC == b.MAC && a.Node == b.Node && a.Since.Equal(b.Since)
+		})
+}
+
+// APIConflicts are the report's conflicts as a NodeNICs status holds
+// them.
+func (r *Report) APIConflicts() []v1alpha1.AddressConflict {
+	if len(r.Conflicts) == 0 {
+		return nil
+	}
+	out := make([]v1alpha1.AddressConflict, len(r.Conflicts))
+	for i, c := range r.Conflicts {
+		out[i] = v1alpha1.AddressConflict{Address: c.IP.String(), MAC: c.MAC, Since: metav1.NewTime(c.Since)}
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 )
@@ -59,6 +60,13 @@ func TestChanges(t *testing.T) {
 		{"speaker status in a NIC report", nics([]string{"198.18.0.11/24"}, nil, 1), nics([]string{"198.18.0.11/24"}, nil, 2), false},
 		{"a secondary address in a NIC report", nics([]string{"198.18.0.11/24"}, nil, 1), nics([]string{"198.18.0.11/24", "198.18.0.30/24"}, nil, 1), true},
 		{"a gateway in a NIC report", nics([]string{"198.18.0.11/24"}, nil, 1), nics([]string{"198.18.0.11/24"}, []string{"198.18.0.1"}, 1), true},
+		{"pool status write, decoded", addrpolicy.DecodePool(eip("192.0.2.10-192.0.2.20", 1)), addrpolicy.DecodePool(eip("192.0.2.10-192.0.2.20", 2)), false},
+		{"pool range, decoded", addrpolicy.DecodePool(eip("192.0.2.10-192.0.2.20", 1)), addrpolicy.DecodePool(eip("192.0.2.10-192.0.2.30", 1)), true},
+		{"speaker status in a NIC report, decoded", addrpolicy.DecodeReport(nics([]string{"198.18.0.11/24"}, nil, 1)), addrpolicy.DecodeReport(nics([]string{"198.18.0.11/24"}, nil, 2)), false},
+		{"a secondary address in a NIC report, decoded", addrpolicy.DecodeReport(nics([]string{"198.18.0.11/24"}, nil, 1)), addrpolicy.DecodeReport(nics([]string{"198.18.0.11/24", "198.18.0.30/24"}, nil, 1)), true},
+		{"a gateway in a NIC report, decoded", addrpolicy.DecodeReport(nics([]string{"198.18.0.11/24"}, nil, 1)), addrpolicy.DecodeReport(nics([]string{"198.18.0.11/24"}, []string{"198.18.0.1"}, 1)), true},
+		{"a NIC report first published, decoded", addrpolicy.DecodeReport(&v1alpha1.NodeNICs{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}), addrpolicy.DecodeReport(nics(nil, nil, 0)), true},
+		{"a pool replaced by a decoded one", eip("192.0.2.10-192.0.2.20", 1), addrpolicy.DecodePool(eip("192.0.2.10-192.0.2.20", 1)), true},
 		{"cluster-info", &corev1.ConfigMap{}, &corev1.ConfigMap{Data: map[string]string{"kubeconfig": "x"}}, true},
 	} {
 		if got := Changes(tc.o, tc.n); got != tc.want {

@@ -30,9 +30,10 @@ import (
 	"github.com/porterlb/porter/pkg/lbservice"
 )
 
-// Informers are the caches the policy is decided from. Eips and NodeNICs
-// hold typed objects (see Typed). ServiceCIDRs, ClusterInfo and
-// KubeadmConfig may be nil where they cannot be read.
+// Informers are the caches the policy is decided from. Eips, Nodes and
+// NodeNICs hold typed objects, or under Lean the decoded model alone.
+// ServiceCIDRs, ClusterInfo and KubeadmConfig may be nil where they cannot
+// be read.
 type Informers struct {
 	Eips           cache.SharedIndexInformer
 	Nodes          cache.SharedIndexInformer
@@ -180,17 +181,18 @@ type object interface {
 	GetResourceVersion() string
 }
 
-// decoded is an object the cache holds already decoded (Lean's nodes):
-// it is its own, and only, memo.
+// decoded is an object the cache holds already decoded (Lean's nodes,
+// pools and reports): it is its own, and only, memo.
 type decoded[T any] interface{ Decoded() T }
 
 // decodeAll decodes every object of type O in store, reusing what was
 // decoded from the same version before; it returns the values and the memo
-// for the next call, which holds only the objects still there.
+// for the next call, which holds only the objects still there. A cache of
+// decoded objects needs no memo, and gets none.
 func decodeAll[O object, T any](store cache.Store, prev map[types.UID]memo[T], decode func(O) T) ([]T, map[types.UID]memo[T]) {
 	items := store.List()
 	out := make([]T, 0, len(items))
-	next := make(map[types.UID]memo[T], len(items))
+	var next map[types.UID]memo[T]
 	for _, o := range items {
 		if d, ok := o.(decoded[T]); ok {
 			out = append(out, d.Decoded())
@@ -199,6 +201,9 @@ func decodeAll[O object, T any](store cache.Store, prev map[types.UID]memo[T], d
 		obj, ok := o.(O)
 		if !ok {
 			continue
+		}
+		if next == nil {
+			next = make(map[types.UID]memo[T], len(items))
 		}
 		m, ok := prev[obj.GetUID()]
 		if !ok || m.rv != obj.GetResourceVersion() {
@@ -265,12 +270,18 @@ func Changes(o, n any) bool {
 		ov, ok := o.(*v1alpha2.Eip)
 		return !ok || !reflect.DeepEqual(ov.Spec, nv.Spec) ||
 			!maps.Equal(ov.Annotations, nv.Annotations) || !maps.Equal(ov.Labels, nv.Labels)
+	case *addrpolicy.DecodedPool:
+		ov, ok := o.(*addrpolicy.DecodedPool)
+		return !ok || !reflect.DeepEqual(ov.Pool, nv.Pool)
 	case *v1alpha1.NodeNICs:
 		ov, ok := o.(*v1alpha1.NodeNICs)
 		return !ok || !reflect.DeepEqual(ov.Status.NICs, nv.Status.NICs) ||
 			!slices.Equal(ov.Status.Gateways, nv.Status.Gateways) ||
 			!reflect.DeepEqual(ov.Status.Conflicts, nv.Status.Conflicts) ||
 			ov.Status.UpdatedAt.IsZero() != nv.Status.UpdatedAt.IsZero()
+	case *addrpolicy.DecodedReport:
+		ov, ok := o.(*addrpolicy.DecodedReport)
+		return !ok || !ov.SamePolicy(&nv.Report)
 	case *corev1.ConfigMap:
 		ov, ok := o.(*corev1.ConfigMap)
 		return !ok || !maps.Equal(ov.Data, nv.Data)
@@ -306,20 +317,9 @@ func Lean(obj any) (any, error) {
 	case *corev1.Node:
 		return addrpolicy.DecodeNode(o), nil
 	case *v1alpha2.Eip:
-		// Pool status is the allocator's record; the policy reads the
-		// spec and metadata. At 10,000 Services it lists every one.
-		o.ManagedFields = nil
-		o.Status = v1alpha2.EipStatus{}
-		return o, nil
+		return addrpolicy.DecodePool(o), nil
 	case *v1alpha1.NodeNICs:
-		// Of a speaker's view, the data path reads only where to reach
-		// it; the lists of members and announced addresses grow with
-		// the cluster and are for status.
-		o.ManagedFields = nil
-		if sp := o.Status.Speaker; sp != nil {
-			o.Status.Speaker = &v1alpha1.SpeakerStatus{MemberAddress: sp.MemberAddress}
-		}
-		return o, nil
+		return addrpolicy.DecodeReport(o), nil
 	case *discoveryv1.EndpointSlice:
 		return trimSlice(o), nil
 	}
@@ -368,12 +368,13 @@ func (f *Facts) OnChange(fn func()) (remove func(), err error) {
 	}, nil
 }
 
-// Eips is the pool cache, whose objects are *v1alpha2.Eip.
+// Eips is the pool cache: *v1alpha2.Eip, or *addrpolicy.DecodedPool
+// under Lean.
 func (f *Facts) Eips() cache.SharedIndexInformer { return f.inf.Eips }
 
 // Nodes is the node cache.
 func (f *Facts) Nodes() cache.SharedIndexInformer { return f.inf.Nodes }
 
-// NodeNICs is the cache of NIC reports, whose objects are
-// *v1alpha1.NodeNICs.
+// NodeNICs is the cache of NIC reports: *v1alpha1.NodeNICs, or
+// *addrpolicy.DecodedReport under Lean.
 func (f *Facts) NodeNICs() cache.SharedIndexInformer { return f.inf.NodeNICs }

@@ -167,12 +167,12 @@ func TestLeanKeepsWhatTheDataPathReads(t *testing.T) {
 		},
 	}
 	eip := &v1alpha2.Eip{
-		ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: map[string]string{"l": "v"}, Annotations: map[string]string{"a": "b"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "p", UID: "pu", ResourceVersion: "3", Labels: map[string]string{"l": "v"}, Annotations: map[string]string{"a": "b"}},
 		Spec:       v1alpha2.EipSpec{Address: "198.18.0.0/28", Protocol: "layer2", Interface: "eth0"},
 		Status:     v1alpha2.EipStatus{Usage: 1, Used: map[string]string{"198.18.0.1": "default/a"}},
 	}
 	nics := &v1alpha1.NodeNICs{
-		ObjectMeta: metav1.ObjectMeta{Name: "node1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "node1", UID: "ru", ResourceVersion: "9"},
 		Status: v1alpha1.NodeNICsStatus{
 			NICs:      []v1alpha1.NIC{{Name: "eth0", MAC: "02:00:00:00:00:01", Up: true, Carrier: true, Addresses: []string{"192.0.2.1/24"}}},
 			Gateways:  []string{"192.0.2.254"},
@@ -233,18 +233,60 @@ func TestLeanKeepsWhatTheDataPathReads(t *testing.T) {
 	if s, ok := svc.(*lbservice.Summary); !ok || s.Key != "shop/web" {
 		t.Errorf("a Service after Lean is %+v, want its summary", svc)
 	}
+	// Pools and reports are cached as the decoded model alone, keyed by
+	// name, and read back as they are, with no memo beside them.
 	wantPool := addrpolicy.PoolFromEip(eip.DeepCopy())
-	leanEip := lean(eip.DeepCopy()).(*v1alpha2.Eip)
-	if got := addrpolicy.PoolFromEip(leanEip); !reflect.DeepEqual(got, wantPool) {
-		t.Errorf("pool decodes to %+v after Lean, want %+v", got, wantPool)
+	leanPool := lean(eip.DeepCopy()).(*addrpolicy.DecodedPool)
+	if !reflect.DeepEqual(leanPool.Decoded(), wantPool) || leanPool.UID != "pu" || leanPool.ResourceVersion != "3" {
+		t.Errorf("pool after Lean is %+v, want %+v with its UID and version", leanPool, wantPool)
 	}
-	if leanEip.Status.Used != nil {
-		t.Error("Lean kept the pool's status")
+	pools, _ := fakeInformer(t, &v1alpha2.Eip{}, &v1alpha2.EipList{})
+	if err := pools.GetStore().Add(leanPool); err != nil {
+		t.Fatal(err)
+	}
+	if got, memo := decodeAll(pools.GetStore(), nil, addrpolicy.PoolFromEip); len(got) != 1 || !reflect.DeepEqual(got[0], wantPool) || memo != nil {
+		t.Errorf("a decoded pool reads as %+v (memo %d), want it as it is, unmemoized", got, len(memo))
+	}
+	if _, ok, _ := pools.GetStore().GetByKey("p"); !ok {
+		t.Error("a decoded pool is not keyed by its name")
 	}
 	wantReport := addrpolicy.ReportFromNodeNICs(nics)
 	wantReport.Announced = nil // status reads it; the data path does not
-	if got := addrpolicy.ReportFromNodeNICs(lean(nics.DeepCopy()).(*v1alpha1.NodeNICs)); !reflect.DeepEqual(got, wantReport) {
-		t.Errorf("report decodes to %+v after Lean, want %+v", got, wantReport)
+	leanReport := lean(nics.DeepCopy()).(*addrpolicy.DecodedReport)
+	if !reflect.DeepEqual(leanReport.Decoded(), wantReport) || leanReport.UID != "ru" || leanReport.ResourceVersion != "9" {
+		t.Errorf("report after Lean is %+v, want %+v with its UID and version", leanReport, wantReport)
+	}
+	reports, _ := fakeInformer(t, &v1alpha1.NodeNICs{}, &v1alpha1.NodeNICsList{})
+	if err := reports.GetStore().Add(leanReport); err != nil {
+		t.Fatal(err)
+	}
+	if got, memo := decodeAll(reports.GetStore(), nil, addrpolicy.ReportFromNodeNICs); len(got) != 1 || !reflect.DeepEqual(got[0], wantReport) || memo != nil {
+		t.Errorf("a decoded report reads as %+v (memo %d), want it as it is, unmemoized", got, len(memo))
+	}
+	if _, ok, _ := reports.GetStore().GetByKey("node1"); !ok {
+		t.Error("a decoded report is not keyed by its node's name")
+	}
+	statusWrite := eip.DeepCopy()
+	statusWrite.ResourceVersion = "4"
+	statusWrite.Status.Usage = 2
+	if Changes(leanPool, lean(statusWrite)) {
+		t.Error("a pool status write changes the decoded pool")
+	}
+	grown := eip.DeepCopy()
+	grown.Spec.Address = "198.18.0.0/27"
+	if !Changes(leanPool, lean(grown)) {
+		t.Error("a wider range does not change the decoded pool")
+	}
+	gossip := nics.DeepCopy()
+	gossip.Status.Speaker.MemberAddress = "192.0.2.1:7948"
+	gossip.Status.Speaker.Members = []string{"node1"}
+	if Changes(leanReport, lean(gossip)) {
+		t.Error("a speaker's gossip status changes the decoded report")
+	}
+	conflict := nics.DeepCopy()
+	conflict.Status.Conflicts = append(conflict.Status.Conflicts, v1alpha1.AddressConflict{Address: "198.18.0.4", MAC: "02:00:00:00:00:0a"})
+	if !Changes(leanReport, lean(conflict)) {
+		t.Error("a new conflict does not change the decoded report")
 	}
 	apiInf, _ := fakeInformer(t, &discoveryv1.EndpointSlice{}, &discoveryv1.EndpointSliceList{})
 	if err := apiInf.GetStore().Add(lean(apiSlice.DeepCopy())); err != nil {
