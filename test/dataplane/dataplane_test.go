@@ -17,9 +17,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/test/backend"
 	"github.com/porterlb/porter/test/netlab"
@@ -310,7 +312,7 @@ func setEndpoint(t *testing.T, svc, node string) {
 
 func TestAddressInUseOnTheWireIsNotAnnounced(t *testing.T) {
 	createPool(t, "main", "198.18.0.100-198.18.0.109")
-	startSpeakers(t)
+	sp := startSpeakers(t)
 	taken := netip.MustParseAddr("198.18.0.107")
 	client := env.Net.Client
 	if out, err := client.Run(context.Background(), "ip", "addr", "add", taken.String()+"/24", "dev", netlab.NIC1); err != nil {
@@ -341,6 +343,67 @@ func TestAddressInUseOnTheWireIsNotAnnounced(t *testing.T) {
 	}
 	if a, ok := announcerNow(t, "clash"); ok {
 		t.Errorf("a conflicting address has an announcer: %v", a)
+	}
+
+	// The speaker that found the conflict restarts. Its cache holds the
+	// reports decoded; what it writes before it has decided anything must
+	// still carry the conflict, or the address would be taken as free.
+	var finder string
+	for _, n := range env.Net.Nodes {
+		if r := report(t, n.Name); r != nil && slices.ContainsFunc(r.Status.Conflicts, func(c v1alpha1.AddressConflict) bool { return c.Address == taken.String() }) {
+			finder = n.Name
+		}
+	}
+	if finder == "" {
+		t.Fatalf("no NIC report lists the conflict on %s", taken)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	w, err := dynamicClient(t).Resource(v1alpha1.NodeNICsResource).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + finder})
+	if err != nil {
+		t.Fatalf("watch %s's NIC report: %v", finder, err)
+	}
+	defer w.Stop()
+	sp[finder].signal(t, syscall.SIGTERM)
+	sp[finder].exited(t, 15*time.Second)
+	restarted := time.Now()
+	sp[finder] = startSpeaker(t, nodeByName(finder))
+	// Every write of the new speaker, until 5 s after its first, is read
+	// (UpdatedAt has whole seconds).
+	writes := 0
+	window := time.After(20 * time.Second)
+	for done := false; !done; {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatalf("the watch of %s's NIC report ended", finder)
+			}
+			u, ok := ev.Object.(*unstructured.Unstructured)
+			if !ok {
+				continue
+			}
+			r := decodeNICs(t, u)
+			if !r.Status.UpdatedAt.After(restarted.Add(-time.Second)) {
+				continue
+			}
+			if writes == 0 {
+				window = time.After(5 * time.Second)
+			}
+			writes++
+			if !slices.ContainsFunc(r.Status.Conflicts, func(c v1alpha1.AddressConflict) bool {
+				return c.Address == taken.String() && c.MAC == client.MAC.String()
+			}) {
+				t.Fatalf("%s's speaker, restarted, wrote its NIC report without the conflict on %s: %+v", finder, taken, r.Status.Conflicts)
+			}
+		case <-window:
+			done = true
+		}
+	}
+	if writes == 0 {
+		t.Fatalf("%s's speaker wrote no NIC report within 20 s of its restart", finder)
+	}
+	if macs := whoHas(t, ip, 200*time.Millisecond); len(macs) != 0 {
+		t.Errorf("%s, in use by the client, answered by %v after %s's speaker restarted", ip, macs, finder)
 	}
 }
 
