@@ -77,8 +77,9 @@ ratio between the two is what carries from one run to the next.
   a restart of the speaker until its metrics count gratuitous ARP for every
   address (baseline: one address). At the largest scale the round trip
   is measured twice: first as soon as every Service is announced and
-  annotated, and again, settled, 10 s after the restart. The target
-  applies to the first.
+  annotated and the speaker's NIC report lists every address (a write it
+  defers, 10 s at 10,000), and again, settled, 10 s after the restart.
+  The target applies to the first. Memory is read at the first.
 - **Memory.** At one address, at 1,000 and at 10,000 Services on 1,000
   nodes, the pinned speaker's RSS from ` + "`/proc/<pid>/status`" + `: whole, anonymous
   (heap and stacks), file-backed (its executable's pages) and its peak

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/lbservice"
 )
 
@@ -188,6 +190,14 @@ func (b *bench) scaleTo(ctx context.Context, kube kubernetes.Interface, node str
 	}
 	b.res.add(Figure{Section: "scale", Name: "creation to every announcer annotation written, " + label, Value: time.Since(start).Seconds(), Unit: "s",
 		Baseline: created.Seconds(), BaselineName: "creating the Services"})
+	// The steady state comes once the speaker has also listed every
+	// address in its NIC report: it defers that write, at 1 ms an address
+	// (10 s at 10,000), and a report of 10,000 is half a megabyte, which
+	// the speaker encodes and every speaker and replica decodes.
+	err = pollEvery(ctx, 5*time.Minute, time.Second, func() bool { return b.reported(ctx, kube, node) >= n+1 })
+	if err != nil {
+		return fmt.Errorf("wait for %s's NIC report to list %d addresses: %w", node, n+1, err)
+	}
 	proc := b.speakers.Proc(node)
 	if proc == nil {
 		return fmt.Errorf("no speaker on %s", node)
@@ -230,11 +240,11 @@ func (b *bench) scaleTo(ctx context.Context, kube kubernetes.Interface, node str
 	if n < b.o.scales[len(b.o.scales)-1] {
 		return nil
 	}
-	// The first measurement comes as soon as the last Service is
-	// annotated, when the lab's API server, the controller and the
-	// speaker's own watches may still be busy with the creations. Once
-	// more, settled: after the restart and its gratuitous ARP rounds
-	// (250 ms, 1 s and 3 s after gaining).
+	// The first measurement comes as soon as the speaker's report lists
+	// every address, when the lab's API server and the controller may
+	// still be busy with the creations. Once more, settled: after the
+	// restart and its gratuitous ARP rounds (250 ms, 1 s and 3 s after
+	// gaining).
 	time.Sleep(10 * time.Second)
 	rt, err = b.arpRoundTrips(b.o.arpRequests, [][]netip.Addr{sample, {pn.IP}})
 	if err != nil {
@@ -274,6 +284,21 @@ func (b *bench) announcedBy(ctx context.Context, kube kubernetes.Interface, node
 		}
 	}
 	return n
+}
+
+// reported is how many addresses node's speaker lists in its NIC report,
+// or -1 when that cannot be read.
+func (b *bench) reported(ctx context.Context, kube kubernetes.Interface, node string) int {
+	gv := v1alpha1.GroupVersion
+	raw, err := kube.CoreV1().RESTClient().Get().AbsPath("/apis", gv.Group, gv.Version, "nodenics", node).DoRaw(ctx)
+	if err != nil {
+		return -1
+	}
+	var r v1alpha1.NodeNICs
+	if err := json.Unmarshal(raw, &r); err != nil || r.Status.Speaker == nil {
+		return -1
+	}
+	return len(r.Status.Speaker.Addresses)
 }
 
 // garpTime restarts the speaker on the first node, as a kubelet restarts
