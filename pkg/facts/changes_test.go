@@ -60,6 +60,16 @@ func TestChanges(t *testing.T) {
 		{"speaker status in a NIC report", nics([]string{"198.18.0.11/24"}, nil, 1), nics([]string{"198.18.0.11/24"}, nil, 2), false},
 		{"a secondary address in a NIC report", nics([]string{"198.18.0.11/24"}, nil, 1), nics([]string{"198.18.0.11/24", "198.18.0.30/24"}, nil, 1), true},
 		{"a gateway in a NIC report", nics([]string{"198.18.0.11/24"}, nil, 1), nics([]string{"198.18.0.11/24"}, []string{"198.18.0.1"}, 1), true},
+		{"pool labels, which no rule reads", eip("192.0.2.10-192.0.2.20", 1), func() any {
+			e := eip("192.0.2.10-192.0.2.20", 1)
+			e.Labels = map[string]string{"team": "a"}
+			return e
+		}(), false},
+		{"pool made the default", eip("192.0.2.10-192.0.2.20", 1), func() any {
+			e := eip("192.0.2.10-192.0.2.20", 1)
+			e.Annotations = map[string]string{v1alpha2.DefaultEipAnnotation: "true"}
+			return e
+		}(), true},
 		{"pool status write, decoded", addrpolicy.DecodePool(eip("192.0.2.10-192.0.2.20", 1)), addrpolicy.DecodePool(eip("192.0.2.10-192.0.2.20", 2)), false},
 		{"pool range, decoded", addrpolicy.DecodePool(eip("192.0.2.10-192.0.2.20", 1)), addrpolicy.DecodePool(eip("192.0.2.10-192.0.2.30", 1)), true},
 		{"speaker status in a NIC report, decoded", addrpolicy.DecodeReport(nics([]string{"198.18.0.11/24"}, nil, 1)), addrpolicy.DecodeReport(nics([]string{"198.18.0.11/24"}, nil, 2)), false},

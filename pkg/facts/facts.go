@@ -13,7 +13,6 @@ import (
 	"maps"
 	"net/netip"
 	"reflect"
-	"slices"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -266,19 +265,17 @@ func Changes(o, n any) bool {
 	case *discoveryv1.EndpointSlice:
 		ov, ok := o.(*discoveryv1.EndpointSlice)
 		return isAPIServerSlice(nv) && (!ok || !reflect.DeepEqual(ov.Endpoints, nv.Endpoints))
+	// A typed pool or report changes the policy exactly when its decoded
+	// form does: the rule is the decoded form's, whichever a cache holds.
 	case *v1alpha2.Eip:
 		ov, ok := o.(*v1alpha2.Eip)
-		return !ok || !reflect.DeepEqual(ov.Spec, nv.Spec) ||
-			!maps.Equal(ov.Annotations, nv.Annotations) || !maps.Equal(ov.Labels, nv.Labels)
+		return !ok || !reflect.DeepEqual(addrpolicy.PoolFromEip(ov), addrpolicy.PoolFromEip(nv))
 	case *addrpolicy.DecodedPool:
 		ov, ok := o.(*addrpolicy.DecodedPool)
 		return !ok || !reflect.DeepEqual(ov.Pool, nv.Pool)
 	case *v1alpha1.NodeNICs:
 		ov, ok := o.(*v1alpha1.NodeNICs)
-		return !ok || !reflect.DeepEqual(ov.Status.NICs, nv.Status.NICs) ||
-			!slices.Equal(ov.Status.Gateways, nv.Status.Gateways) ||
-			!reflect.DeepEqual(ov.Status.Conflicts, nv.Status.Conflicts) ||
-			ov.Status.UpdatedAt.IsZero() != nv.Status.UpdatedAt.IsZero()
+		return !ok || !addrpolicy.DecodeReport(ov).SamePolicy(&addrpolicy.DecodeReport(nv).Report)
 	case *addrpolicy.DecodedReport:
 		ov, ok := o.(*addrpolicy.DecodedReport)
 		return !ok || !ov.SamePolicy(&nv.Report)
