@@ -305,7 +305,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 			return err
 		}
 	}
-	go rejoin(runCtx, mem, an.Ready, nicsInf, opts.NodeName, opts.RejoinInterval, inv.kick, log)
+	go rejoin(runCtx, mem, an.Ready, fa.Reports, opts.NodeName, opts.RejoinInterval, inv.kick, log)
 
 	var srv *http.Server
 	if opts.MetricsAddress != "" {
@@ -341,7 +341,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 // It joins no one before ready says this speaker's caches have synced and
 // it has published which pools it can serve: until then, it would only be
 // a member that serves nothing.
-func rejoin(ctx context.Context, mem *members.Members, ready func() bool, nicsInf cache.SharedIndexInformer, self string, every time.Duration, kick chan struct{}, log *slog.Logger) {
+func rejoin(ctx context.Context, mem *members.Members, ready func() bool, reports func() []addrpolicy.Report, self string, every time.Duration, kick chan struct{}, log *slog.Logger) {
 	if every <= 0 {
 		every = 2 * time.Second
 	}
@@ -356,9 +356,8 @@ func rejoin(ctx context.Context, mem *members.Members, ready func() bool, nicsIn
 	last := -1
 	for {
 		var peers []string
-		for _, o := range nicsInf.GetStore().List() {
-			r, ok := o.(*addrpolicy.DecodedReport)
-			if !ok || r.Node == self || r.MemberAddress == "" {
+		for _, r := range reports() {
+			if r.Node == self || r.MemberAddress == "" {
 				continue
 			}
 			peers = append(peers, r.MemberAddress)
