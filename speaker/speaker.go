@@ -152,7 +152,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	// it hands over.
 	infCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopInformers()
-	src, err := facts.NewSources(ctx, api, facts.Lean)
+	src, err := facts.NewSources(ctx, api, facts.Lean, facts.LeanUnread)
 	if err != nil {
 		if ctx.Err() != nil {
 			log.Info("speaker stopping before it read the cluster", "reason", context.Cause(ctx))

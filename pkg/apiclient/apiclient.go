@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/pkg/jsonprune"
 )
 
 // NewScheme registers the kinds Porter's daemons read, and no others.
@@ -122,6 +124,8 @@ type Resource struct {
 	namespaced bool
 	json       bool
 	obj        func() runtime.Object
+	// unread are blanked in each object before it is decoded.
+	unread []jsonprune.Path
 }
 
 // Resources Porter reads.
@@ -146,9 +150,37 @@ type Kind struct {
 	obj        func() runtime.Object
 }
 
+// Name is the kind's resource name, as in its API path ("nodenics").
+func (k Kind) Name() string { return k.name }
+
 // Resource is the resource k, read with c.
 func (c *Client) Resource(k Kind) Resource {
 	return Resource{c: c, rc: c.groups[k.gv], name: k.name, namespaced: k.namespaced, json: c.jsonGroups[k.gv], obj: k.obj}
+}
+
+// Without is r read with the fields at paths (dotted JSON paths in the
+// object, such as "status.speaker.addresses") never decoded: the objects
+// its lists and watches yield have them zero. Only kinds read as JSON can
+// leave fields undecoded.
+func (r Resource) Without(paths ...string) (Resource, error) {
+	if len(paths) > 0 && !r.json {
+		return r, fmt.Errorf("read %s without %v: it is read as protobuf, which is decoded whole", r.name, paths)
+	}
+	r.unread = slices.Clone(r.unread)
+	for _, p := range paths {
+		r.unread = append(r.unread, jsonprune.ParsePath(p))
+	}
+	return r, nil
+}
+
+// prefixed is r's unread paths inside a document that holds the object
+// at steps: "items.*" in a list, "object" in a watch event.
+func (r Resource) prefixed(steps ...string) []jsonprune.Path {
+	out := make([]jsonprune.Path, len(r.unread))
+	for i, p := range r.unread {
+		out[i] = p.Prefix(steps...)
+	}
+	return out
 }
 
 // ListWatch lists and watches the resource in ns ("" for all, or a
@@ -160,8 +192,11 @@ func (r Resource) ListWatch(ns string, tweak func(*metav1.ListOptions)) *cache.L
 			if tweak != nil {
 				tweak(&o)
 			}
-			return r.rc.Get().NamespaceIfScoped(ns, scoped).Resource(r.name).
-				VersionedParams(&o, r.c.params).Do(ctx).Get()
+			req := r.rc.Get().NamespaceIfScoped(ns, scoped).Resource(r.name).VersionedParams(&o, r.c.params)
+			if len(r.unread) == 0 {
+				return req.Do(ctx).Get()
+			}
+			return r.listWithout(ctx, req)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			if tweak != nil {
@@ -170,11 +205,28 @@ func (r Resource) ListWatch(ns string, tweak func(*metav1.ListOptions)) *cache.L
 			o.Watch = true
 			req := r.rc.Get().NamespaceIfScoped(ns, scoped).Resource(r.name).VersionedParams(&o, r.c.params)
 			if r.json {
-				return watchJSON(ctx, req, r.c.decoder)
+				return watchJSON(ctx, req, r.c.decoder, r.prefixed("object"))
 			}
 			return req.Watch(ctx)
 		},
 	}
+}
+
+// listWithout lists with req, blanking r's unread fields in every item
+// before the list is decoded.
+func (r Resource) listWithout(ctx context.Context, req *rest.Request) (runtime.Object, error) {
+	raw, err := req.Do(ctx).Raw()
+	if err != nil {
+		return nil, err
+	}
+	if raw, err = jsonprune.Null(raw, r.prefixed("items", "*")...); err != nil {
+		return nil, fmt.Errorf("list %s: %w", r.name, err)
+	}
+	obj, _, err := r.c.decoder.Decode(raw, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("decode the list of %s: %w", r.name, err)
+	}
+	return obj, nil
 }
 
 // Informer is a shared informer of the resource in ns, narrowed by tweak.

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
 )
 
 // The scheme is the point of the package: the kinds Porter reads, and no
@@ -31,5 +32,27 @@ func TestSchemeRegistersOnlyWhatPorterReads(t *testing.T) {
 	}
 	if !s.Recognizes(schema.GroupVersionKind{Version: "v1", Kind: "Event"}) {
 		t.Error("Events, which both daemons record, are not registered")
+	}
+}
+
+// A protobuf kind is decoded whole: asking to leave a field out of it is
+// an error, not a silent no-op.
+func TestWithoutRefusesProtobufKinds(t *testing.T) {
+	c, err := New(&rest.Config{Host: "https://192.0.2.1:6443"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Resource(Services).Without("status"); err == nil {
+		t.Error("a Service read as protobuf took an unread field")
+	}
+	if _, err := c.Resource(Services).Without(); err != nil {
+		t.Errorf("no unread fields on a protobuf kind: %v", err)
+	}
+	r, err := c.Resource(NodeNICs).Without("status.speaker.addresses")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.prefixed("items", "*"); len(got) != 1 || got[0].String() != "items.*.status.speaker.addresses" {
+		t.Errorf("in a list: %v", got)
 	}
 }

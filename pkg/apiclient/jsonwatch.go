@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
+
+	"github.com/porterlb/porter/pkg/jsonprune"
 )
 
 // maxEvent bounds one watch event, as client-go's decoder does.
@@ -27,13 +29,14 @@ const maxEvent = 16 << 20
 // the watch lasts. A pool whose status lists 10,000 addresses, or a NIC
 // report that announces them, made every speaker hold megabytes for
 // events it reads only the spec or a few fields of. Here an event's bytes
-// are garbage once it is decoded.
-func watchJSON(ctx context.Context, req *rest.Request, decoder runtime.Decoder) (watch.Interface, error) {
+// are garbage once it is decoded. The values at unread, paths in the
+// event, are blanked before it is.
+func watchJSON(ctx context.Context, req *rest.Request, decoder runtime.Decoder, unread []jsonprune.Path) (watch.Interface, error) {
 	body, err := req.Stream(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return watch.NewStreamWatcher(&jsonEvents{body: body, r: newLineReader(body), decoder: decoder},
+	return watch.NewStreamWatcher(&jsonEvents{body: body, r: newLineReader(body), decoder: decoder, unread: unread},
 		apierrors.NewClientErrorReporter(http.StatusInternalServerError, "GET", "ClientWatchDecoding")), nil
 }
 
@@ -42,12 +45,30 @@ type jsonEvents struct {
 	body    io.ReadCloser
 	r       *bufio.Reader
 	decoder runtime.Decoder
+	unread  []jsonprune.Path
 }
 
 func (d *jsonEvents) Decode() (watch.EventType, runtime.Object, error) {
 	line, err := d.line()
 	if err != nil {
 		return "", nil, err
+	}
+	return d.decode(line)
+}
+
+// DecodeEvent decodes one line of a JSON watch stream of r, as r's
+// watches do.
+func (r Resource) DecodeEvent(line []byte) (watch.EventType, runtime.Object, error) {
+	d := jsonEvents{decoder: r.c.decoder, unread: r.prefixed("object")}
+	return d.decode(line)
+}
+
+func (d *jsonEvents) decode(line []byte) (watch.EventType, runtime.Object, error) {
+	var err error
+	if len(d.unread) > 0 {
+		if line, err = jsonprune.Null(line, d.unread...); err != nil {
+			return "", nil, fmt.Errorf("decode watch event: %w", err)
+		}
 	}
 	var ev struct {
 		Type   watch.EventType `json:"type"`

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
 
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 )
@@ -63,5 +64,38 @@ func TestJSONWatchDecodesEachEvent(t *testing.T) {
 	}
 	if _, _, err := d.Decode(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the stream: %v, want EOF", err)
+	}
+}
+
+// Fields a reader never uses are blanked before an event is decoded, and
+// only those.
+func TestJSONWatchLeavesUnreadFieldsUndecoded(t *testing.T) {
+	b, err := json.Marshal(&v1alpha2.Eip{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha2.GroupVersion.String(), Kind: "Eip"},
+		ObjectMeta: metav1.ObjectMeta{Name: "scale", ResourceVersion: "5"},
+		Spec:       v1alpha2.EipSpec{Address: "198.18.64.0/24", Protocol: v1alpha2.ProtocolLayer2},
+		Status:     v1alpha2.EipStatus{Usage: 1, Used: map[string]string{"198.18.64.1": "default/a"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(&rest.Config{Host: "https://192.0.2.1:6443"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Resource(Eips).Without("status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ, obj, err := r.DecodeEvent([]byte(`{"type":"MODIFIED","object":` + string(b) + "}"))
+	e, ok := obj.(*v1alpha2.Eip)
+	if err != nil || typ != watch.Modified || !ok {
+		t.Fatalf("event: %s %T %v", typ, obj, err)
+	}
+	if e.Status.Used != nil || e.Status.Usage != 0 {
+		t.Errorf("the status was decoded: %+v", e.Status)
+	}
+	if e.Spec.Address != "198.18.64.0/24" || e.ResourceVersion != "5" {
+		t.Errorf("more than the status was left out: %+v", e)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/porterlb/porter/pkg/addrpolicy"
+	"github.com/porterlb/porter/pkg/apiclient"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/lbservice"
@@ -321,6 +322,23 @@ func Lean(obj any) (any, error) {
 		return trimSlice(o), nil
 	}
 	return Transform(obj)
+}
+
+// LeanUnread names, as JSON paths, the fields of a kind that Lean drops
+// without reading, so that the speaker need not decode them at all. Each
+// is a list the size of the cluster's Services: a pool's status maps every
+// used address to its Service, and a speaker's report lists every address
+// it answers for. Decoding one of 10,000 took about 8 ms and 20,000 to
+// 40,000 allocations, in every speaker, on each write; the controller
+// rewrites pool status up to once a second while Services come and go.
+func LeanUnread(k apiclient.Kind) []string {
+	switch k.Name() {
+	case apiclient.Eips.Name():
+		return []string{"status"}
+	case apiclient.NodeNICs.Name():
+		return []string{"status.speaker.addresses"}
+	}
+	return nil
 }
 
 // trimSlice keeps which nodes have a ready endpoint, and the addresses of

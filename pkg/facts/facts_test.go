@@ -2,6 +2,7 @@ package facts
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -13,12 +14,15 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/porterlb/porter/pkg/addrpolicy"
+	"github.com/porterlb/porter/pkg/apiclient"
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/pkg/jsonprune"
 	"github.com/porterlb/porter/pkg/lbservice"
 )
 
@@ -305,5 +309,95 @@ func TestLeanKeepsWhatTheDataPathReads(t *testing.T) {
 	}
 	if !isAPIServerSlice(lean(apiSlice.DeepCopy()).(*discoveryv1.EndpointSlice)) {
 		t.Error("the API server's slice is no longer known as such after Lean")
+	}
+}
+
+// What LeanUnread leaves undecoded, Lean never reads: a pool and a report
+// with every status field set come out of Lean the same, decoded whole or
+// without those fields.
+func TestLeanUnreadIsUnread(t *testing.T) {
+	eip := &v1alpha2.Eip{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha2.GroupVersion.String(), Kind: "Eip"},
+		ObjectMeta: metav1.ObjectMeta{Name: "p", UID: "pu", ResourceVersion: "3", Annotations: map[string]string{v1alpha2.DefaultEipAnnotation: "true"}},
+		Spec:       v1alpha2.EipSpec{Address: "198.18.0.0/28", Protocol: v1alpha2.ProtocolLayer2, Interface: "eth0"},
+		Status: v1alpha2.EipStatus{Occupied: true, Usage: 1, PoolSize: 16, Used: map[string]string{"198.18.0.1": "default/a"},
+			FirstIP: "198.18.0.0", LastIP: "198.18.0.15", Ready: true, V4: true,
+			Conflicts: []v1alpha2.EipConflict{{Address: "198.18.0.3", Reason: "is answered on the wire by another host", MAC: "02:00:00:00:00:09"}}},
+	}
+	nics := &v1alpha1.NodeNICs{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeNICs"},
+		ObjectMeta: metav1.ObjectMeta{Name: "node1", UID: "ru", ResourceVersion: "9"},
+		Status: v1alpha1.NodeNICsStatus{
+			NICs:      []v1alpha1.NIC{{Name: "eth0", MAC: "02:00:00:00:00:01", Up: true, Carrier: true, Addresses: []string{"192.0.2.1/24"}}},
+			Primary:   "eth0",
+			Gateways:  []string{"192.0.2.254"},
+			Conflicts: []v1alpha1.AddressConflict{{Address: "198.18.0.3", MAC: "02:00:00:00:00:09"}},
+			UpdatedAt: metav1.Now(),
+			Speaker: &v1alpha1.SpeakerStatus{MemberAddress: "192.0.2.1:7947", Members: []string{"node1", "node2"}, Announcing: 1,
+				Addresses: []v1alpha1.AnnouncedAddress{{Address: "198.18.0.1", Interface: "eth0"}},
+				MemberKeys: []string{"sha256:ab"}, UnknownMembers: []string{"x: no node"}, Version: "v1"},
+		},
+	}
+	// A status field added later must be set here too, or this test
+	// would not see Lean start to read it.
+	for _, v := range []any{eip.Status, nics.Status, *nics.Status.Speaker} {
+		rv := reflect.ValueOf(v)
+		for i := range rv.NumField() {
+			if rv.Field(i).IsZero() {
+				t.Fatalf("%s.%s is not set in this test", rv.Type().Name(), rv.Type().Field(i).Name)
+			}
+		}
+	}
+	s, err := apiclient.NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := serializer.NewCodecFactory(s).UniversalDeserializer()
+	for _, tc := range []struct {
+		kind apiclient.Kind
+		obj  runtime.Object
+	}{{apiclient.Eips, eip}, {apiclient.NodeNICs, nics}} {
+		doc, err := json.Marshal(tc.obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var paths []jsonprune.Path
+		for _, p := range LeanUnread(tc.kind) {
+			paths = append(paths, jsonprune.ParsePath(p))
+		}
+		if len(paths) == 0 {
+			t.Fatalf("%s: LeanUnread names nothing", tc.kind.Name())
+		}
+		pruned, err := jsonprune.Null(doc, paths...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pruned) >= len(doc) {
+			t.Fatalf("%s: nothing was left out: %s", tc.kind.Name(), pruned)
+		}
+		whole, _, err := dec.Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		without, _, err := dec.Decode(pruned, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := Lean(whole)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Lean(without)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("%s: Lean reads what LeanUnread leaves out:\nwhole   %+v\nwithout %+v", tc.kind.Name(), a, b)
+		}
+	}
+	for _, k := range []apiclient.Kind{apiclient.Services, apiclient.Nodes, apiclient.EndpointSlices} {
+		if p := LeanUnread(k); p != nil {
+			t.Errorf("%s is read as protobuf, which is decoded whole, yet LeanUnread names %v", k.Name(), p)
+		}
 	}
 }

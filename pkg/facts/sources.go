@@ -26,6 +26,7 @@ type Sources struct {
 
 	api       *apiclient.Client
 	transform cache.TransformFunc
+	unread    func(apiclient.Kind) []string
 	mu        sync.Mutex
 	all       []cache.SharedIndexInformer
 	started   int
@@ -34,9 +35,11 @@ type Sources struct {
 
 // NewSources builds the informers; nothing is watched until Start.
 // transform trims each object before it is cached: Transform keeps what
-// the controller writes back, Lean only what the data path reads.
-func NewSources(ctx context.Context, api *apiclient.Client, transform cache.TransformFunc) (*Sources, error) {
-	s := &Sources{api: api, transform: transform}
+// the controller writes back, Lean only what the data path reads. unread,
+// when not nil, names the fields of a kind that are never decoded at all
+// (LeanUnread, beside Lean).
+func NewSources(ctx context.Context, api *apiclient.Client, transform cache.TransformFunc, unread func(apiclient.Kind) []string) (*Sources, error) {
+	s := &Sources{api: api, transform: transform, unread: unread}
 	// The two ConfigMaps that name the API server's address, each alone:
 	// neither program may read any other there.
 	var err error
@@ -95,7 +98,14 @@ func ByName(name string) func(*metav1.ListOptions) {
 // Scoped is an informer of k in namespace ns ("" for all), narrowed by
 // tweak, trimmed like the others, and started by the next Start.
 func (s *Sources) Scoped(k apiclient.Kind, ns string, tweak func(*metav1.ListOptions)) (cache.SharedIndexInformer, error) {
-	i := s.api.Resource(k).Informer(ns, tweak)
+	r := s.api.Resource(k)
+	if s.unread != nil {
+		var err error
+		if r, err = r.Without(s.unread(k)...); err != nil {
+			return nil, err
+		}
+	}
+	i := r.Informer(ns, tweak)
 	if s.transform != nil {
 		if err := i.SetTransform(s.transform); err != nil {
 			return nil, fmt.Errorf("set informer transform: %w", err)
