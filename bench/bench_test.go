@@ -1,9 +1,17 @@
 package main
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/porterlb/porter/pkg/apiclient"
+	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
+	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
+	"github.com/porterlb/porter/pkg/facts"
 )
 
 func TestSumMetric(t *testing.T) {
@@ -48,5 +56,64 @@ func TestFigureRatio(t *testing.T) {
 	r.add(Figure{Name: "x", Value: 150, Baseline: 100})
 	if r.Figures[0].Ratio != 1.5 {
 		t.Errorf("ratio %v", r.Figures[0].Ratio)
+	}
+}
+
+// The decode section compares like with like: the speaker's cache keeps
+// the same from an event decoded whole as from one without the lists.
+func TestDecodeEventsKeepTheSame(t *testing.T) {
+	api, err := apiclient.New(&rest.Config{Host: "https://192.0.2.1:6443"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, report, err := decodeEvents(50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, line := range map[string][]byte{"eips": pool, "nodenics": report} {
+		kind := apiclient.Eips
+		if k == "nodenics" {
+			kind = apiclient.NodeNICs
+		}
+		whole := api.Resource(kind)
+		lean, err := whole.Without(facts.LeanUnread(kind)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := decodeLean(whole, line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := decodeLean(lean, line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("%s: %+v decoded whole, %+v without the lists", k, a, b)
+		}
+		_, full, err := whole.DecodeEvent(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, part, err := lean.DecodeEvent(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch k {
+		case "eips":
+			if n := len(full.(*v1alpha2.Eip).Status.Used); n != 50 {
+				t.Errorf("the pool event lists %d used addresses, want 50", n)
+			}
+			if part.(*v1alpha2.Eip).Status.Used != nil {
+				t.Error("the speaker decoded the pool's used addresses")
+			}
+		case "nodenics":
+			if n := len(full.(*v1alpha1.NodeNICs).Status.Speaker.Addresses); n != 50 {
+				t.Errorf("the report lists %d addresses, want 50", n)
+			}
+			if part.(*v1alpha1.NodeNICs).Status.Speaker.Addresses != nil {
+				t.Error("the speaker decoded the report's announced addresses")
+			}
+		}
 	}
 }

@@ -37,6 +37,14 @@ ratio between the two is what carries from one run to the next.
   socket and times each reply, for an address the speaker owns and, as the
   baseline, for the owning node's own address, which its kernel answers. The
   two are interleaved request by request so both see the same noise.
+- **Watch decode.** In the bench process, no lab involved: the CPU,
+  allocations and memory a speaker spends on one watch event, from its
+  bytes to what its cache keeps, for a pool whose status lists ` + fmt.Sprint(decodeAt) + `
+  used addresses and for a NIC report that lists as many announced ones.
+  The speaker leaves those lists undecoded (` + "`facts.LeanUnread`" + `); the
+  baseline is the same event decoded whole, then trimmed the same way. The
+  section first checks that both keep the same thing. Each figure is the
+  median of ` + fmt.Sprint(decodeRounds) + ` Go benchmark runs.
 - **Failover.** The client connects to the Service address every
   ` + probeEvery.String() + ` (TCP, 100 ms connect timeout). The announcing node then
   fails: its speaker is killed (SIGKILL), its link goes down, the node dies

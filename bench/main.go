@@ -148,6 +148,7 @@ func run(ctx context.Context, o options) int {
 	}{
 		{"binaries", b.binaries},
 		{"ARP reply round trip", b.arpLatency},
+		{"watch decode", b.watchDecode},
 		{"failover", b.failover},
 		{"false failovers", b.falseFailovers},
 		{"plugin", b.plugin},

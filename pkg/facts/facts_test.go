@@ -334,7 +334,7 @@ func TestLeanUnreadIsUnread(t *testing.T) {
 			Conflicts: []v1alpha1.AddressConflict{{Address: "198.18.0.3", MAC: "02:00:00:00:00:09"}},
 			UpdatedAt: metav1.Now(),
 			Speaker: &v1alpha1.SpeakerStatus{MemberAddress: "192.0.2.1:7947", Members: []string{"node1", "node2"}, Announcing: 1,
-				Addresses: []v1alpha1.AnnouncedAddress{{Address: "198.18.0.1", Interface: "eth0"}},
+				Addresses:  []v1alpha1.AnnouncedAddress{{Address: "198.18.0.1", Interface: "eth0"}},
 				MemberKeys: []string{"sha256:ab"}, UnknownMembers: []string{"x: no node"}, Version: "v1"},
 		},
 	}
