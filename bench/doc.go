@@ -83,11 +83,12 @@ ratio between the two is what carries from one run to the next.
   (baseline: creating them, API writes alone), the ARP round trip for
   random owned addresses (baseline: the node's kernel), and the time from
   a restart of the speaker until its metrics count gratuitous ARP for every
-  address (baseline: one address). At the largest scale the round trip
-  is measured twice: first as soon as every Service is announced and
-  annotated and the speaker's NIC report lists every address (a write it
-  defers, 10 s at 10,000), and again, settled, 10 s after the restart.
-  The target applies to the first. Memory is read at the first.
+  address (baseline: one address). The round trip is measured as soon
+  as every Service is announced and annotated, before the speaker's NIC
+  report lists every address (a write it defers, 10 s at 10,000, and
+  which may land during the measurement); then once the report lists
+  them all; and at the largest scale once more, settled, 10 s after the
+  restart. The target applies to the second, where memory is read too.
 - **Memory.** At one address, at 1,000 and at 10,000 Services on 1,000
   nodes, the pinned speaker's RSS from ` + "`/proc/<pid>/status`" + `: whole, anonymous
   (heap and stacks), file-backed (its executable's pages) and its peak
