@@ -114,7 +114,8 @@ ratio between the two is what carries from one run to the next.
   first churn's warm-up: flat is at most 1.1× for RSS and goroutines. The
   socket count steps between neighbours as connections come and go, so
   it grows only if the last quarter's fewest is above the second
-  quarter's most.
+  quarter's most. The speaker's CPU over the whole soak stands beside its CPU
+  at rest with the same Services, over the ` + cpuWindow.String() + ` before the churn.
 - **Plugin.** Before the scale section, the cluster is grown to 1,000 kwok
   nodes. ` + "`kubectl porter status`" + ` is timed beside ` + "`kubectl get nodes`" + `
   and its API requests counted from client-go's ` + "`-v=6`" + ` log, once then

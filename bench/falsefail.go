@@ -165,9 +165,13 @@ func (b *bench) cpuAtRest(ctx context.Context, s *stack, window time.Duration) (
 	if err != nil {
 		return 0, err
 	}
+	return millicores(after-before, time.Since(start)) / float64(len(pids)), nil
+}
+
+// millicores is CPU time in clock ticks over a span of wall time.
+func millicores(ticks int64, over time.Duration) float64 {
 	// /proc counts in clock ticks of 1/100 s on Linux.
-	used := float64(after-before) / 100
-	return used / time.Since(start).Seconds() * 1000 / float64(len(pids)), nil
+	return float64(ticks) / 100 / over.Seconds() * 1000
 }
 
 // cpuTicks is the user and system time of the processes, all threads, in

@@ -341,6 +341,24 @@ func (b *bench) soak(ctx context.Context) error {
 			at.Round(time.Second), mib(m.RSS), mib(m.Anon), g, s, mib(c.RSS))
 		return nil
 	}
+	// The speaker's CPU at rest with every Service in place, then over
+	// the churn: each replacement rewrites the pool's status (up to once a
+	// second) and the speaker's report, and the speaker reads both.
+	t0, err := cpuTicks([]int{proc.Pid()})
+	if err != nil {
+		return err
+	}
+	restStart := time.Now()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(cpuWindow):
+	}
+	t1, err := cpuTicks([]int{proc.Pid()})
+	if err != nil {
+		return err
+	}
+	atRest := millicores(t1-t0, time.Since(restStart))
 	start := time.Now()
 	if err := take(0); err != nil {
 		return err
@@ -372,6 +390,11 @@ func (b *bench) soak(ctx context.Context) error {
 	if err := take(time.Since(start)); err != nil {
 		return err
 	}
+	t2, err := cpuTicks([]int{proc.Pid()})
+	if err != nil {
+		return err
+	}
+	churnCPU := millicores(t2-t1, time.Since(start))
 	// Flat: the last quarter's median against the second quarter's, past
 	// the first churn's warm-up.
 	q := len(samples) / 4
@@ -388,6 +411,8 @@ func (b *bench) soak(ctx context.Context) error {
 	}
 	early, late := samples[q:2*q], samples[len(samples)-q:]
 	label := fmt.Sprintf("%s at %d Services, %d created and %d deleted a minute", b.o.soakFor, b.o.scales[len(b.o.scales)-1], per, per)
+	b.res.add(Figure{Section: "soak", Name: "speaker CPU over the soak, " + label, Value: churnCPU, Unit: "millicores",
+		Baseline: atRest, BaselineName: fmt.Sprintf("at rest with the same Services, over %s before", cpuWindow)})
 	rssE, rssL := median(early, func(s sample) float64 { return mib(s.m.RSS) }), median(late, func(s sample) float64 { return mib(s.m.RSS) })
 	b.res.add(Figure{Section: "soak", Name: "speaker RSS, last quarter of the soak (median), " + label, Value: rssL, Unit: "MiB",
 		Baseline: rssE, BaselineName: "second quarter (median)", Target: "flat (≤ 1.1×)", Met: met(rssL <= 1.1*rssE)})
