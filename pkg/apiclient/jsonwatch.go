@@ -64,10 +64,17 @@ func (r Resource) DecodeEvent(line []byte) (watch.EventType, runtime.Object, err
 }
 
 func (d *jsonEvents) decode(line []byte) (watch.EventType, runtime.Object, error) {
-	var err error
 	if len(d.unread) > 0 {
-		if line, err = jsonprune.Null(line, d.unread...); err != nil {
+		// An error event holds a Status, not the resource: its fields
+		// are not the resource's, and it is small.
+		typ, err := jsonprune.Member(line, "type")
+		if err != nil {
 			return "", nil, fmt.Errorf("decode watch event: %w", err)
+		}
+		if string(typ) != `"`+string(watch.Error)+`"` {
+			if line, err = jsonprune.Null(line, d.unread...); err != nil {
+				return "", nil, fmt.Errorf("decode watch event: %w", err)
+			}
 		}
 	}
 	var ev struct {

@@ -98,4 +98,9 @@ func TestJSONWatchLeavesUnreadFieldsUndecoded(t *testing.T) {
 	if e.Spec.Address != "198.18.64.0/24" || e.ResourceVersion != "5" {
 		t.Errorf("more than the status was left out: %+v", e)
 	}
+	// An error event's Status keeps its own "status" field.
+	typ, obj, err = r.DecodeEvent([]byte(`{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Expired","code":410}}`))
+	if st, ok := obj.(*metav1.Status); err != nil || typ != watch.Error || !ok || st.Status != metav1.StatusFailure || st.Code != 410 {
+		t.Errorf("error event: %s %+v %v", typ, obj, err)
+	}
 }

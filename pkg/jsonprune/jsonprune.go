@@ -9,6 +9,7 @@ package jsonprune
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -72,6 +73,39 @@ func Null(doc []byte, paths ...Path) ([]byte, error) {
 	}
 	return append(out, doc[at:]...), nil
 }
+
+// Member is the value of the top-level member key of the object doc, as
+// written, or nil when doc has no such member. The scan stops at the
+// member.
+func Member(doc []byte, key string) ([]byte, error) {
+	s := scanner{doc: doc}
+	i := s.space(0)
+	if i >= len(doc) || doc[i] != '{' {
+		return nil, fmt.Errorf("read member %s: %w", key, s.errAt(i, "an object"))
+	}
+	var found []byte
+	_, err := s.members(i, func(k []byte, at int) (int, error) {
+		end, err := s.skip(at)
+		if err != nil {
+			return 0, err
+		}
+		if s.keyIs(k, key) {
+			found = doc[at:end]
+			return 0, errFound
+		}
+		return end, nil
+	})
+	if err == errFound {
+		return found, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read member %s: %w", key, err)
+	}
+	return nil, nil
+}
+
+// errFound ends a scan early.
+var errFound = errors.New("found")
 
 type scanner struct{ doc []byte }
 

@@ -73,6 +73,26 @@ func TestNullRejectsBrokenDocuments(t *testing.T) {
 	}
 }
 
+func TestMember(t *testing.T) {
+	for _, tc := range []struct{ doc, key, want string }{
+		{`{"type":"ERROR","object":{"kind":"Status"}}`, "type", `"ERROR"`},
+		{` { "object" : {"type":"x"} , "type" : "MODIFIED" } `, "type", `"MODIFIED"`},
+		{`{"object":{"type":"x"}}`, "type", ``},
+		{`{"a":[1,{"b":2}],"n":-1.5e3}`, "n", `-1.5e3`},
+		{`{}`, "type", ``},
+	} {
+		got, err := Member([]byte(tc.doc), tc.key)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s: got %q, %v; want %q", tc.doc, got, err, tc.want)
+		}
+	}
+	for _, doc := range []string{`[1]`, `{"a" 1}`, `{"a":"b`, ``} {
+		if got, err := Member([]byte(doc), "type"); err == nil {
+			t.Errorf("%s: no error, got %q", doc, got)
+		}
+	}
+}
+
 func TestPath(t *testing.T) {
 	p := ParsePath("status.speaker")
 	if got := p.Prefix("object").String(); got != "object.status.speaker" {
