@@ -95,7 +95,7 @@ func Member(doc []byte, key string) ([]byte, error) {
 		}
 		return end, nil
 	})
-	if err == errFound {
+	if errors.Is(err, errFound) {
 		return found, nil
 	}
 	if err != nil {
