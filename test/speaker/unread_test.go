@@ -41,8 +41,10 @@ func TestSpeakerCachesLeaveUnreadListsUndecoded(t *testing.T) {
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeNICs"},
 		ObjectMeta: metav1.ObjectMeta{Name: "unread-report"},
 		Status: v1alpha1.NodeNICsStatus{
-			NICs:    []v1alpha1.NIC{{Name: "eth0", MAC: "02:00:00:00:00:01", Up: true, Carrier: true, Addresses: []string{"192.0.2.1/24"}}},
-			Speaker: &v1alpha1.SpeakerStatus{Members: []string{"a", "b"}, Announcing: 1, Addresses: []v1alpha1.AnnouncedAddress{{Address: "198.51.100.1", Interface: "eth0"}}},
+			NICs:      []v1alpha1.NIC{{Name: "eth0", MAC: "02:00:00:00:00:01", Up: true, Carrier: true, Addresses: []string{"192.0.2.1/24"}}},
+			Conflicts: []v1alpha1.AddressConflict{{Address: "198.51.100.7", MAC: "02:00:00:00:00:09", Since: metav1.Now()}},
+			UpdatedAt: metav1.Now(),
+			Speaker:   &v1alpha1.SpeakerStatus{Members: []string{"a", "b"}, Announcing: 1, Addresses: []v1alpha1.AnnouncedAddress{{Address: "198.51.100.1", Interface: "eth0"}}},
 		},
 	}
 	pool := &v1alpha2.Eip{
@@ -67,8 +69,8 @@ func TestSpeakerCachesLeaveUnreadListsUndecoded(t *testing.T) {
 		} else if !slices.Equal(l.Status.Speaker.Members, members) || l.Status.Speaker.Announcing != addresses {
 			t.Errorf("%s: the speaker's cache lost the members or the count: %+v", when, l.Status.Speaker)
 		}
-		if !reflect.DeepEqual(l.Status.NICs, w.Status.NICs) {
-			t.Errorf("%s: the speaker's cache lost the NICs: %+v", when, l.Status.NICs)
+		if !reflect.DeepEqual(l.Status.NICs, w.Status.NICs) || !reflect.DeepEqual(l.Status.Conflicts, w.Status.Conflicts) || len(l.Status.Conflicts) != 1 {
+			t.Errorf("%s: the speaker's cache lost the NICs or the conflicts: %+v", when, l.Status)
 		}
 	}
 	check("first read", []string{"a", "b"}, 1)
