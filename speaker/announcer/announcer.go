@@ -676,11 +676,17 @@ func (a *Announcer) reconcile(ctx context.Context) {
 	for _, r := range d.Refused {
 		a.refuse(r)
 	}
-	a.dropConflictsOwnedElsewhere(*d)
 	if a.waitingToJoin(cluster) {
 		// Alone, this speaker would think it owns every address, and
 		// probe each one only to hear its owner answer.
 		return
+	}
+	// A restricted decision takes on nothing, so it names no owner for
+	// most addresses: it says nothing of who else owns them. Dropped on
+	// it, the conflicts carried over a restart were gone from the first
+	// report, before the speaker had seen its peers.
+	if !restricted {
+		a.dropConflictsOwnedElsewhere(*d)
 	}
 	a.apply(ctx, *d)
 }
