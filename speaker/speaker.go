@@ -114,7 +114,7 @@ nothing in the cluster but its own node's NodeNICs and Events.`,
 	f.DurationVar(&opts.ARPProbe.Interval, "arp-probe-interval", 150*time.Millisecond, "Time between ARP probes")
 	f.DurationVar(&opts.ARPProbe.Wait, "arp-probe-wait", 200*time.Millisecond, "Time to listen for an answer after the last probe")
 	f.DurationVar(&opts.GARPRefresh, "gratuitous-arp-refresh", time.Minute, "How often to announce every owned address again with gratuitous ARP, against switches' MAC and hosts' ARP aging; 0 turns it off")
-	f.DurationVar(&opts.TakeoverCheck, "takeover-check", 25*time.Millisecond, "Before taking an address from a member that failed, how long to ask the wire whether its owner or its node still answers; 0 takes it as soon as gossip says")
+	f.DurationVar(&opts.TakeoverCheck, "takeover-check", 25*time.Millisecond, "Before taking an address from a member that failed, how long to ask the wire, twice, whether its owner or its node still answers; 0 takes it as soon as gossip says")
 	f.DurationVar(&opts.StarvedGrace, "starved-grace", 3*time.Second, "How long a failed member whose node still answers ARP keeps its addresses: its speaker may only be starved of CPU")
 	f.DurationVar(&opts.HoldDown, "hold-down", 5*time.Second, "How long a member found failed waits, once it is back, before it takes addresses back; it doubles with each failure in 15 minutes; 0 turns damping off")
 	f.DurationVar(&opts.MaxHoldDown, "max-hold-down", 5*time.Minute, "The longest hold-down of a member that keeps failing")

@@ -146,6 +146,11 @@ type Announcer struct {
 	checked      map[netip.Addr]bool
 	checkDue     map[string][]netip.Addr
 	checking     map[string]bool
+	// nextRound is, by member, when the wire may be asked about it again;
+	// heldSaid the failure of each member whose still answering was
+	// last logged.
+	nextRound map[string]time.Time
+	heldSaid  map[string]time.Time
 	// lastAnswered is, by member, when the wire last heard it answer for
 	// an address another member was about to take.
 	lastAnswered map[string]time.Time
@@ -281,6 +286,8 @@ func New(cfg Config) *Announcer {
 		checked:      map[netip.Addr]bool{},
 		checkDue:     map[string][]netip.Addr{},
 		checking:     map[string]bool{},
+		nextRound:    map[string]time.Time{},
+		heldSaid:     map[string]time.Time{},
 		lastAnswered: map[string]time.Time{},
 		nodeGone:     map[string]time.Time{},
 		yielded:      map[netip.Addr]string{},

@@ -64,14 +64,17 @@ func (a *Announcer) gateTakeover(ip netip.Addr) bool {
 		// answered by the member that took it while this one was away:
 		// it is asked about like a live member's, and taken once nobody
 		// answers for it.
-		// A member that left handed over. One that failed is asked
-		// about as above; so is one still live, whose decision has not
-		// yet let the address go: it is taken once that member is
-		// silent, so that no two nodes ever answer for it.
-		if dep, failed := a.cfg.Members.Departed(prev); failed && dep.Left && prev != startedWith {
-			return true
-		}
 		from = prev
+	}
+	// A member that left handed over, even one whose word that it
+	// leaves came after gossip found it failed. One that failed is
+	// asked about as above; so is one still live, whose decision has
+	// not yet let the address go: it is taken once that member is
+	// silent, so that no two nodes ever answer for it.
+	if dep, gone := a.cfg.Members.Departed(from); gone && dep.Left && from != startedWith {
+		return true
+	}
+	if !pending {
 		a.pendingFrom[ip] = from
 		a.pendingSince[ip] = time.Now()
 	}
@@ -101,8 +104,14 @@ func (a *Announcer) forgetTakeovers(desired map[netip.Addr]Target) {
 func (a *Announcer) startChecks(ctx context.Context, targets map[netip.Addr]Target) {
 	due := a.checkDue
 	a.checkDue = map[string][]netip.Addr{}
+	now := time.Now()
 	for from, ips := range due {
-		if a.checking[from] {
+		// A round's answer calls for a decision, which finds the same
+		// addresses due again: without the wait the round set, a member
+		// that keeps answering (cut off from gossip, starved, handing
+		// over) would be asked as fast as it answers, a thousand rounds
+		// a second of broadcasts on the LAN and of this speaker's CPU.
+		if a.checking[from] || now.Before(a.nextRound[from]) {
 			continue
 		}
 		type probe struct {
@@ -129,7 +138,8 @@ func (a *Announcer) startChecks(ctx context.Context, targets map[netip.Addr]Targ
 			nodeR, _ = a.responder(lk.name)
 		}
 		a.checking[from] = true
-		pc := responder.ProbeConfig{Count: 1, Wait: a.cfg.TakeoverCheck}
+		a.cfg.Metrics.TakeoverChecks.Inc()
+		pc := responder.ProbeConfig{Count: checkProbes, Interval: a.cfg.TakeoverCheck, Wait: a.cfg.TakeoverCheck}
 		// targets is the decision's, which the next decision refills:
 		// what the round needs of it is copied here, on the run loop.
 		c := takeoverCheck{from: from, answers: map[netip.Addr]net.HardwareAddr{}, targets: make(map[netip.Addr]Target, len(probes))}
@@ -180,7 +190,7 @@ func (a *Announcer) takeChecked(c takeoverCheck) {
 	delete(a.checking, c.from)
 	if c.unsure {
 		// Nothing this round said can be trusted, silence least of all.
-		time.AfterFunc(handoverAgain, a.poke)
+		a.askAgain(c.from, handoverAgain)
 		return
 	}
 	if c.nodeAsked {
@@ -209,6 +219,11 @@ func (a *Announcer) takeChecked(c takeoverCheck) {
 	again := a.minority // the quorum waits on the wire's word
 	soon := false       // a live member hands over within moments
 	later := false      // a member held down still serves
+	// The first address a failed member still answers for: said once
+	// for each failure, not on every round, which asks again within
+	// moments.
+	var stillAnswered netip.Addr
+	var answeredBy string
 	for ip, mac := range c.answers {
 		if a.pendingFrom[ip] != c.from {
 			continue // no longer this node's to take
@@ -230,8 +245,9 @@ func (a *Announcer) takeChecked(c takeoverCheck) {
 				continue
 			}
 			a.cfg.Metrics.TakeoversHeld.Inc()
-			a.cfg.Log.Info("not taking an address whose owner still answers for it, though gossip lost it",
-				"ip", ip, "owner", c.from, "answered", a.peerMACs[mac.String()])
+			if !stillAnswered.IsValid() {
+				stillAnswered, answeredBy = ip, a.peerMACs[mac.String()]
+			}
 			again = true
 		case mac != nil:
 			t := c.targets[ip]
@@ -244,6 +260,11 @@ func (a *Announcer) takeChecked(c takeoverCheck) {
 			a.checked[ip] = true
 		}
 	}
+	if stillAnswered.IsValid() && a.heldSaid[c.from] != dep.At {
+		a.heldSaid[c.from] = dep.At
+		a.cfg.Log.Info("not taking the addresses of a member gossip lost: it still answers for them",
+			"owner", c.from, "first", stillAnswered, "answered", answeredBy)
+	}
 	if failed {
 		for ip, from := range a.pendingFrom {
 			if from == c.from && !a.checked[ip] {
@@ -253,13 +274,28 @@ func (a *Announcer) takeChecked(c takeoverCheck) {
 	}
 	switch {
 	case soon:
-		time.AfterFunc(handoverAgain, a.poke)
+		a.askAgain(c.from, handoverAgain)
 	case again:
-		time.AfterFunc(checkAgain, a.poke)
+		a.askAgain(c.from, checkAgain)
 	case later:
-		time.AfterFunc(time.Second, a.poke)
+		a.askAgain(c.from, time.Second)
+	default:
+		delete(a.nextRound, c.from)
 	}
 }
+
+// askAgain holds the next round about member from for wait, and asks for
+// the decision that starts it then.
+func (a *Announcer) askAgain(from string, wait time.Duration) {
+	a.nextRound[from] = time.Now().Add(wait)
+	time.AfterFunc(wait, a.poke)
+}
+
+// checkProbes is how many times a round asks, TakeoverCheck apart: its
+// silence takes an address at once, or counts a node gone, so one lost
+// request or reply (a qdisc replaced, a moment of load on either side)
+// must not be enough.
+const checkProbes = 2
 
 // checkAgain is how soon a held takeover is asked about again.
 const checkAgain = 250 * time.Millisecond

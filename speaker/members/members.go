@@ -168,12 +168,13 @@ func (m *Members) NotifyLeave(n *memberlist.Node) {
 	if m.departed == nil {
 		m.departed = map[string]Departure{}
 	}
-	m.departed[n.Name] = Departure{At: time.Now(), Left: left}
+	now := time.Now()
+	m.departed[n.Name] = Departure{At: now, Left: left}
 	if !left {
 		if m.failures == nil {
 			m.failures = map[string][]time.Time{}
 		}
-		f := append(m.failures[n.Name], time.Now())
+		f := append(m.failures[n.Name], now)
 		m.failures[n.Name] = f[max(0, len(f)-maxFailures):]
 	}
 	m.mu.Unlock()
@@ -268,8 +269,29 @@ func (m *Members) NotifyMsg(b []byte) {
 		m.leaving = map[string]time.Time{}
 	}
 	m.leaving[name] = time.Now()
+	// The word can come after gossip already found the member gone: a
+	// peer that suspected it declares it dead in its own name, which
+	// reads as a failure. A leave just told is a leave: no takeover
+	// check, no hold-down.
+	_, live := m.peers[name]
+	d, gone := m.departed[name]
+	late := gone && !live && !d.Left && time.Since(d.At) < leaveLate
+	if late {
+		m.departed[name] = Departure{At: d.At, Left: true}
+		if f := m.failures[name]; len(f) > 0 && f[len(f)-1].Equal(d.At) {
+			m.failures[name] = f[:len(f)-1]
+		}
+	}
 	m.mu.Unlock()
+	if late {
+		m.log.Info("member said it leaves after it was found failed: it left", "member", name)
+		m.notify()
+	}
 }
+
+// leaveLate is how long after a member was found failed its word that it
+// leaves still makes it a leave.
+const leaveLate = 2 * time.Second
 
 // leavingPrefix starts the message a member sends its peers before it
 // leaves. Gossip is authenticated, so nobody without the key can send it.

@@ -22,6 +22,7 @@ type Metrics struct {
 	Members          prometheus.Gauge
 	UnknownMembers   prometheus.Gauge
 	TakeoversHeld    prometheus.Counter
+	TakeoverChecks   prometheus.Counter
 	Conflicts        prometheus.Counter
 	Quorum           prometheus.Gauge
 	HeldDown         prometheus.Gauge
@@ -64,6 +65,10 @@ func New() *Metrics {
 			Name: "porter_takeovers_held_total",
 			Help: "Times an address was not taken from a member gossip found failed, as its owner still answered for it or its node was still up.",
 		}),
+		TakeoverChecks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "porter_takeover_checks_total",
+			Help: "Rounds of asking the wire whether a member that failed, or one about to hand over, still answers for its addresses or its node.",
+		}),
 		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "porter_address_conflicts_total",
 			Help: "Probes that found an address already answered by another host.",
@@ -81,7 +86,7 @@ func New() *Metrics {
 			Help: "Addresses this speaker gave up, while cut off or held down, to another speaker that answered for them.",
 		}),
 	}
-	m.Registry.MustRegister(m.ARPRequests, m.ARPReplies, m.GratuitousARPs, m.OwnedIPs, m.OwnershipChanges, m.Members, m.UnknownMembers, m.TakeoversHeld, m.Conflicts, m.Quorum, m.HeldDown, m.Yields,
+	m.Registry.MustRegister(m.ARPRequests, m.ARPReplies, m.GratuitousARPs, m.OwnedIPs, m.OwnershipChanges, m.Members, m.UnknownMembers, m.TakeoversHeld, m.TakeoverChecks, m.Conflicts, m.Quorum, m.HeldDown, m.Yields,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

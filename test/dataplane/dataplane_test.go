@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -85,6 +86,22 @@ func httpGet(t *testing.T, n *netlab.Host, path string) string {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// counter reads a counter without labels from the speaker of n's /metrics.
+func counter(t *testing.T, n *netlab.Host, name string) float64 {
+	t.Helper()
+	for line := range strings.Lines(httpGet(t, n, "/metrics")) {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s on %s: %v", name, n.Name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s is not in the metrics of %s", name, n.Name)
+	return 0
 }
 
 // httpTry GETs path from the speaker of n.

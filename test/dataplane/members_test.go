@@ -299,10 +299,31 @@ func TestGossipOnlyPartitionMovesNothing(t *testing.T) {
 	if late == cut.Name {
 		t.Errorf("%s, cut off from gossip without a quorum, took on %s", cut.Name, lateIP)
 	}
+	var others []*netlab.Host
+	for _, n := range env.Net.Nodes {
+		if n.Name != cut.Name {
+			others = append(others, n)
+		}
+	}
+	rounds := map[string]float64{}
+	for _, n := range others {
+		rounds[n.Name] = counter(t, n, "porter_takeover_checks_total")
+	}
+	start := time.Now()
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
 		if now := owners(t, ips); !maps.Equal(now, before) {
 			t.Fatalf("during the partition: owners %v, want %v", now, before)
 		}
+	}
+	// The cut-off node keeps answering, and each of the others asks the
+	// wire about it again every 250 ms: not as fast as it answers.
+	window := time.Since(start)
+	for _, n := range others {
+		asked := counter(t, n, "porter_takeover_checks_total") - rounds[n.Name]
+		if limit := 2*float64(window/(250*time.Millisecond)) + 2; asked > limit {
+			t.Errorf("%s asked the wire about %s %.0f times in %s, want at most %.0f: once every 250 ms", n.Name, cut.Name, asked, window.Round(time.Millisecond), limit)
+		}
+		t.Logf("%s asked the wire about %s %.0f times in %s", n.Name, cut.Name, asked, window.Round(time.Millisecond))
 	}
 	heal()
 	waitMembers(t, len(env.Net.Nodes))
