@@ -57,6 +57,9 @@ func TestIPv6ServiceAnsweredByOneNodeAndFailsOver(t *testing.T) {
 	// leaves the two others a majority.
 	sp[first] = startSpeaker(t, nodeByName(first))
 	waitMembers(t, 3)
+	// Back from a failure, it is held down; when that ends, the address
+	// may move to it, as designed. The cable is pulled after.
+	waitSettled(t)
 	n := nodeByName(second)
 	p = backend.StartProber(env.Net.Client, ip, 10*time.Millisecond)
 	time.Sleep(300 * time.Millisecond)
