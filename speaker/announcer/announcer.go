@@ -146,6 +146,9 @@ type Announcer struct {
 	checked      map[netip.Addr]bool
 	checkDue     map[string][]netip.Addr
 	checking     map[string]bool
+	// peerHeld are the addresses whose last probe another speaker
+	// answered, with when they may be probed again.
+	peerHeld map[netip.Addr]time.Time
 	// nextRound is, by member, when the wire may be asked about it again;
 	// heldSaid the failure of each member whose still answering was
 	// last logged.
@@ -287,6 +290,7 @@ func New(cfg Config) *Announcer {
 		checkDue:     map[string][]netip.Addr{},
 		checking:     map[string]bool{},
 		nextRound:    map[string]time.Time{},
+		peerHeld:     map[netip.Addr]time.Time{},
 		heldSaid:     map[string]time.Time{},
 		lastAnswered: map[string]time.Time{},
 		nodeGone:     map[string]time.Time{},
@@ -1133,7 +1137,7 @@ func (a *Announcer) responder(iface string) (*responder.Responder, error) {
 }
 
 func (a *Announcer) startProbe(ctx context.Context, ip netip.Addr, t Target) {
-	if a.probing[ip] {
+	if a.probing[ip] || time.Now().Before(a.peerHeld[ip]) {
 		return
 	}
 	r, err := a.responder(t.Iface)
@@ -1177,10 +1181,19 @@ func (a *Announcer) probed(r probeResult) {
 		// A peer that this speaker does not count yet answers: the
 		// views differ for now, and the next decisions settle it. No
 		// conflict is recorded, so none can block a later takeover.
-		a.cfg.Log.Info("address held by another speaker; not taking it", "ip", r.ip, "node", a.peerMACs[r.mac.String()])
+		// It is probed again in a moment, not at once: the decision this
+		// result calls for finds it due again, and the peer answers as
+		// fast as it is asked.
+		if _, said := a.peerHeld[r.ip]; !said {
+			a.cfg.Log.Info("address held by another speaker; not taking it", "ip", r.ip, "node", a.peerMACs[r.mac.String()])
+		}
+		a.peerHeld[r.ip] = time.Now().Add(handoverAgain)
+		time.AfterFunc(handoverAgain, a.poke)
 	case r.mac != nil:
+		delete(a.peerHeld, r.ip)
 		a.conflict(r.ip, r.mac, r.iface, r.svc, "probe")
 	default:
+		delete(a.peerHeld, r.ip)
 		a.cleared[r.ip] = true
 		a.mu.Lock()
 		_, was := a.conflicts[r.ip]

@@ -88,6 +88,13 @@ func (a *Announcer) gateTakeover(ip netip.Addr) bool {
 // forgetTakeovers drops the gate's state for addresses the decision no
 // longer gives this node, or that it now announces.
 func (a *Announcer) forgetTakeovers(desired map[netip.Addr]Target) {
+	for ip := range a.peerHeld {
+		_, want := desired[ip]
+		_, own := a.owned[ip]
+		if !want || own {
+			delete(a.peerHeld, ip)
+		}
+	}
 	for ip := range a.pendingFrom {
 		_, want := desired[ip]
 		_, own := a.owned[ip]

@@ -3,8 +3,11 @@ package announcer
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/netip"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/porterlb/porter/speaker/metrics"
 )
@@ -56,5 +59,48 @@ func TestFirstDecisionAfterTheReclaimWindow(t *testing.T) {
 	a.apply(context.Background(), Decision{Announce: map[netip.Addr]Target{}, Owners: map[netip.Addr]string{ip: "n2"}})
 	if !a.decided || a.lastOwners[ip] != "n2" || a.reclaim != nil {
 		t.Errorf("after the first decision: decided %v, last owner %q, reclaim %v", a.decided, a.lastOwners[ip], a.reclaim)
+	}
+}
+
+// logged keeps the messages of the records it is handed.
+type logged struct {
+	slog.Handler
+	msgs *[]string
+}
+
+func (logged) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l logged) Handle(_ context.Context, r slog.Record) error {
+	*l.msgs = append(*l.msgs, r.Message)
+	return nil
+}
+
+// An address whose probe another speaker answered is probed again only
+// after handoverAgain, and said so once: the decision the answer calls for
+// finds it due again at once, and the peer answers as fast as it is
+// asked, which made a loop of thousands of probes a second.
+func TestAddressAPeerAnswersIsNotProbedAgainAtOnce(t *testing.T) {
+	var msgs []string
+	a := New(Config{Node: "n1", Metrics: metrics.New(), Log: slog.New(logged{slog.DiscardHandler, &msgs})})
+	a.links = &links{byName: map[string]*link{}}
+	ip := netip.MustParseAddr("198.18.0.7")
+	peer := net.HardwareAddr{0x02, 0, 0, 0, 0, 2}
+	a.peerMACs = map[string]string{peer.String(): "n2"}
+	a.owners = map[netip.Addr]string{ip: "n1"}
+	for range 3 {
+		a.probing[ip] = true
+		a.probed(probeResult{ip: ip, iface: "porter-none", mac: peer})
+		// A probe started here would open a responder on porter-none,
+		// which no node has, and say so.
+		a.startProbe(context.Background(), ip, Target{Iface: "porter-none"})
+	}
+	if a.probing[ip] || slices.Contains(msgs, "open ARP responder") {
+		t.Errorf("probed again at once: %q", msgs)
+	}
+	if n := slices.Index(msgs, "address held by another speaker; not taking it"); n < 0 || len(msgs) != 1 {
+		t.Errorf("logged %q, want the peer's answer once", msgs)
+	}
+	if wait := time.Until(a.peerHeld[ip]); wait <= 0 || wait > handoverAgain {
+		t.Errorf("probed again in %s, want within %s", wait, handoverAgain)
 	}
 }
