@@ -37,7 +37,7 @@ func (s *arpSampler) moves(ip netip.Addr) []string {
 // them meanwhile, and none moves when its hold-down ends.
 func TestCrashedSpeakerRestartedAtOnceKeepsItsAddresses(t *testing.T) {
 	createPool(t, "main", "198.18.0.100-198.18.0.109")
-	sp := startSpeakers(t)
+	sp := startSpeakersAtRest(t)
 	createService(t, "crash")
 	ip := waitIP(t, "crash")
 	owner := ownerOf(t, "crash", ip)

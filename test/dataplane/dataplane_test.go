@@ -124,7 +124,7 @@ func httpTry(n *netlab.Host, path string) (string, error) {
 func TestKillOwnerMovesTheAddress(t *testing.T) {
 	var sp map[string]*speaker
 	createPool(t, "main", "198.18.0.100-198.18.0.109")
-	sp = startSpeakers(t)
+	sp = startSpeakersAtRest(t)
 	createService(t, "kill")
 	ip := waitIP(t, "kill")
 	old := ownerOf(t, "kill", ip)
@@ -147,7 +147,7 @@ func TestKillOwnerMovesTheAddress(t *testing.T) {
 
 func TestGracefulStopHandsOff(t *testing.T) {
 	createPool(t, "main", "198.18.0.100-198.18.0.109")
-	sp := startSpeakers(t)
+	sp := startSpeakersAtRest(t)
 	createService(t, "term")
 	ip := waitIP(t, "term")
 	old := ownerOf(t, "term", ip)
@@ -176,7 +176,7 @@ func TestGracefulStopHandsOff(t *testing.T) {
 
 func TestOwnerLinkDownMovesTheAddress(t *testing.T) {
 	createPool(t, "main", "198.18.0.100-198.18.0.109")
-	startSpeakers(t)
+	startSpeakersAtRest(t)
 	createService(t, "cable")
 	ip := waitIP(t, "cable")
 	old := ownerOf(t, "cable", ip)
@@ -329,7 +329,7 @@ func setEndpoint(t *testing.T, svc, node string) {
 
 func TestAddressInUseOnTheWireIsNotAnnounced(t *testing.T) {
 	createPool(t, "main", "198.18.0.100-198.18.0.109")
-	sp := startSpeakers(t)
+	sp := startSpeakersAtRest(t)
 	taken := netip.MustParseAddr("198.18.0.107")
 	client := env.Net.Client
 	if out, err := client.Run(context.Background(), "ip", "addr", "add", taken.String()+"/24", "dev", netlab.NIC1); err != nil {
@@ -632,7 +632,7 @@ func TestPoolNICDownMovesOnlyThatPool(t *testing.T) {
 	// eth1's cable must move the pool's address although the node stays a
 	// live member.
 	createPool(t, "lan2", "198.18.1.100-198.18.1.109", func(e *v1alpha2.Eip) { e.Spec.Interface = netlab.NIC2 })
-	startSpeakers(t)
+	startSpeakersAtRest(t)
 	createService(t, "second")
 	ip := waitIP(t, "second")
 	an := announcer(t, "second", ip)

@@ -232,16 +232,23 @@ func startSpeakers(t *testing.T) map[string]*speaker {
 		out[n.Name] = startSpeaker(t, n)
 	}
 	waitMembers(t, len(env.Net.Nodes))
-	waitSettled(t)
 	return out
+}
+
+// startSpeakersAtRest is startSpeakers for a test of a failure: it starts
+// from a cluster at rest, as a real one would be, so that the failure it
+// makes is the only one (waitSettled).
+func startSpeakersAtRest(t *testing.T) map[string]*speaker {
+	t.Helper()
+	sp := startSpeakers(t)
+	waitSettled(t)
+	return sp
 }
 
 // waitSettled waits until no speaker holds another down. Speakers started
 // together on a loaded machine may find one another failed for a moment
 // as they join; the member found so is held down for --hold-down, and when
-// that ends, some addresses move to it, as designed. A test of a failure
-// starts from a cluster at rest, as a real one would be, so that the
-// failure it makes is the only one.
+// that ends, some addresses move to it, as designed.
 func waitSettled(t *testing.T) {
 	t.Helper()
 	poll(t, 30*time.Second, "no speaker to hold another down", func(context.Context) (bool, error) {

@@ -31,7 +31,7 @@ func notDefaultService(pool string) func(*corev1.Service) {
 // when the owner's cable is pulled, too.
 func TestIPv6ServiceAnsweredByOneNodeAndFailsOver(t *testing.T) {
 	v6Pool(t)
-	sp := startSpeakers(t)
+	sp := startSpeakersAtRest(t)
 	createService(t, "v6", notDefaultService("v6"))
 	ip := waitIP(t, "v6")
 	if !ip.Is6() || !netlab.LAN1v6.Contains(ip) {

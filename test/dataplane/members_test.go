@@ -235,7 +235,7 @@ func owners(t *testing.T, ips []netip.Addr) map[netip.Addr]string {
 // address is ever answered by two MACs; none moves, then or after the heal.
 func TestGossipOnlyPartitionMovesNothing(t *testing.T) {
 	createPool(t, "main", "198.18.0.100-198.18.0.109")
-	startSpeakers(t)
+	startSpeakersAtRest(t)
 	var ips []netip.Addr
 	for i := range 6 {
 		name := fmt.Sprintf("part-%d", i)
@@ -344,7 +344,7 @@ func TestGossipOnlyPartitionMovesNothing(t *testing.T) {
 // for the hold-down before it goes back: a node that flaps is damped.
 func TestFlappingSpeakerIsHeldDown(t *testing.T) {
 	createPool(t, "main", "198.18.0.100-198.18.0.109")
-	sp := startSpeakers(t)
+	sp := startSpeakersAtRest(t)
 	createService(t, "flap")
 	ip := waitIP(t, "flap")
 	owner := ownerOf(t, "flap", ip)
@@ -411,7 +411,7 @@ func TestFlappingSpeakerIsHeldDown(t *testing.T) {
 // so nobody takes its address, and it keeps it when it thaws.
 func TestFrozenSpeakerKeepsItsAddresses(t *testing.T) {
 	createPool(t, "main", "198.18.0.100-198.18.0.109")
-	sp := startSpeakers(t)
+	sp := startSpeakersAtRest(t)
 	createService(t, "frozen")
 	ip := waitIP(t, "frozen")
 	owner := ownerOf(t, "frozen", ip)
@@ -535,7 +535,7 @@ func TestTwoNodesKeepTheirAddressesWhenCutAndTakeOverWhenOneDies(t *testing.T) {
 // every node be held down and the address go silent.
 func TestRepeatedCablePullsNeverSilenceAnAddress(t *testing.T) {
 	createPool(t, "main", "198.18.0.100-198.18.0.109")
-	startSpeakers(t)
+	startSpeakersAtRest(t)
 	createService(t, "pulls")
 	ip := waitIP(t, "pulls")
 	for i := range 4 {
@@ -571,7 +571,7 @@ func TestRepeatedCablePullsNeverSilenceAnAddress(t *testing.T) {
 // the sampling starts once the stop is over.)
 func TestRestartedSpeakerNeverAnswersTwice(t *testing.T) {
 	createPool(t, "main", "198.18.0.100-198.18.0.109")
-	sp := startSpeakers(t)
+	sp := startSpeakersAtRest(t)
 	var ips []netip.Addr
 	for i := range 4 {
 		name := fmt.Sprintf("restart-%d", i)

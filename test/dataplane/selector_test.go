@@ -47,7 +47,7 @@ func TestNodeSelectorKeepsAPoolOnItsNodes(t *testing.T) {
 	createPool(t, "racked", "198.18.0.150-198.18.0.153", func(e *v1alpha2.Eip) {
 		e.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"porter.test/rack": "r1"}}
 	})
-	sp := startSpeakers(t)
+	sp := startSpeakersAtRest(t)
 	createService(t, "racked", func(s *corev1.Service) { s.Annotations[lbservice.PoolAnnotation] = "racked" })
 	ip := waitIP(t, "racked")
 	first := ownerOf(t, "racked", ip)
