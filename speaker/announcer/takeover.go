@@ -85,20 +85,22 @@ func (a *Announcer) gateTakeover(ip netip.Addr) bool {
 	return false
 }
 
-// forgetTakeovers drops the gate's state for addresses the decision no
-// longer gives this node, or that it now announces.
+// forgetTakeovers drops the gate's state, and the probe's wait on a peer,
+// for addresses the decision no longer gives this node, or that it now
+// announces.
 func (a *Announcer) forgetTakeovers(desired map[netip.Addr]Target) {
-	for ip := range a.peerHeld {
+	settled := func(ip netip.Addr) bool {
 		_, want := desired[ip]
 		_, own := a.owned[ip]
-		if !want || own {
+		return !want || own
+	}
+	for ip := range a.peerHeld {
+		if settled(ip) {
 			delete(a.peerHeld, ip)
 		}
 	}
 	for ip := range a.pendingFrom {
-		_, want := desired[ip]
-		_, own := a.owned[ip]
-		if !want || own {
+		if settled(ip) {
 			delete(a.pendingFrom, ip)
 			delete(a.pendingSince, ip)
 			delete(a.checked, ip)
