@@ -41,11 +41,13 @@ type Claim func(ip netip.Addr, mac net.HardwareAddr) (giveUp bool)
 
 // Responder answers ARP on one interface.
 type Responder struct {
-	ifi   *net.Interface
-	c     *arpConn
-	log   *slog.Logger
-	m     *metrics.Metrics
-	claim Claim
+	ifi *net.Interface
+	// c sends; it is also the first reader's socket.
+	c       *arpConn
+	readers []*reader
+	log     *slog.Logger
+	m       *metrics.Metrics
+	claim   Claim
 
 	mu     sync.RWMutex
 	owned  map[netip.Addr]struct{}
@@ -71,12 +73,22 @@ func Open(name string, m *metrics.Metrics, log *slog.Logger, claim Claim) (*Resp
 	if err != nil {
 		return nil, fmt.Errorf("find interface %s: %w", name, err)
 	}
-	c, err := openARP(ifi)
+	log = log.With("interface", name)
+	cpus := readerCPUs(allowedCPUs(), maxReaders)
+	conns, fallback, err := openReaders(ifi, cpus)
 	if err != nil {
 		return nil, err
 	}
+	if fallback != nil {
+		log.Info("ARP answered by one reader, not one per CPU", "err", fallback)
+		cpus = []int{-1}
+	}
+	readers := make([]*reader, len(conns))
+	for i, c := range conns {
+		readers[i] = &reader{c: c, cpu: cpus[i]}
+	}
 	return &Responder{
-		ifi: ifi, c: c, m: m, log: log.With("interface", name), claim: claim,
+		ifi: ifi, c: conns[0], readers: readers, m: m, log: log, claim: claim,
 		owned:      map[netip.Addr]struct{}{},
 		probes:     map[netip.Addr]chan net.HardwareAddr{},
 		reasserted: map[netip.Addr]time.Time{},
@@ -87,23 +99,52 @@ func Open(name string, m *metrics.Metrics, log *slog.Logger, claim Claim) (*Resp
 // Interface is the NIC this responder serves.
 func (r *Responder) Interface() *net.Interface { return r.ifi }
 
+// reader is one thread of the reply path (see readers.go).
+type reader struct {
+	c *arpConn
+	// cpu is the CPU whose frames the reader gets and that its thread is
+	// bound to; -1 for a reader left free.
+	cpu int
+	// answered counts the requests this reader answered.
+	answered atomic.Uint64
+}
+
 // Serve answers requests until Close. It returns the error that stopped
-// it, nil after Close.
+// it, nil after Close. A reader that fails stops the others: the NIC is
+// then answered for by nobody, which Healthy reports.
 func (r *Responder) Serve() error {
 	defer close(r.done)
+	errs := make(chan error, len(r.readers))
+	for _, rd := range r.readers {
+		go func() { errs <- r.read(rd) }()
+	}
+	var first error
+	for range r.readers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			r.err = err
+			r.closed.Store(true)
+		}
+	}
+	return first
+}
+
+// read answers the requests of one reader's socket until Close.
+func (r *Responder) read(rd *reader) error {
 	iface := r.ifi.Name
 	seen := r.m.ARPRequests.WithLabelValues(iface)
 	replied := r.m.ARPReplies.WithLabelValues(iface)
 	// The reader keeps a thread of its own (see arpConn), at a raised
-	// priority. It is never unlocked: the thread ends with the reader, so
-	// that no other goroutine ever runs at the reader's priority.
+	// priority and bound to its CPU. It is never unlocked: the thread
+	// ends with the reader, so that no other goroutine ever runs at the
+	// reader's priority or is kept to its CPU.
 	runtime.LockOSThread()
-	r.log.Debug("ARP reader started", "interface", iface, "priority", raiseThreadPriority())
+	r.log.Debug("ARP reader started", "cpu", rd.cpu, "bound", bindThread(rd.cpu), "priority", raiseThreadPriority())
 	mac := r.ifi.HardwareAddr
 	buf := make([]byte, 1514)
 	reply := make([]byte, arpFrameLen)
 	for {
-		n, err := r.c.read(buf)
+		n, err := rd.c.read(buf)
 		if r.closed.Load() {
 			return nil
 		}
@@ -111,7 +152,6 @@ func (r *Responder) Serve() error {
 			continue
 		}
 		if err != nil {
-			r.err = err
 			return fmt.Errorf("read ARP on %s: %w", iface, err)
 		}
 		p, ok := parseARP(buf[:n])
@@ -128,10 +168,11 @@ func (r *Responder) Serve() error {
 		r.mu.RUnlock()
 		if request && mine {
 			replyInto(reply, buf[:n], mac)
-			if err := r.c.send(reply); err != nil {
+			if err := rd.c.send(reply); err != nil {
 				r.log.Warn("send ARP reply", "ip", p.tpa, "to", p.src, "err", err)
 			} else {
 				replied.Inc()
+				rd.answered.Add(1)
 			}
 		}
 		if request {
@@ -199,8 +240,11 @@ func (r *Responder) Healthy() error {
 func (r *Responder) Close() error {
 	r.closed.Store(true)
 	<-r.done
-	err := r.c.close()
-	return errors.Join(err, r.closeNDP())
+	var errs []error
+	for _, rd := range r.readers {
+		errs = append(errs, rd.c.close())
+	}
+	return errors.Join(append(errs, r.closeNDP())...)
 }
 
 // Owns reports whether ip is answered for here.

@@ -1,0 +1,191 @@
+package responder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+
+	"github.com/porterlb/porter/speaker/metrics"
+	"github.com/porterlb/porter/test/netlab"
+	"github.com/porterlb/porter/test/sandbox"
+)
+
+func TestReaderCPUs(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		allowed []int
+		limit   int
+		want    []int
+	}{
+		{"unknown CPUs: one free reader", nil, 64, []int{-1}},
+		{"one CPU", []int{0}, 64, []int{0}},
+		{"every CPU", []int{0, 1, 2, 3}, 64, []int{0, 1, 2, 3}},
+		// Frames softirq'd on CPUs 0 and 1 still need readers of their
+		// own, or they would land on the readers of CPUs 2 and 3.
+		{"a cpuset without the first CPUs", []int{2, 3}, 64, []int{-1, -1, 2, 3}},
+		{"a gap", []int{0, 2}, 64, []int{0, -1, 2}},
+		{"past the bound", []int{0, 1, 2, 3, 4, 5}, 4, []int{0, 1, 2, 3}},
+		{"no room", []int{0, 1}, 0, []int{-1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := readerCPUs(tc.allowed, tc.limit); !slices.Equal(got, tc.want) {
+				t.Errorf("readerCPUs(%v, %d) = %v, want %v", tc.allowed, tc.limit, got, tc.want)
+			}
+		})
+	}
+}
+
+// A who-has is answered by the reader bound to the CPU whose softirq
+// received it, as the kernel answers for its own addresses; not by a
+// thread woken on another CPU. The request is sent from a thread bound to
+// each CPU in turn: a veth delivers the frame in the sender's softirq.
+func TestARPIsAnsweredOnTheCPUThatReceivedIt(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root; CI runs as root")
+	}
+	cpus := allowedCPUs()
+	if len(cpus) < 2 {
+		t.Skipf("this process may run on CPUs %v only: there are no two readers to tell apart", cpus)
+	}
+	ctx := context.Background()
+	sb, err := sandbox.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Close() })
+	lab, err := netlab.New(ctx, sb, netlab.Options{Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lab.Close() })
+
+	var r *Responder
+	if err := lab.Nodes[0].Do(func() error {
+		r, err = Open(netlab.NIC1, metrics.New(), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- r.Serve() }()
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	if want := readerCPUs(cpus, maxReaders); len(r.readers) != len(want) {
+		t.Fatalf("%d readers, want %d (CPUs %v)", len(r.readers), len(want), cpus)
+	}
+	vip := netip.MustParseAddr("198.18.0.200")
+	r.Announce(ctx, []netip.Addr{vip})
+
+	const requests = 20
+	for _, cpu := range cpus[:min(len(cpus), maxReaders)] {
+		before := answeredBy(r)
+		if err := askFromCPU(lab.Client, cpu, vip, lab.Nodes[0].MAC, requests); err != nil {
+			t.Fatalf("CPU %d: %v", cpu, err)
+		}
+		// A reader counts an answer once it is sent, which may be just
+		// after the client has it.
+		after := answeredBy(r)
+		for end := time.Now().Add(time.Second); sum(after) < sum(before)+requests && time.Now().Before(end); {
+			time.Sleep(10 * time.Millisecond)
+			after = answeredBy(r)
+		}
+		for i, rd := range r.readers {
+			got, want := after[i]-before[i], uint64(0)
+			if rd.cpu == cpu {
+				want = requests
+			}
+			if got != want {
+				t.Errorf("requests sent from CPU %d: the reader bound to CPU %d answered %d, want %d", cpu, rd.cpu, got, want)
+			}
+		}
+	}
+}
+
+func answeredBy(r *Responder) []uint64 {
+	out := make([]uint64, len(r.readers))
+	for i, rd := range r.readers {
+		out[i] = rd.answered.Load()
+	}
+	return out
+}
+
+func sum(v []uint64) (s uint64) {
+	for _, x := range v {
+		s += x
+	}
+	return s
+}
+
+// askFromCPU sends n who-has requests for ip from the client, on a thread
+// bound to cpu, and waits for each answer from mac.
+func askFromCPU(client *netlab.Host, cpu int, ip netip.Addr, mac net.HardwareAddr, n int) error {
+	done := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread's binding to cpu ends with it.
+		runtime.LockOSThread()
+		done <- client.Do(func() error {
+			if !bindThread(cpu) {
+				return fmt.Errorf("bind the sending thread to CPU %d", cpu)
+			}
+			ifi, err := net.InterfaceByName(netlab.NIC1)
+			if err != nil {
+				return err
+			}
+			c, err := openARP(ifi)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = c.close() }()
+			p, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, client.IP, ethernet.Broadcast, ip)
+			if err != nil {
+				return err
+			}
+			buf := make([]byte, 1514)
+			for i := range n {
+				if err := c.writeTo(p, ethernet.Broadcast); err != nil {
+					return err
+				}
+				if err := awaitReply(c, buf, ip, mac); err != nil {
+					return fmt.Errorf("request %d: %w", i+1, err)
+				}
+			}
+			return nil
+		})
+	}()
+	return <-done
+}
+
+func awaitReply(c *arpConn, buf []byte, ip netip.Addr, mac net.HardwareAddr) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := c.read(buf)
+		if errors.Is(err, errTimeout) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if f, ok := parseARP(buf[:n]); ok && f.op == arp.OperationReply && f.spa == ip && slices.Equal(f.sha, mac) {
+			return nil
+		}
+	}
+	return fmt.Errorf("no answer for %s within 2s", ip)
+}
