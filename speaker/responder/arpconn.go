@@ -174,3 +174,22 @@ func replyInto(out, req []byte, mac net.HardwareAddr) {
 	copy(out[arpTHA:arpTHA+6], req[arpSHA:arpSHA+6])
 	copy(out[arpTPA:arpTPA+4], req[arpSPA:arpSPA+4])
 }
+
+// gratuitousInto writes into out (arpFrameLen bytes) a gratuitous ARP
+// packet of operation op for ip, from mac, broadcast: what
+// arp.NewPacket(op, mac, ip, ethernet.Broadcast, ip) encodes, without
+// allocating, since a refresh sends two for every owned address.
+func gratuitousInto(out []byte, op arp.Operation, mac net.HardwareAddr, ip netip.Addr) {
+	copy(out[frameDst:], ethernet.Broadcast)
+	copy(out[frameSrc:], mac)
+	binary.BigEndian.PutUint16(out[frameType:], uint16(ethernet.EtherTypeARP))
+	binary.BigEndian.PutUint16(out[arpStart:], 1) // Ethernet
+	binary.BigEndian.PutUint16(out[arpStart+2:], uint16(ethernet.EtherTypeIPv4))
+	out[arpStart+4], out[arpStart+5] = 6, 4
+	binary.BigEndian.PutUint16(out[arpOp:], uint16(op))
+	copy(out[arpSHA:], mac)
+	a := ip.As4()
+	copy(out[arpSPA:arpSPA+4], a[:])
+	copy(out[arpTHA:arpTHA+6], ethernet.Broadcast)
+	copy(out[arpTPA:arpTPA+4], a[:])
+}

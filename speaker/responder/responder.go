@@ -377,6 +377,7 @@ func (r *Responder) Withdraw(ips []netip.Addr) {
 func (r *Responder) sendGratuitous(ips []netip.Addr) {
 	counter := r.m.GratuitousARPs.WithLabelValues(r.ifi.Name)
 	mac := r.ifi.HardwareAddr
+	frame := make([]byte, arpFrameLen)
 	var v6 []netip.Addr
 	for _, ip := range ips {
 		if ip.Is6() {
@@ -384,11 +385,8 @@ func (r *Responder) sendGratuitous(ips []netip.Addr) {
 			continue
 		}
 		for _, op := range []arp.Operation{arp.OperationRequest, arp.OperationReply} {
-			p, err := arp.NewPacket(op, mac, ip, ethernet.Broadcast, ip)
-			if err != nil {
-				continue
-			}
-			if err := r.c.writeTo(p, ethernet.Broadcast); err != nil {
+			gratuitousInto(frame, op, mac, ip)
+			if err := r.c.send(frame); err != nil {
 				r.log.Warn("send gratuitous ARP", "ip", ip, "err", err)
 				continue
 			}
