@@ -89,6 +89,12 @@ ratio between the two is what carries from one run to the next.
   which may land during the measurement); then once the report lists
   them all; and at the largest scale once more, settled, 10 s after the
   restart. The target applies to the second, where memory is read too.
+  One measurement lasts about half a second, and its p99 is its
+  20th-worst reply, so whatever else the machine does in that
+  half-second moves it: at the largest scale, after the target's
+  measurement, ` + "`-arp-rounds`" + ` more rounds of as many requests, one to three
+  seconds apart, give the median round's p99 beside that round's kernel
+  p99, and the spread of the rounds' ratios.
 - **Memory.** At one address, at 1,000 and at 10,000 Services on 1,000
   nodes, the pinned speaker's RSS from ` + "`/proc/<pid>/status`" + `: whole, anonymous
   (heap and stacks), file-backed (its executable's pages) and its peak

@@ -43,6 +43,7 @@ import (
 type options struct {
 	out, doc    string
 	arpRequests int
+	arpRounds   int
 	trials      int
 	falseFor    time.Duration
 	only        map[string]bool
@@ -61,6 +62,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench/results.json", "Where to write the results")
 	flag.StringVar(&o.doc, "doc", "docs/benchmarks.md", "Where to write the report")
 	flag.IntVar(&o.arpRequests, "arp-requests", 2000, "ARP requests per latency figure")
+	flag.IntVar(&o.arpRounds, "arp-rounds", 20, "Rounds of -arp-requests at the largest scale, for the spread of the ARP p99")
 	flag.IntVar(&o.trials, "trials", 20, "Trials per failover kind")
 	flag.DurationVar(&o.falseFor, "false-failover-for", 3*time.Minute, "How long each false-failover scenario runs")
 	var only string
@@ -136,7 +138,7 @@ func nameSet(list string) map[string]bool {
 
 func run(ctx context.Context, o options) int {
 	b := &bench{o: o, res: &Results{Started: time.Now().UTC(), Machine: describeMachine(), Commit: commit(),
-		Settings: Settings{ARPRequests: o.arpRequests, Trials: o.trials, FalseFailoverFor: o.falseFor.String(), ProbeEvery: probeEvery.String(), Scales: o.scales, Nodes: o.nodes}}}
+		Settings: Settings{ARPRequests: o.arpRequests, ARPRounds: o.arpRounds, Trials: o.trials, FalseFailoverFor: o.falseFor.String(), ProbeEvery: probeEvery.String(), Scales: o.scales, Nodes: o.nodes}}}
 	if err := b.setup(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: set up the lab: %v\n", err)
 		b.teardown()

@@ -57,6 +57,7 @@ type Results struct {
 // Settings are the sizes the run used.
 type Settings struct {
 	ARPRequests int `json:"arpRequests"`
+	ARPRounds   int `json:"arpRounds,omitempty"`
 	Trials      int `json:"trials"`
 	// FalseFailoverFor is how long each false-failover scenario ran.
 	FalseFailoverFor string `json:"falseFailoverFor,omitempty"`
