@@ -1079,8 +1079,17 @@ const startedWith = "\x00before start"
 // until now, so it was probed when first used and is not probed again.
 // Addresses allocated before this speaker started count too. An address
 // this speaker never saw held, or saw only in conflict, is probed.
+//
+// An address earlier decisions already gave this node, while the takeover
+// gate waited for the member that still answered for it, comes from that
+// member: a speaker that joined while its peer flapped decided the peer's
+// addresses its own and waited, and when the peer then left, it probed
+// each one (a second and more) instead of taking the handover.
 func (a *Announcer) handedOver(ip netip.Addr) bool {
 	prev, ok := a.lastOwners[ip]
+	if ok && prev == a.cfg.Node {
+		prev, ok = a.pendingFrom[ip]
+	}
 	return ok && prev != a.cfg.Node
 }
 

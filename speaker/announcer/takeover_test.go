@@ -104,3 +104,35 @@ func TestAddressAPeerAnswersIsNotProbedAgainAtOnce(t *testing.T) {
 		t.Errorf("probed again in %s, want within %s", wait, handoverAgain)
 	}
 }
+
+// An address is handed over, not probed, when it comes from the member
+// that answered for it: named so by the last decision, or, where the last
+// decisions already gave it to this node, waited for by the takeover gate.
+func TestHandedOver(t *testing.T) {
+	ip := netip.MustParseAddr("198.18.0.7")
+	for _, tc := range []struct {
+		name       string
+		last, from string
+		want       bool
+	}{
+		{"never seen held", "", "", false},
+		{"held by another member", "n2", "", true},
+		{"allocated before this speaker started", startedWith, "", true},
+		{"held here", "n1", "", false},
+		{"given here while the gate waited for another member", "n1", "n2", true},
+		{"given here while the gate waited on what it started with", "n1", startedWith, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := New(Config{Node: "n1", Metrics: metrics.New(), Log: slog.New(slog.DiscardHandler)})
+			if tc.last != "" {
+				a.lastOwners[ip] = tc.last
+			}
+			if tc.from != "" {
+				a.pendingFrom[ip] = tc.from
+			}
+			if got := a.handedOver(ip); got != tc.want {
+				t.Errorf("handedOver = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
