@@ -160,19 +160,30 @@ func parseARP(b []byte) (f arpFrame, ok bool) {
 	}, true
 }
 
-// replyInto writes into out (arpFrameLen bytes) the reply to the request
-// req, from mac: sent to the request's frame source, which is where it
-// came from even when its ARP sender field says otherwise.
-func replyInto(out, req []byte, mac net.HardwareAddr) {
-	copy(out[frameDst:], req[frameSrc:frameSrc+6])
-	copy(out[frameSrc:], mac)
+// arpInto writes into out (arpFrameLen bytes) an IPv4-over-Ethernet ARP
+// packet from sha, in an Ethernet frame from sha to dst, without
+// allocating; spa and tpa are 4-byte addresses. It is the one encoder of
+// the frames the speaker sends most: answers and gratuitous ARP.
+func arpInto(out []byte, dst net.HardwareAddr, op arp.Operation, sha net.HardwareAddr, spa []byte, tha net.HardwareAddr, tpa []byte) {
+	copy(out[frameDst:frameDst+6], dst)
+	copy(out[frameSrc:frameSrc+6], sha)
 	binary.BigEndian.PutUint16(out[frameType:], uint16(ethernet.EtherTypeARP))
-	copy(out[arpStart:arpOp], req[arpStart:arpOp]) // hardware and protocol types and sizes
-	binary.BigEndian.PutUint16(out[arpOp:], uint16(arp.OperationReply))
-	copy(out[arpSHA:], mac)
-	copy(out[arpSPA:arpSPA+4], req[arpTPA:arpTPA+4])
-	copy(out[arpTHA:arpTHA+6], req[arpSHA:arpSHA+6])
-	copy(out[arpTPA:arpTPA+4], req[arpSPA:arpSPA+4])
+	binary.BigEndian.PutUint16(out[arpStart:], 1) // Ethernet
+	binary.BigEndian.PutUint16(out[arpStart+2:], uint16(ethernet.EtherTypeIPv4))
+	out[arpStart+4], out[arpStart+5] = 6, 4
+	binary.BigEndian.PutUint16(out[arpOp:], uint16(op))
+	copy(out[arpSHA:arpSHA+6], sha)
+	copy(out[arpSPA:arpSPA+4], spa)
+	copy(out[arpTHA:arpTHA+6], tha)
+	copy(out[arpTPA:arpTPA+4], tpa)
+}
+
+// replyInto writes into out (arpFrameLen bytes) the reply to the request
+// req, a frame parseARP accepted, from mac: sent to the request's frame
+// source, which is where it came from even when its ARP sender field says
+// otherwise.
+func replyInto(out, req []byte, mac net.HardwareAddr) {
+	arpInto(out, req[frameSrc:frameSrc+6], arp.OperationReply, mac, req[arpTPA:arpTPA+4], req[arpSHA:arpSHA+6], req[arpSPA:arpSPA+4])
 }
 
 // gratuitousInto writes into out (arpFrameLen bytes) a gratuitous ARP
@@ -180,16 +191,6 @@ func replyInto(out, req []byte, mac net.HardwareAddr) {
 // arp.NewPacket(op, mac, ip, ethernet.Broadcast, ip) encodes, without
 // allocating, since a refresh sends two for every owned address.
 func gratuitousInto(out []byte, op arp.Operation, mac net.HardwareAddr, ip netip.Addr) {
-	copy(out[frameDst:], ethernet.Broadcast)
-	copy(out[frameSrc:], mac)
-	binary.BigEndian.PutUint16(out[frameType:], uint16(ethernet.EtherTypeARP))
-	binary.BigEndian.PutUint16(out[arpStart:], 1) // Ethernet
-	binary.BigEndian.PutUint16(out[arpStart+2:], uint16(ethernet.EtherTypeIPv4))
-	out[arpStart+4], out[arpStart+5] = 6, 4
-	binary.BigEndian.PutUint16(out[arpOp:], uint16(op))
-	copy(out[arpSHA:], mac)
 	a := ip.As4()
-	copy(out[arpSPA:arpSPA+4], a[:])
-	copy(out[arpTHA:arpTHA+6], ethernet.Broadcast)
-	copy(out[arpTPA:arpTPA+4], a[:])
+	arpInto(out, ethernet.Broadcast, op, mac, a[:], ethernet.Broadcast, a[:])
 }
