@@ -91,7 +91,7 @@ ratio between the two is what carries from one run to the next.
   restart. The target applies to the second, where memory is read too.
   One measurement lasts about half a second, and its p99 is its
   20th-worst reply, so whatever else the machine does in that
-  half-second moves it: at the largest scale, after the target's
+  half-second moves it: at each scale, after the target's
   measurement, ` + "`-arp-rounds`" + ` more rounds of as many requests, one to three
   seconds apart, give the median round's p99 beside that round's kernel
   p99, and the spread of the rounds' ratios.

@@ -62,7 +62,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench/results.json", "Where to write the results")
 	flag.StringVar(&o.doc, "doc", "docs/benchmarks.md", "Where to write the report")
 	flag.IntVar(&o.arpRequests, "arp-requests", 2000, "ARP requests per latency figure")
-	flag.IntVar(&o.arpRounds, "arp-rounds", 20, "Rounds of -arp-requests at the largest scale, for the spread of the ARP p99")
+	flag.IntVar(&o.arpRounds, "arp-rounds", 20, "Rounds of -arp-requests at each scale, for the spread of the ARP p99")
 	flag.IntVar(&o.trials, "trials", 20, "Trials per failover kind")
 	flag.DurationVar(&o.falseFor, "false-failover-for", 3*time.Minute, "How long each false-failover scenario runs")
 	var only string

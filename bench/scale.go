@@ -237,10 +237,8 @@ func (b *bench) scaleTo(ctx context.Context, kube kubernetes.Interface, node str
 		return err
 	}
 	b.arpFigures("scale", label, rt[0], rt[1], "p99")
-	if n == b.o.scales[len(b.o.scales)-1] {
-		if err := b.arpRounds(label, sample, pn.IP); err != nil {
-			return err
-		}
+	if err := b.arpRounds(label, sample, pn.IP); err != nil {
+		return err
 	}
 
 	// A restart finds every address already announced by this node, so
