@@ -30,21 +30,57 @@ type arpConn struct {
 const readTimeout = 100 * time.Millisecond
 
 func openARP(ifi *net.Interface) (*arpConn, error) {
-	proto := int(htons(unix.ETH_P_ARP))
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
+	c, err := newARPSocket(ifi, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.bind(ifi); err != nil {
+		_ = c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// newARPSocket opens an unbound packet socket for ifi's ARP frames. It is
+// created for no protocol, so it receives nothing until bind: one created
+// for ARP would queue every NIC's ARP frames until bind narrowed it to
+// ifi, and the reader would take those for ifi's. held attaches a filter
+// that drops every frame, until release.
+func newARPSocket(ifi *net.Interface, held bool) (*arpConn, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open ARP socket on %s: %w", ifi.Name, err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifi.Index}); err != nil {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("bind ARP socket to %s: %w", ifi.Name, err)
+	c := &arpConn{fd: fd, ifindex: ifi.Index}
+	if held {
+		drop := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+		if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: 1, Filter: &drop[0]}); err != nil {
+			_ = c.close()
+			return nil, fmt.Errorf("hold ARP socket on %s: %w", ifi.Name, err)
+		}
 	}
 	tv := unix.NsecToTimeval(readTimeout.Nanoseconds())
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		_ = unix.Close(fd)
+		_ = c.close()
 		return nil, fmt.Errorf("set ARP socket timeout on %s: %w", ifi.Name, err)
 	}
-	return &arpConn{fd: fd, ifindex: ifi.Index}, nil
+	return c, nil
+}
+
+// bind starts the socket receiving ifi's ARP frames.
+func (c *arpConn) bind(ifi *net.Interface) error {
+	if err := unix.Bind(c.fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifi.Index}); err != nil {
+		return fmt.Errorf("bind ARP socket to %s: %w", ifi.Name, err)
+	}
+	return nil
+}
+
+// release removes the filter newARPSocket attached when held.
+func (c *arpConn) release() error {
+	if err := unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0); err != nil {
+		return fmt.Errorf("release ARP socket: %w", err)
+	}
+	return nil
 }
 
 // errTimeout is a read that saw no frame within readTimeout.

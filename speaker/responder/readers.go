@@ -84,13 +84,7 @@ func openReaders(ifi *net.Interface, cpus []int) (conns []*arpConn, fallback err
 	}
 	conns = []*arpConn{first}
 	for range cpus[1:] {
-		c, err := openARP(ifi)
-		if err == nil {
-			_, err = c.joinFanout(id)
-			if err != nil {
-				_ = c.close()
-			}
-		}
+		c, err := openMember(ifi, id)
 		if err != nil {
 			for _, c := range conns {
 				_ = c.close()
@@ -100,6 +94,30 @@ func openReaders(ifi *net.Interface, cpus []int) (conns []*arpConn, fallback err
 		conns = append(conns, c)
 	}
 	return conns, nil, nil
+}
+
+// openMember opens a socket for ifi's ARP frames and joins it to the
+// fanout group id. A socket joins a group only once bound, and from bind
+// to joining it would get every frame, each also handed to the group:
+// frames it queued then would be answered twice. So it is held, dropping
+// every frame, until it has joined.
+func openMember(ifi *net.Interface, id int) (*arpConn, error) {
+	c, err := newARPSocket(ifi, true)
+	if err != nil {
+		return nil, err
+	}
+	err = c.bind(ifi)
+	if err == nil {
+		_, err = c.joinFanout(id)
+	}
+	if err == nil {
+		err = c.release()
+	}
+	if err != nil {
+		_ = c.close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // fanoutMode hands a frame to the member of the receiving CPU, or, when

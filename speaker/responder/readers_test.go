@@ -189,3 +189,117 @@ func awaitReply(c *arpConn, buf []byte, ip netip.Addr, mac net.HardwareAddr) err
 	}
 	return fmt.Errorf("no answer for %s within 2s", ip)
 }
+
+// A reader's socket joins the fanout group only once bound, and from
+// bind to joining it would get every frame of the NIC, each also handed
+// to the group. It holds no frame from before it joined, bound or not,
+// so that no request is answered twice; the group's first socket, alone
+// until then, gets them all.
+func TestAMemberHoldsNoFrameFromBeforeItJoined(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root; CI runs as root")
+	}
+	ctx := context.Background()
+	sb, err := sandbox.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Close() })
+	lab, err := netlab.New(ctx, sb, netlab.Options{Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lab.Close() })
+
+	vip := netip.MustParseAddr("198.18.0.200")
+	var ifi *net.Interface
+	var first, member *arpConn
+	var id int
+	if err := lab.Nodes[0].Do(func() error {
+		if ifi, err = net.InterfaceByName(netlab.NIC1); err != nil {
+			return err
+		}
+		if first, err = openARP(ifi); err != nil {
+			return err
+		}
+		if id, err = first.joinFanout(0); err != nil {
+			return err
+		}
+		member, err = newARPSocket(ifi, true)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.close(); _ = member.close() })
+
+	const each = 3
+	if err := sendWhoHas(lab.Client, vip, each); err != nil {
+		t.Fatalf("before bind: %v", err)
+	}
+	if err := member.bind(ifi); err != nil {
+		t.Fatal(err)
+	}
+	if err := sendWhoHas(lab.Client, vip, each); err != nil {
+		t.Fatalf("after bind: %v", err)
+	}
+	if _, err := member.joinFanout(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := member.release(); err != nil {
+		t.Fatal(err)
+	}
+	if got := whoHasQueued(t, member, lab.Client.IP, vip); got != 0 {
+		t.Errorf("the member holds %d requests sent before it joined, want 0: they would be answered twice", got)
+	}
+	if got := whoHasQueued(t, first, lab.Client.IP, vip); got != 2*each {
+		t.Errorf("the group's first socket holds %d requests, want %d", got, 2*each)
+	}
+}
+
+// sendWhoHas broadcasts n who-has requests for ip from the client and
+// gives the LAN time to deliver them.
+func sendWhoHas(client *netlab.Host, ip netip.Addr, n int) error {
+	err := client.Do(func() error {
+		ifi, err := net.InterfaceByName(netlab.NIC1)
+		if err != nil {
+			return err
+		}
+		c, err := openARP(ifi)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = c.close() }()
+		p, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, client.IP, ethernet.Broadcast, ip)
+		if err != nil {
+			return err
+		}
+		for range n {
+			if err := c.writeTo(p, ethernet.Broadcast); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	time.Sleep(100 * time.Millisecond)
+	return err
+}
+
+// whoHasQueued reads c until it is empty and counts the who-has requests
+// from spa for tpa it held.
+func whoHasQueued(t *testing.T, c *arpConn, spa, tpa netip.Addr) int {
+	t.Helper()
+	buf := make([]byte, 1514)
+	n := 0
+	for {
+		m, err := c.read(buf)
+		if errors.Is(err, errTimeout) {
+			return n
+		}
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if f, ok := parseARP(buf[:m]); ok && f.op == arp.OperationRequest && f.spa == spa && f.tpa == tpa {
+			n++
+		}
+	}
+}
