@@ -972,24 +972,26 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 			}
 		}
 	}
-	lost := map[string][]netip.Addr{}
+	type loss struct{ iface, why string }
+	lost := map[loss][]netip.Addr{}
 	for ip, o := range a.owned {
 		r := a.responders[o.iface]
 		if t, ok := desired[ip]; ok && t.Iface == o.iface && r != nil && r.Healthy() == nil && r.Owns(ip) {
 			continue
 		}
-		lost[o.iface] = append(lost[o.iface], ip)
+		k := loss{o.iface, whyLost(ip, o.iface, d, r)}
+		lost[k] = append(lost[k], ip)
 		delete(a.owned, ip)
 		// Gained again, it is handed over or probed, never taken on the
 		// strength of having once answered for it.
 		delete(a.cleared, ip)
 	}
-	for iface, ips := range lost {
-		if r := a.responders[iface]; r != nil {
+	for k, ips := range lost {
+		if r := a.responders[k.iface]; r != nil {
 			r.Withdraw(ips)
 		}
 		a.cfg.Metrics.OwnershipChanges.WithLabelValues("lost").Add(float64(len(ips)))
-		a.cfg.Log.Info("stopped announcing", "interface", iface, "count", len(ips), "first", ips[0])
+		a.cfg.Log.Info("stopped announcing", "interface", k.iface, "count", len(ips), "first", ips[0], "why", k.why)
 	}
 
 	gained := map[string][]netip.Addr{}
@@ -1042,6 +1044,27 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 	// before it.
 	for _, e := range events {
 		e()
+	}
+}
+
+// whyLost says why ip, answered for on iface through r, is no longer:
+// the line that says so is often all an operator has to tell a failover
+// from a speaker's mistake.
+func whyLost(ip netip.Addr, iface string, d Decision, r *responder.Responder) string {
+	t, wanted := d.Announce[ip]
+	switch {
+	case !wanted && d.Owners[ip] != "":
+		return "the decision gives it to " + d.Owners[ip]
+	case !wanted:
+		return "the decision gives it to no member"
+	case t.Iface != iface:
+		return "its pool is announced on " + t.Iface + " now"
+	case r == nil:
+		return "the interface's responder is closed"
+	case r.Healthy() != nil:
+		return "the interface's responder stopped: " + r.Healthy().Error()
+	default:
+		return "the responder stopped answering for it: another host claimed it"
 	}
 }
 

@@ -458,3 +458,23 @@ func TestDecideAgreesAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+func TestWhyLost(t *testing.T) {
+	ip := netip.MustParseAddr("198.51.100.7")
+	for _, tc := range []struct {
+		name string
+		d    Decision
+		want string
+	}{
+		{"another member owns it", Decision{Owners: map[netip.Addr]string{ip: "node2"}}, "the decision gives it to node2"},
+		{"nobody may announce it", Decision{}, "the decision gives it to no member"},
+		{"its pool moved NIC", Decision{Announce: map[netip.Addr]Target{ip: {Iface: "eth1"}}, Owners: map[netip.Addr]string{ip: "node1"}}, "its pool is announced on eth1 now"},
+		{"the responder is gone", Decision{Announce: map[netip.Addr]Target{ip: {Iface: "eth0"}}, Owners: map[netip.Addr]string{ip: "node1"}}, "the interface's responder is closed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := whyLost(ip, "eth0", tc.d, nil); got != tc.want {
+				t.Errorf("whyLost = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
