@@ -76,7 +76,7 @@ ratio between the two is what carries from one run to the next.
   netem). Figures: the owner changes the client saw (the node serving it
   changed), and the addresses the speakers say they gained (Porter:
   ` + "`porter_ownership_changes_total{change=\"gained\"}`" + `; MetalLB: its "service has IP,
-  announcing" log lines). Porter's target is 0.
+  announcing" log lines). Porter's target is 0, over IPv4 and IPv6 alike.
 - **Scale.** The DaemonSet is pinned to one lab node, so one speaker owns
   every address, in a cluster of 1,000 nodes. Services are created in a 10,240-address pool until there are
   1,000, then 10,000. Figures: the time until every Service has an address
