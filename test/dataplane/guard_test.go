@@ -265,7 +265,9 @@ func TestConcurrentGuardedCommandsKeepTheirOwnPlans(t *testing.T) {
 	deletePoolAfter(t, "conc-a")
 	deletePoolAfter(t, "conc-b")
 	cmd, _, rest := startPlugin(t, "conc-a", "eip", "create", "conc-a", "--address", "198.18.0.169", "--protocol", "layer2",
-		"--probe", blackhole, "--confirm-timeout", "10s")
+		// Long enough that the first plan still waits while the second
+		// command, on a loaded machine, runs to its confirmation.
+		"--probe", blackhole, "--confirm-timeout", "30s")
 	out, err := env.Kubectl(context.Background(), "porter", "eip", "create", "conc-b", "--address", "198.18.0.170", "--protocol", "layer2",
 		"--probe", env.Net.Nodes[0].IP.String()+":8080").CombinedOutput()
 	if err != nil {
@@ -280,7 +282,7 @@ func TestConcurrentGuardedCommandsKeepTheirOwnPlans(t *testing.T) {
 	_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
 	<-rest
 	_ = cmd.Wait()
-	poll(t, 25*time.Second, "the first command's pool to be rolled back", func(context.Context) (bool, error) {
+	poll(t, 45*time.Second, "the first command's pool to be rolled back", func(context.Context) (bool, error) {
 		return getPool(t, "conc-a").Spec.Disable && !guardPresent(t), nil
 	})
 	if getPool(t, "conc-b").Spec.Disable {
