@@ -29,6 +29,7 @@ type arpConn struct {
 // readTimeout bounds each blocking read, so that the reader sees Close.
 const readTimeout = 100 * time.Millisecond
 
+// openARP opens a packet socket that gets ifi's ARP frames and no others.
 func openARP(ifi *net.Interface) (*arpConn, error) {
 	c, err := newARPSocket(ifi, false)
 	if err != nil {
