@@ -145,19 +145,11 @@ func askFromCPU(client *netlab.Host, cpu int, ip netip.Addr, mac net.HardwareAdd
 			if !bindThread(cpu) {
 				return fmt.Errorf("bind the sending thread to CPU %d", cpu)
 			}
-			ifi, err := net.InterfaceByName(netlab.NIC1)
-			if err != nil {
-				return err
-			}
-			c, err := openARP(ifi)
+			c, p, err := asker(client, ip)
 			if err != nil {
 				return err
 			}
 			defer func() { _ = c.close() }()
-			p, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, client.IP, ethernet.Broadcast, ip)
-			if err != nil {
-				return err
-			}
 			buf := make([]byte, 1514)
 			for i := range n {
 				if err := c.writeTo(p, ethernet.Broadcast); err != nil {
@@ -260,19 +252,11 @@ func TestAMemberHoldsNoFrameFromBeforeItJoined(t *testing.T) {
 // gives the LAN time to deliver them.
 func sendWhoHas(client *netlab.Host, ip netip.Addr, n int) error {
 	err := client.Do(func() error {
-		ifi, err := net.InterfaceByName(netlab.NIC1)
-		if err != nil {
-			return err
-		}
-		c, err := openARP(ifi)
+		c, p, err := asker(client, ip)
 		if err != nil {
 			return err
 		}
 		defer func() { _ = c.close() }()
-		p, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, client.IP, ethernet.Broadcast, ip)
-		if err != nil {
-			return err
-		}
 		for range n {
 			if err := c.writeTo(p, ethernet.Broadcast); err != nil {
 				return err
@@ -302,4 +286,24 @@ func whoHasQueued(t *testing.T, c *arpConn, spa, tpa netip.Addr) int {
 			n++
 		}
 	}
+}
+
+// asker opens, in the client's namespace (the caller's thread must be in
+// it), an ARP socket on the client's NIC and the who-has for ip to send
+// on it.
+func asker(client *netlab.Host, ip netip.Addr) (*arpConn, *arp.Packet, error) {
+	ifi, err := net.InterfaceByName(netlab.NIC1)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := openARP(ifi)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, client.IP, ethernet.Broadcast, ip)
+	if err != nil {
+		_ = c.close()
+		return nil, nil, err
+	}
+	return c, p, nil
 }
