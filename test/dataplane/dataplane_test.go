@@ -735,6 +735,10 @@ func TestGratuitousARPRefresh(t *testing.T) {
 		startSpeaker(t, n, "--gratuitous-arp-refresh", "1s")
 	}
 	waitMembers(t, len(env.Net.Nodes))
+	// A member held down as the speakers joined takes the address back
+	// when its hold-down ends, and would send gratuitous ARP beside the
+	// first owner's.
+	waitSettled(t)
 	createService(t, "refresh")
 	ip := waitIP(t, "refresh")
 	owner := ownerOf(t, "refresh", ip)
