@@ -60,16 +60,8 @@ func TestARPIsAnsweredOnTheCPUThatReceivedIt(t *testing.T) {
 		t.Skipf("this process may run on CPUs %v only: there are no two readers to tell apart", cpus)
 	}
 	ctx := context.Background()
-	sb, err := sandbox.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Close() })
-	lab, err := netlab.New(ctx, sb, netlab.Options{Nodes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lab.Close() })
+	lab := oneNodeLab(t)
+	var err error
 
 	var r *Responder
 	if err := lab.Nodes[0].Do(func() error {
@@ -191,17 +183,8 @@ func TestAMemberHoldsNoFrameFromBeforeItJoined(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root; CI runs as root")
 	}
-	ctx := context.Background()
-	sb, err := sandbox.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Close() })
-	lab, err := netlab.New(ctx, sb, netlab.Options{Nodes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lab.Close() })
+	lab := oneNodeLab(t)
+	var err error
 
 	vip := netip.MustParseAddr("198.18.0.200")
 	var ifi *net.Interface
@@ -306,4 +289,21 @@ func asker(client *netlab.Host, ip netip.Addr) (*arpConn, *arp.Packet, error) {
 		return nil, nil, err
 	}
 	return c, p, nil
+}
+
+// oneNodeLab is a network lab of one node and the client, closed when t
+// ends.
+func oneNodeLab(t *testing.T) *netlab.Lab {
+	t.Helper()
+	sb, err := sandbox.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Close() })
+	lab, err := netlab.New(context.Background(), sb, netlab.Options{Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lab.Close() })
+	return lab
 }
