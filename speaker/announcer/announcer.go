@@ -179,7 +179,8 @@ type Announcer struct {
 	// claimView is who is live and who is held down, for the
 	// responders' claim callbacks.
 	claimView atomic.Pointer[claimView]
-	claims    chan claimed
+	claims    *claimQueue
+	claimBuf  []claimed
 	links     *links
 	// claimMACs are peerMACs for the responders' claim callbacks.
 	claimMACs atomic.Pointer[map[string]string]
@@ -234,16 +235,6 @@ type claimView struct {
 	iHold, holdsMe map[string]bool
 }
 
-// claimed is another host found answering for an announced address.
-// yield is set when it is another speaker's node and this speaker, cut off
-// or held down, gives the address up to it.
-type claimed struct {
-	ip    netip.Addr
-	mac   net.HardwareAddr
-	iface string
-	yield string
-}
-
 // New creates an Announcer; Run starts it.
 const (
 	// maxProbes is how many RFC 5227 probes run at once.
@@ -296,7 +287,7 @@ func New(cfg Config) *Announcer {
 		nodeGone:     map[string]time.Time{},
 		yielded:      map[netip.Addr]string{},
 		askedKept:    map[netip.Addr]bool{},
-		claims:       make(chan claimed, 64),
+		claims:       newClaimQueue(),
 		health:       map[string]responderHealth{},
 	}
 	// A namespace whose last Local Service left stays watched this long,
@@ -446,8 +437,9 @@ func (a *Announcer) Run(ctx context.Context) error {
 			}
 		case <-spaced:
 		case <-changed:
-		case c := <-a.claims:
-			a.claimedBy(c)
+		case <-a.claims.ready:
+			// The reconcile takes the claims: a flood of them, or a run
+			// loop starved while they came, is served by one.
 		case c := <-a.checks:
 			a.takeChecked(c)
 		case r := <-a.results:
@@ -549,6 +541,9 @@ func (a *Announcer) Close() {
 
 func (a *Announcer) reconcile(ctx context.Context) {
 	log := a.cfg.Log
+	// A claim withdrew its address already; the decision must know of it
+	// (a yield, or a conflict to wait out) or it would take it back.
+	a.takeClaims()
 	a.expireConflicts()
 	if lk, err := readLinks(); err != nil {
 		log.Warn("read interfaces", "err", err)
@@ -974,10 +969,27 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 	}
 	type loss struct{ iface, why string }
 	lost := map[loss][]netip.Addr{}
+	// fresh are the addresses claimed since this decision was made, which
+	// it could not know of: none is gained again before the next one.
+	var fresh map[netip.Addr]bool
 	for ip, o := range a.owned {
 		r := a.responders[o.iface]
-		if t, ok := desired[ip]; ok && t.Iface == o.iface && r != nil && r.Healthy() == nil && r.Owns(ip) {
-			continue
+		if t, ok := desired[ip]; ok && t.Iface == o.iface && r != nil && r.Healthy() == nil {
+			if r.Owns(ip) {
+				continue
+			}
+			// A responder stops answering unasked only on a claim, which
+			// it queued before it stopped: record it as the yield or
+			// conflict it is, not as a loss with no cause.
+			if fresh == nil {
+				fresh = map[netip.Addr]bool{}
+			}
+			for _, c := range a.takeClaims() {
+				fresh[c.ip] = true
+			}
+			if _, still := a.owned[ip]; !still {
+				continue
+			}
 		}
 		k := loss{o.iface, whyLost(ip, o.iface, d, r)}
 		lost[k] = append(lost[k], ip)
@@ -997,7 +1009,7 @@ func (a *Announcer) apply(ctx context.Context, d Decision) {
 	gained := map[string][]netip.Addr{}
 	var events []func()
 	for ip, t := range desired {
-		if _, ok := a.owned[ip]; ok {
+		if _, ok := a.owned[ip]; ok || fresh[ip] {
 			continue
 		}
 		if !a.gateTakeover(ip) {
@@ -1274,21 +1286,22 @@ func (a *Announcer) claim(iface string) responder.Claim {
 					a.poke()
 					return false
 				}
-				select {
-				case a.claims <- claimed{ip: ip, mac: mac, iface: iface, yield: node}:
-				default:
-				}
+				a.claims.add(claimed{ip: ip, mac: mac, iface: iface, yield: node})
 				return true
 			}
 		}
-		select {
-		case a.claims <- claimed{ip: ip, mac: mac, iface: iface}:
-		default:
-			// A flood of claims: the address is withdrawn all the same,
-			// and the next claim records it.
-		}
+		a.claims.add(claimed{ip: ip, mac: mac, iface: iface})
 		return true
 	}
+}
+
+// takeClaims records every claim the responders queued, and returns them.
+func (a *Announcer) takeClaims() []claimed {
+	a.claimBuf = a.claims.take(a.claimBuf)
+	for _, c := range a.claimBuf {
+		a.claimedBy(c)
+	}
+	return a.claimBuf
 }
 
 // claimedBy records a conflict found while announcing: the responder has
