@@ -6,7 +6,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -76,6 +78,14 @@ func (b *bench) status(ctx context.Context, size string, target bool) error {
 		return fmt.Errorf("kubectl porter status -v=6: %w", err)
 	}
 	calls := len(apiRequest.FindAllIndex(stderr, -1))
+	// Each request's own latency is in this log; it goes with the
+	// daemons' logs, for telling a slow request from a slow judge.
+	if b.o.logs != "" {
+		name := "status-v6-" + strings.ReplaceAll(size, " ", "-") + ".log"
+		if err := os.WriteFile(filepath.Join(b.env.Sandbox.Dir(), name), stderr, 0o644); err != nil {
+			b.res.problem("keep the status -v=6 log: %v", err)
+		}
+	}
 	_, baseErr, err := timed(1, b.kubectl(ctx, "get", "nodes", "-v=6"))
 	if err != nil {
 		return fmt.Errorf("kubectl get nodes -v=6: %w", err)

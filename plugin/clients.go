@@ -24,6 +24,12 @@ func newClients(kube *genericclioptions.ConfigFlags) (*clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
 	}
+	// client-go's default of 5 requests a second, after a burst of 10,
+	// held status's 35 reads to seconds: a command makes a few dozen
+	// requests and exits, and the API server's own fairness (APF) is what
+	// protects it from clients.
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 50, 100
 	cs, err := kubernetes.NewForConfig(protobuf(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("create Kubernetes client: %w", err)

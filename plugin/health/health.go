@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -139,23 +140,65 @@ const speakerNamespace = manifests.Namespace
 // the API cannot be read at all; anything missing is a failed check.
 func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface) (*Report, error) {
 	r := &Report{Nodes: []Node{}, Pools: []Pool{}, Services: []Service{}}
+	// Status makes some 35 requests. One after another they took longer
+	// than the node list itself on 1,000 nodes, so every read that needs
+	// no other's answer starts at once, and the checks are judged when
+	// the reads are in.
+	var (
+		wg                           sync.WaitGroup
+		proxyCat, guardCat, otherCat Category
+		ctrlCat                      Category
+		ctrl                         Controller
+		speakerRights, ctrlRights    Check
+		inv                          map[string]*v1alpha1.NodeNICs
+		eipList                      *v1alpha2.EipList
+		eipErr                       error
+		sp                           speakerReads
+		sv                           serviceReads
+		key                          keyRead
+		plans                        clusterfacts.Plans
+		plansErr                     error
+	)
+	wg.Go(func() { proxyCat = kubeProxy(ctx, cs) })
+	wg.Go(func() { guardCat = lockoutGuard(ctx, cs) })
+	wg.Go(func() { otherCat = others(ctx, cs, dyn) })
+	wg.Go(func() { ctrlCat, ctrl = controllers(ctx, cs, time.Now()) })
+	wg.Go(func() {
+		// Both accounts' rights are judged from one read of the bindings.
+		b, err := rbacdrift.ReadBindings(ctx, cs)
+		var inner sync.WaitGroup
+		inner.Go(func() {
+			speakerRights = rights(ctx, cs, b, err, rbacdrift.ServiceAccount{Namespace: speakerNamespace, Name: "porter-speaker"},
+				"a speaker runs on every node, so these are rights of every node: remove the bindings or rules named")
+		})
+		ctrlRights = rights(ctx, cs, b, err, rbacdrift.ServiceAccount{Namespace: speakerNamespace, Name: "porter-controller"},
+			"remove the bindings or rules named: the controller needs no more than the manifests grant")
+		inner.Wait()
+	})
+	wg.Go(func() { inv = inventories(ctx, dyn) })
+	wg.Go(func() { eipList, eipErr = eips.New(dyn).List(ctx) })
+	wg.Go(func() { sp = readSpeakers(ctx, cs) })
+	wg.Go(func() { sv = readServices(ctx, cs) })
+	wg.Go(func() { key = readMemberKey(ctx, cs) })
+	wg.Go(func() { plans, plansErr = clusterfacts.ReadPlans(ctx, cs) })
 	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	wg.Wait()
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
-	r.Categories = append(r.Categories, kubeProxy(ctx, cs), lockoutGuard(ctx, cs))
-	speakerCat, ready := speakers(ctx, cs, nodes.Items)
-	speakerCat.Checks = append(speakerCat.Checks, rights(ctx, cs, rbacdrift.ServiceAccount{Namespace: speakerNamespace, Name: "porter-speaker"},
-		"a speaker runs on every node, so these are rights of every node: remove the bindings or rules named"))
+	if sv.err != nil {
+		return nil, sv.err
+	}
+
+	r.Categories = append(r.Categories, proxyCat, guardCat)
+	speakerCat, ready := speakers(sp, nodes.Items)
+	speakerCat.Checks = append(speakerCat.Checks, speakerRights)
 	r.Categories = append(r.Categories, speakerCat)
-	ctrlCat, ctrl := controllers(ctx, cs, time.Now())
-	ctrlCat.Checks = append(ctrlCat.Checks, rights(ctx, cs, rbacdrift.ServiceAccount{Namespace: speakerNamespace, Name: "porter-controller"},
-		"remove the bindings or rules named: the controller needs no more than the manifests grant"))
+	ctrlCat.Checks = append(ctrlCat.Checks, ctrlRights)
 	r.Categories = append(r.Categories, ctrlCat)
 	r.Controller = ctrl
-	inv := inventories(ctx, dyn)
 	mc := members(nodes.Items, inv, ready)
-	mc.Checks = append(mc.Checks, memberKey(ctx, cs, inv, ready))
+	mc.Checks = append(mc.Checks, memberKey(key, inv, ready))
 	if c, ok := unknownMembers(inv); ok {
 		mc.Checks = append(mc.Checks, c)
 	}
@@ -163,7 +206,6 @@ func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 	nodeCat, list := nodeNICs(nodes.Items, inv, ready)
 	r.Nodes = list
 	r.Categories = append(r.Categories, nodeCat)
-	eipList, eipErr := eips.New(dyn).List(ctx)
 	poolCat, pools := pools(eipList, eipErr, nodes.Items, ready)
 	r.Pools = pools
 	r.Categories = append(r.Categories, poolCat)
@@ -171,23 +213,19 @@ func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 	// addresses no node may answer for.
 	var policy *addrpolicy.Policy
 	if eipErr == nil {
+		if plansErr != nil {
+			return nil, plansErr
+		}
 		reports := make([]v1alpha1.NodeNICs, 0, len(inv))
 		for _, n := range inv {
 			reports = append(reports, *n)
 		}
-		facts, err := clusterfacts.Complete(ctx, cs, nodes.Items, eipList.Items, reports)
-		if err != nil {
-			return nil, err
-		}
-		policy = addrpolicy.New(facts.Snapshot)
+		policy = addrpolicy.New(plans.Complete(nodes.Items, eipList.Items, reports).Snapshot)
 	}
-	svcCat, svcs, unserved, err := services(ctx, cs, policy, nodes.Items, inv, ready)
-	if err != nil {
-		return nil, err
-	}
+	svcCat, svcs, unserved := services(sv, policy, nodes.Items, inv, ready)
 	r.Services, r.Unserved = svcs, unserved
 	r.Categories = append(r.Categories, svcCat)
-	r.Categories = append(r.Categories, others(ctx, cs, dyn))
+	r.Categories = append(r.Categories, otherCat)
 	r.Healthy = r.Worst() != Failed
 	return r, nil
 }
@@ -238,23 +276,40 @@ func rollout(name string, ds *appsv1.DaemonSet, hint string) Check {
 	return Check{Name: name, State: OK, Detail: detail}
 }
 
+// speakerReads are the speaker DaemonSet and its pods.
+type speakerReads struct {
+	ds      *appsv1.DaemonSet
+	dsErr   error
+	pods    *corev1.PodList
+	podsErr error
+}
+
+func readSpeakers(ctx context.Context, cs kubernetes.Interface) speakerReads {
+	var r speakerReads
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		r.ds, r.dsErr = cs.AppsV1().DaemonSets(speakerNamespace).Get(ctx, setup.SpeakerDaemonSet, metav1.GetOptions{})
+	})
+	r.pods, r.podsErr = cs.CoreV1().Pods(speakerNamespace).List(ctx, metav1.ListOptions{LabelSelector: membership.SpeakerPodSelector})
+	wg.Wait()
+	return r
+}
+
 // speakers judges the DaemonSet and returns which nodes run a ready
 // speaker pod.
-func speakers(ctx context.Context, cs kubernetes.Interface, nodes []corev1.Node) (Category, map[string]bool) {
+func speakers(rd speakerReads, nodes []corev1.Node) (Category, map[string]bool) {
 	cat := Category{Name: "speaker"}
 	ready := map[string]bool{}
-	ds, err := cs.AppsV1().DaemonSets(speakerNamespace).Get(ctx, setup.SpeakerDaemonSet, metav1.GetOptions{})
-	if err != nil {
-		cat.Checks = append(cat.Checks, Check{Name: "daemonset", State: Failed, Detail: "porter-system/porter-speaker: " + errText(err), Hint: "kubectl porter init"})
+	if rd.dsErr != nil {
+		cat.Checks = append(cat.Checks, Check{Name: "daemonset", State: Failed, Detail: "porter-system/porter-speaker: " + errText(rd.dsErr), Hint: "kubectl porter init"})
 		return cat, ready
 	}
-	cat.Checks = append(cat.Checks, rollout("daemonset", ds, "kubectl -n porter-system rollout status daemonset/porter-speaker"))
-	pods, err := cs.CoreV1().Pods(speakerNamespace).List(ctx, metav1.ListOptions{LabelSelector: membership.SpeakerPodSelector})
-	if err != nil {
-		cat.Checks = append(cat.Checks, Check{Name: "pods", State: Failed, Detail: "list speaker pods: " + err.Error()})
+	cat.Checks = append(cat.Checks, rollout("daemonset", rd.ds, "kubectl -n porter-system rollout status daemonset/porter-speaker"))
+	if rd.podsErr != nil {
+		cat.Checks = append(cat.Checks, Check{Name: "pods", State: Failed, Detail: "list speaker pods: " + rd.podsErr.Error()})
 		return cat, ready
 	}
-	ready = membership.ReadyNodesOf(pods)
+	ready = membership.ReadyNodesOf(rd.pods)
 	var missing []string
 	for _, n := range nodes {
 		if !ready[n.Name] && schedulable(&n) {
@@ -341,11 +396,22 @@ func members(nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[s
 	return cat
 }
 
+// keyRead is the gossip key Secret.
+type keyRead struct {
+	secret *corev1.Secret
+	err    error
+}
+
+func readMemberKey(ctx context.Context, cs kubernetes.Interface) keyRead {
+	sec, err := cs.CoreV1().Secrets(speakerNamespace).Get(ctx, memberkey.SecretName, metav1.GetOptions{})
+	return keyRead{sec, err}
+}
+
 // memberKey checks the gossip key: the Secret holds a usable one, and every
 // ready speaker gossips under exactly its keys.
-func memberKey(ctx context.Context, cs kubernetes.Interface, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) Check {
+func memberKey(rd keyRead, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) Check {
 	c := Check{Name: "key"}
-	sec, err := cs.CoreV1().Secrets(speakerNamespace).Get(ctx, memberkey.SecretName, metav1.GetOptions{})
+	sec, err := rd.secret, rd.err
 	if err != nil {
 		c.State, c.Detail = Failed, "gossip key Secret "+speakerNamespace+"/"+memberkey.SecretName+": "+errText(err)+"; speakers without it do not join"
 		c.Hint = "kubectl porter init"
@@ -520,15 +586,37 @@ func pools(list *v1alpha2.EipList, err error, nodes []corev1.Node, ready map[str
 // announcer is a node that reports answering for an address.
 type announcer struct{ node, iface string }
 
-func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.Policy, nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) (Category, []Service, []Unserved, error) {
+// serviceReads are every Service, and the warnings about them, which say
+// why one waits. err is set when the Services cannot be listed; events
+// is nil when the warnings cannot, which only leaves out the reasons.
+type serviceReads struct {
+	list   *corev1.ServiceList
+	err    error
+	events *corev1.EventList
+}
+
+func readServices(ctx context.Context, cs kubernetes.Interface) serviceReads {
+	var r serviceReads
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if evs, err := cs.CoreV1().Events(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Service,type=Warning"}); err == nil {
+			r.events = evs
+		}
+	})
+	r.list, r.err = cs.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if r.err != nil {
+		r.err = fmt.Errorf("list Services: %w", r.err)
+	}
+	wg.Wait()
+	return r
+}
+
+func services(rd serviceReads, policy *addrpolicy.Policy, nodes []corev1.Node, inv map[string]*v1alpha1.NodeNICs, ready map[string]bool) (Category, []Service, []Unserved) {
 	cat := Category{Name: "services"}
 	out := []Service{}
-	list, err := cs.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return cat, nil, nil, fmt.Errorf("list Services: %w", err)
-	}
+	list := rd.list
 	reasons := map[string]string{}
-	if evs, err := cs.CoreV1().Events(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Service,type=Warning"}); err == nil {
+	if evs := rd.events; evs != nil {
 		sort.Slice(evs.Items, func(i, j int) bool { return evTime(&evs.Items[i]).Before(evTime(&evs.Items[j])) })
 		for _, e := range evs.Items {
 			reasons[e.InvolvedObject.Namespace+"/"+e.InvolvedObject.Name] = e.Reason + ": " + e.Message
@@ -648,7 +736,7 @@ func services(ctx context.Context, cs kubernetes.Interface, policy *addrpolicy.P
 		}
 		cat.Checks = append(cat.Checks, c)
 	}
-	return cat, out, unserved, nil
+	return cat, out, unserved
 }
 
 // Unserved is a LoadBalancer Service that no load balancer has given an
@@ -711,7 +799,7 @@ func others(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface)
 
 // rights flags a ServiceAccount of Porter's that holds more than the
 // manifests grant it: someone bound it more, or widened its roles.
-func rights(ctx context.Context, cs kubernetes.Interface, sa rbacdrift.ServiceAccount, hint string) Check {
+func rights(ctx context.Context, cs kubernetes.Interface, b *rbacdrift.Bindings, bindingsErr error, sa rbacdrift.ServiceAccount, hint string) Check {
 	c := Check{Name: "rights"}
 	docs, err := manifests.Documents("rbac.yaml")
 	if err != nil {
@@ -723,7 +811,11 @@ func rights(ctx context.Context, cs kubernetes.Interface, sa rbacdrift.ServiceAc
 		c.State, c.Detail = Warning, err.Error()
 		return c
 	}
-	live, err := rbacdrift.Live(ctx, cs, sa)
+	if bindingsErr != nil {
+		c.State, c.Detail = Warning, "could not look: "+bindingsErr.Error()
+		return c
+	}
+	live, err := b.Live(ctx, cs, sa)
 	if err != nil {
 		c.State, c.Detail = Warning, "could not look: "+err.Error()
 		return c

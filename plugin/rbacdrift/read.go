@@ -2,9 +2,11 @@ package rbacdrift
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -84,63 +86,92 @@ func bound(subjects []rbacv1.Subject, sa ServiceAccount) bool {
 // which every account holds (discovery, self reviews).
 const bootstrapped = "kubernetes.io/bootstrapping"
 
+// Bindings are the cluster's role bindings, read once for every account
+// asked about.
+type Bindings struct {
+	cluster []rbacv1.ClusterRoleBinding
+	ns      []rbacv1.RoleBinding
+}
+
+// ReadBindings lists every ClusterRoleBinding and RoleBinding.
+func ReadBindings(ctx context.Context, cs kubernetes.Interface) (*Bindings, error) {
+	var (
+		wg     sync.WaitGroup
+		crbs   *rbacv1.ClusterRoleBindingList
+		crbErr error
+		rbs    *rbacv1.RoleBindingList
+		rbErr  error
+	)
+	wg.Go(func() { crbs, crbErr = cs.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{}) })
+	rbs, rbErr = cs.RbacV1().RoleBindings("").List(ctx, metav1.ListOptions{})
+	wg.Wait()
+	if crbErr != nil {
+		return nil, fmt.Errorf("list ClusterRoleBindings: %w", crbErr)
+	}
+	if rbErr != nil {
+		return nil, fmt.Errorf("list RoleBindings: %w", rbErr)
+	}
+	return &Bindings{cluster: crbs.Items, ns: rbs.Items}, nil
+}
+
 // Live reads the rules the cluster binds to sa now, leaving out the API
-// server's own defaults.
-func Live(ctx context.Context, cs kubernetes.Interface, sa ServiceAccount) ([]Grant, error) {
-	crbs, err := cs.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list ClusterRoleBindings: %w", err)
+// server's own defaults. The roles it names are read at once.
+func (b *Bindings) Live(ctx context.Context, cs kubernetes.Interface, sa ServiceAccount) ([]Grant, error) {
+	type bound struct {
+		meta metav1.ObjectMeta
+		kind string
+		ref  rbacv1.RoleRef
 	}
-	rbs, err := cs.RbacV1().RoleBindings("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list RoleBindings: %w", err)
-	}
-	rules := func(ns string, ref rbacv1.RoleRef) ([]rbacv1.PolicyRule, error) {
-		if ref.Kind == "Role" {
-			r, err := cs.RbacV1().Roles(ns).Get(ctx, ref.Name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return nil, nil
-			}
-			if err != nil {
-				return nil, fmt.Errorf("read Role %s/%s: %w", ns, ref.Name, err)
-			}
-			return r.Rules, nil
+	var todo []bound
+	add := func(meta metav1.ObjectMeta, kind string, ref rbacv1.RoleRef, subjects []rbacv1.Subject) {
+		if meta.Labels[bootstrapped] == "" && slices.ContainsFunc(subjects, sa.subjectIs) {
+			todo = append(todo, bound{meta, kind, ref})
 		}
-		r, err := cs.RbacV1().ClusterRoles().Get(ctx, ref.Name, metav1.GetOptions{})
+	}
+	for _, x := range b.cluster {
+		add(x.ObjectMeta, "clusterrolebinding", x.RoleRef, x.Subjects)
+	}
+	for _, x := range b.ns {
+		add(x.ObjectMeta, "rolebinding", x.RoleRef, x.Subjects)
+	}
+	rules := make([][]rbacv1.PolicyRule, len(todo))
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	for i, t := range todo {
+		wg.Go(func() { rules[i], errs[i] = roleRules(ctx, cs, t.meta.Namespace, t.ref) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var out []Grant
+	for i, t := range todo {
+		for _, r := range rules[i] {
+			out = append(out, Grant{Namespace: t.meta.Namespace, Rule: r, Via: t.kind + " " + t.meta.Name})
+		}
+	}
+	return out, nil
+}
+
+// roleRules reads the rules of the role ref names; a role that is gone
+// grants nothing.
+func roleRules(ctx context.Context, cs kubernetes.Interface, ns string, ref rbacv1.RoleRef) ([]rbacv1.PolicyRule, error) {
+	if ref.Kind == "Role" {
+		r, err := cs.RbacV1().Roles(ns).Get(ctx, ref.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read ClusterRole %s: %w", ref.Name, err)
+			return nil, fmt.Errorf("read Role %s/%s: %w", ns, ref.Name, err)
 		}
 		return r.Rules, nil
 	}
-	var out []Grant
-	add := func(meta metav1.ObjectMeta, kind string, ref rbacv1.RoleRef, subjects []rbacv1.Subject) error {
-		if meta.Labels[bootstrapped] != "" {
-			return nil
-		}
-		if !slices.ContainsFunc(subjects, sa.subjectIs) {
-			return nil
-		}
-		rs, err := rules(meta.Namespace, ref)
-		if err != nil {
-			return err
-		}
-		for _, r := range rs {
-			out = append(out, Grant{Namespace: meta.Namespace, Rule: r, Via: kind + " " + meta.Name})
-		}
-		return nil
+	r, err := cs.RbacV1().ClusterRoles().Get(ctx, ref.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
 	}
-	for _, b := range crbs.Items {
-		if err := add(b.ObjectMeta, "clusterrolebinding", b.RoleRef, b.Subjects); err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, fmt.Errorf("read ClusterRole %s: %w", ref.Name, err)
 	}
-	for _, b := range rbs.Items {
-		if err := add(b.ObjectMeta, "rolebinding", b.RoleRef, b.Subjects); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return r.Rules, nil
 }

@@ -7,7 +7,9 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"sync"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -153,15 +155,29 @@ var (
 // otherLoadBalancers names the load balancers already in the cluster, and
 // refuses when one would answer ARP for the same addresses as Porter.
 func (p *Preflight) otherLoadBalancers(ctx context.Context) ([]string, error) {
+	// Five reads that depend on none another: they go at once.
+	var (
+		wg                  sync.WaitGroup
+		nsErr, poolsErr     error
+		pools, cilium       *unstructured.UnstructuredList
+		ciliumErr, namesErr error
+		names               []string
+	)
+	wg.Go(func() { _, nsErr = p.Client.CoreV1().Namespaces().Get(ctx, "metallb-system", metav1.GetOptions{}) })
+	wg.Go(func() { pools, poolsErr = p.Dynamic.Resource(metallbPools).List(ctx, metav1.ListOptions{}) })
+	wg.Go(func() { cilium, ciliumErr = p.Dynamic.Resource(ciliumL2).List(ctx, metav1.ListOptions{}) })
+	names, namesErr = p.workloadNames(ctx)
+	wg.Wait()
+
 	var found, conflicts []string
-	if _, err := p.Client.CoreV1().Namespaces().Get(ctx, "metallb-system", metav1.GetOptions{}); err == nil {
+	if nsErr == nil {
 		found = append(found, "MetalLB (namespace metallb-system)")
 	}
-	if list, err := p.Dynamic.Resource(metallbPools).List(ctx, metav1.ListOptions{}); err == nil {
+	if poolsErr == nil {
 		if len(found) == 0 {
 			found = append(found, "MetalLB (IPAddressPool CRD)")
 		}
-		for _, item := range list.Items {
+		for _, item := range pools.Items {
 			addrs, _, _ := unstructured.NestedStringSlice(item.Object, "spec", "addresses")
 			for _, a := range addrs {
 				r, ok := metallbRange(a)
@@ -175,13 +191,12 @@ func (p *Preflight) otherLoadBalancers(ctx context.Context) ([]string, error) {
 				}
 			}
 		}
-	} else if !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) {
-		return nil, fmt.Errorf("look for MetalLB: %w", err)
+	} else if !apierrors.IsNotFound(poolsErr) && !apierrors.IsForbidden(poolsErr) {
+		return nil, fmt.Errorf("look for MetalLB: %w", poolsErr)
 	}
 
-	names, err := p.workloadNames(ctx)
-	if err != nil {
-		return nil, err
+	if namesErr != nil {
+		return nil, namesErr
 	}
 	for _, n := range names {
 		ns, name, _ := strings.Cut(n, "/")
@@ -195,8 +210,8 @@ func (p *Preflight) otherLoadBalancers(ctx context.Context) ([]string, error) {
 			found = append(found, "kube-vip ("+n+")")
 		}
 	}
-	if list, err := p.Dynamic.Resource(ciliumL2).List(ctx, metav1.ListOptions{}); err == nil && len(list.Items) > 0 {
-		found = append(found, fmt.Sprintf("Cilium L2 announcements (%d policies)", len(list.Items)))
+	if ciliumErr == nil && len(cilium.Items) > 0 {
+		found = append(found, fmt.Sprintf("Cilium L2 announcements (%d policies)", len(cilium.Items)))
 	}
 	sort.Strings(conflicts)
 	if len(conflicts) > 0 {
@@ -211,17 +226,25 @@ func (p *Preflight) otherLoadBalancers(ctx context.Context) ([]string, error) {
 // workloadNames lists "namespace/name" of every DaemonSet and Deployment,
 // where other load balancers run.
 func (p *Preflight) workloadNames(ctx context.Context) ([]string, error) {
-	var out []string
-	dss, err := p.Client.AppsV1().DaemonSets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list DaemonSets: %w", err)
-	}
-	for _, d := range dss.Items {
-		out = append(out, d.Namespace+"/"+d.Name)
-	}
+	var (
+		wg     sync.WaitGroup
+		dss    *appsv1.DaemonSetList
+		dssErr error
+	)
+	wg.Go(func() {
+		dss, dssErr = p.Client.AppsV1().DaemonSets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	})
 	deps, err := p.Client.AppsV1().Deployments(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	wg.Wait()
+	if dssErr != nil {
+		return nil, fmt.Errorf("list DaemonSets: %w", dssErr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list Deployments: %w", err)
+	}
+	var out []string
+	for _, d := range dss.Items {
+		out = append(out, d.Namespace+"/"+d.Name)
 	}
 	for _, d := range deps.Items {
 		out = append(out, d.Namespace+"/"+d.Name)
