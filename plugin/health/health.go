@@ -140,7 +140,7 @@ const speakerNamespace = manifests.Namespace
 // the API cannot be read at all; anything missing is a failed check.
 func Gather(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface) (*Report, error) {
 	r := &Report{Nodes: []Node{}, Pools: []Pool{}, Services: []Service{}}
-	// Status makes some 35 requests. One after another they took longer
+	// Status makes some 33 requests. One after another they took longer
 	// than the node list itself on 1,000 nodes, so every read that needs
 	// no other's answer starts at once, and the checks are judged when
 	// the reads are in.
