@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,28 +88,69 @@ func TestARPIsAnsweredOnTheCPUThatReceivedIt(t *testing.T) {
 	r.Announce(ctx, []netip.Addr{vip})
 
 	const requests = 20
+	// Where a frame is received is the kernel's choice, not ours: on a
+	// loaded machine a round is now and then received elsewhere whole
+	// (seen once in make test, with every package running at once, and
+	// never in 30 rounds beside busy loops). So each CPU gets a few
+	// rounds, and one that is answered wholly on its CPU shows the
+	// binding works; with one shared reader, or readers bound to the
+	// wrong CPUs, none would be. No round may answer a request twice.
+	const rounds = 3
 	for _, cpu := range cpus[:min(len(cpus), maxReaders)] {
-		before := answeredBy(r)
-		if err := askFromCPU(lab.Client, cpu, vip, lab.Nodes[0].MAC, requests); err != nil {
-			t.Fatalf("CPU %d: %v", cpu, err)
-		}
-		// A reader counts an answer once it is sent, which may be just
-		// after the client has it.
-		after := answeredBy(r)
-		for end := time.Now().Add(time.Second); sum(after) < sum(before)+requests && time.Now().Before(end); {
-			time.Sleep(10 * time.Millisecond)
-			after = answeredBy(r)
-		}
-		for i, rd := range r.readers {
-			got, want := after[i]-before[i], uint64(0)
-			if rd.cpu == cpu {
-				want = requests
+		var misses []string
+		for round := 1; round <= rounds; round++ {
+			got := askAndCount(t, r, lab.Client, cpu, vip, lab.Nodes[0].MAC, requests)
+			var wrong []string
+			for i, rd := range r.readers {
+				want := uint64(0)
+				if rd.cpu == cpu {
+					want = requests
+				}
+				if got[i] != want {
+					wrong = append(wrong, fmt.Sprintf("the reader bound to CPU %d answered %d, want %d", rd.cpu, got[i], want))
+				}
 			}
-			if got != want {
-				t.Errorf("requests sent from CPU %d: the reader bound to CPU %d answered %d, want %d", cpu, rd.cpu, got, want)
+			if len(wrong) == 0 {
+				misses = nil
+				break
 			}
+			misses = append(misses, fmt.Sprintf("round %d: %s", round, strings.Join(wrong, "; ")))
+			t.Logf("requests sent from CPU %d, %s", cpu, misses[len(misses)-1])
+		}
+		if misses != nil {
+			t.Errorf("requests sent from CPU %d were never answered on it in %d rounds: %s", cpu, rounds, strings.Join(misses, " | "))
 		}
 	}
+}
+
+// askAndCount sends n who-has requests from cpu and returns how many
+// each reader answered. It fails the test if they were not answered
+// exactly once each.
+func askAndCount(t *testing.T, r *Responder, client *netlab.Host, cpu int, vip netip.Addr, mac net.HardwareAddr, n int) []uint64 {
+	t.Helper()
+	before := answeredBy(r)
+	if err := askFromCPU(client, cpu, vip, mac, n); err != nil {
+		t.Fatalf("CPU %d: %v", cpu, err)
+	}
+	// A reader counts an answer once it is sent, which may be just
+	// after the client has it.
+	after := answeredBy(r)
+	for end := time.Now().Add(time.Second); sum(after) < sum(before)+uint64(n) && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+		after = answeredBy(r)
+	}
+	// Late answers to a request answered twice would land in the next
+	// round's count; a short pause lets them in here.
+	time.Sleep(20 * time.Millisecond)
+	after = answeredBy(r)
+	got := make([]uint64, len(after))
+	for i := range after {
+		got[i] = after[i] - before[i]
+	}
+	if s := sum(got); s != uint64(n) {
+		t.Fatalf("requests sent from CPU %d: %d answers for %d requests (per reader %v)", cpu, s, n, got)
+	}
+	return got
 }
 
 func answeredBy(r *Responder) []uint64 {
