@@ -25,7 +25,7 @@ func newClients(kube *genericclioptions.ConfigFlags) (*clients, error) {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
 	}
 	// client-go's default of 5 requests a second, after a burst of 10,
-	// held status's 35 reads to seconds: a command makes a few dozen
+	// held status's 33 reads to seconds: a command makes a few dozen
 	// requests and exits, and the API server's own fairness (APF) is what
 	// protects it from clients.
 	cfg = rest.CopyConfig(cfg)
