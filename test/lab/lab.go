@@ -249,22 +249,66 @@ func (c *Cluster) APIServer() (netip.AddrPort, error) {
 // APIServer, for processes in the lab's node namespaces, and returns its
 // path.
 func (c *Cluster) LANKubeconfig() (string, error) {
-	ap, err := c.APIServer()
+	cfg, err := c.lanConfig()
 	if err != nil {
 		return "", err
 	}
+	path := filepath.Join(c.kwokDir, "kubeconfig-lan.yaml")
+	if err := writeKubeconfig(cfg, path); err != nil {
+		return "", fmt.Errorf("write LAN kubeconfig: %w", err)
+	}
+	return path, nil
+}
+
+// lanConfig is the lab kubeconfig with the API server's LAN address.
+// Token kubeconfigs are built from it in memory, not from the file
+// LANKubeconfig writes: speakers start at once, and one reading that file
+// while another rewrote it got an empty configuration.
+func (c *Cluster) lanConfig() (*clientcmdapi.Config, error) {
+	ap, err := c.APIServer()
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := clientcmd.LoadFromFile(c.Kubeconfig)
 	if err != nil {
-		return "", fmt.Errorf("load lab kubeconfig: %w", err)
+		return nil, fmt.Errorf("load lab kubeconfig: %w", err)
 	}
 	for _, cl := range cfg.Clusters {
 		cl.Server = "https://" + ap.String()
 	}
-	path := filepath.Join(c.kwokDir, "kubeconfig-lan.yaml")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		return "", fmt.Errorf("write LAN kubeconfig: %w", err)
+	return cfg, nil
+}
+
+// writeKubeconfig writes cfg to path through a file of its own in the
+// same directory, renamed into place: a process may be reading the last
+// one, and another writer may be writing the same path.
+func writeKubeconfig(cfg *clientcmdapi.Config, path string) error {
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return err
 	}
-	return path, nil
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o600); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	return nil
 }
 
 func (c *Cluster) kwokctlConfig() string {
@@ -576,13 +620,9 @@ func (c *Cluster) PodKubeconfig(ctx context.Context, pod *corev1.Pod, path strin
 }
 
 func (c *Cluster) tokenKubeconfig(ctx context.Context, namespace, name string, bound *authenticationv1.BoundObjectReference, path string) (string, error) {
-	lan, err := c.LANKubeconfig()
+	cfg, err := c.lanConfig()
 	if err != nil {
 		return "", err
-	}
-	cfg, err := clientcmd.LoadFromFile(lan)
-	if err != nil {
-		return "", fmt.Errorf("load LAN kubeconfig: %w", err)
 	}
 	expiry := int64(6 * 3600)
 	tr, err := c.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
@@ -596,12 +636,7 @@ func (c *Cluster) tokenKubeconfig(ctx context.Context, namespace, name string, b
 	for _, kc := range cfg.Contexts {
 		kc.AuthInfo = user
 	}
-	// Written aside and renamed: a process may be reading the last one.
-	tmp := path + ".tmp"
-	if err := clientcmd.WriteToFile(*cfg, tmp); err != nil {
-		return "", fmt.Errorf("write kubeconfig for %s: %w", user, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writeKubeconfig(cfg, path); err != nil {
 		return "", fmt.Errorf("write kubeconfig for %s: %w", user, err)
 	}
 	return path, nil
