@@ -280,9 +280,9 @@ func (c *Cluster) lanConfig() (*clientcmdapi.Config, error) {
 }
 
 // writeKubeconfig writes cfg to path through a file of its own in the
-// same directory, renamed into place: a process may be reading the last
-// one, and another writer may be writing the same path.
-func writeKubeconfig(cfg *clientcmdapi.Config, path string) error {
+// same directory (made 0600), renamed into place: a process may be
+// reading the last one, and another writer may be writing the same path.
+func writeKubeconfig(cfg *clientcmdapi.Config, path string) (err error) {
 	data, err := clientcmd.Write(*cfg)
 	if err != nil {
 		return err
@@ -291,24 +291,19 @@ func writeKubeconfig(cfg *clientcmdapi.Config, path string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		_ = os.Remove(f.Name())
+	defer func() {
+		if err != nil {
+			_ = os.Remove(f.Name())
+		}
+	}()
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
-		_ = os.Remove(f.Name())
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o600); err != nil {
-		_ = os.Remove(f.Name())
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		_ = os.Remove(f.Name())
-		return err
-	}
-	return nil
+	return os.Rename(f.Name(), path)
 }
 
 func (c *Cluster) kwokctlConfig() string {
