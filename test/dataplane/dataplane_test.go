@@ -25,6 +25,7 @@ import (
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/test/backend"
+	"github.com/porterlb/porter/test/lab"
 	"github.com/porterlb/porter/test/netlab"
 )
 
@@ -324,7 +325,9 @@ func setEndpoint(t *testing.T, svc, node string) {
 	if _, err := c.Create(context.Background(), es, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.Delete(context.Background(), es.Name, metav1.DeleteOptions{}) })
+	lab.Remove(t, "EndpointSlice "+es.Name, func(ctx context.Context) error {
+		return c.Delete(ctx, es.Name, metav1.DeleteOptions{})
+	})
 }
 
 func TestAddressInUseOnTheWireIsNotAnnounced(t *testing.T) {

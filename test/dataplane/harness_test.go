@@ -314,11 +314,12 @@ func createPool(t *testing.T, name, address string, mutate ...func(*v1alpha2.Eip
 	if _, err := ec.Create(context.Background(), e, false); err != nil {
 		t.Fatalf("create Eip %s: %v", name, err)
 	}
-	t.Cleanup(func() {
-		cur, err := ec.Get(context.Background(), name)
-		if err == nil {
-			_ = ec.Delete(context.Background(), name, cur.ResourceVersion, false)
+	lab.Remove(t, "Eip "+name, func(ctx context.Context) error {
+		cur, err := ec.Get(ctx, name)
+		if err != nil {
+			return err
 		}
+		return ec.Delete(ctx, name, cur.ResourceVersion, false)
 	})
 }
 
@@ -350,8 +351,8 @@ func createService(t *testing.T, name string, mutate ...func(*corev1.Service)) *
 	if err != nil {
 		t.Fatalf("create Service %s: %v", name, err)
 	}
-	t.Cleanup(func() {
-		_ = cs.CoreV1().Services("default").Delete(context.Background(), name, metav1.DeleteOptions{})
+	lab.Remove(t, "Service "+name, func(ctx context.Context) error {
+		return cs.CoreV1().Services("default").Delete(ctx, name, metav1.DeleteOptions{})
 	})
 	return got
 }

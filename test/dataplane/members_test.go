@@ -37,9 +37,11 @@ func startRogue(t *testing.T, extra ...string) *speaker {
 	if _, err := env.Cluster.CreateNode(ctx, lab.Node{Name: "rogue", InternalIP: netip.MustParseAddr(rogueIP)}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = env.Cluster.Client.CoreV1().Nodes().Delete(context.Background(), "rogue", metav1.DeleteOptions{})
-		_ = dynamicClient(t).Resource(v1alpha1.NodeNICsResource).Delete(context.Background(), "rogue", metav1.DeleteOptions{})
+	lab.Remove(t, "NodeNICs rogue", func(ctx context.Context) error {
+		return dynamicClient(t).Resource(v1alpha1.NodeNICsResource).Delete(ctx, "rogue", metav1.DeleteOptions{})
+	})
+	lab.Remove(t, "Node rogue", func(ctx context.Context) error {
+		return env.Cluster.Client.CoreV1().Nodes().Delete(ctx, "rogue", metav1.DeleteOptions{})
 	})
 	kc, err := env.Cluster.LANKubeconfig()
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/lbservice"
 	"github.com/porterlb/porter/test/backend"
+	"github.com/porterlb/porter/test/lab"
 	"github.com/porterlb/porter/test/netlab"
 )
 
@@ -324,7 +325,9 @@ func TestTenantConflictAnnotationChangesNothing(t *testing.T) {
 	if _, err := cs.Create(context.Background(), tenant, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cs.Delete(context.Background(), "tenant", metav1.DeleteOptions{}) })
+	lab.Remove(t, "Service tenant", func(ctx context.Context) error {
+		return cs.Delete(ctx, "tenant", metav1.DeleteOptions{})
+	})
 	createService(t, "victim", func(s *corev1.Service) { s.Spec.LoadBalancerIP = "198.18.0.100" })
 	ip := waitIP(t, "victim")
 	if ip.String() != "198.18.0.100" {

@@ -313,8 +313,8 @@ func TestDeleteRefusesWhileServicesHoldAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cluster.Client.CoreV1().Services("default").Delete(context.Background(), "web", metav1.DeleteOptions{})
+	lab.Remove(t, "Service web", func(ctx context.Context) error {
+		return cluster.Client.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{})
 	})
 	created.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.18.0.221"}}
 	if _, err := cluster.Client.CoreV1().Services("default").UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {

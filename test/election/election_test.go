@@ -125,8 +125,8 @@ func serviceIn(t *testing.T, name, pool string) {
 	if err := createService(name, pool); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = env.Cluster.Client.CoreV1().Services("default").Delete(context.Background(), name, metav1.DeleteOptions{})
+	lab.Remove(t, "Service "+name, func(ctx context.Context) error {
+		return env.Cluster.Client.CoreV1().Services("default").Delete(ctx, name, metav1.DeleteOptions{})
 	})
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/eips"
 	"github.com/porterlb/porter/pkg/lbservice"
+	"github.com/porterlb/porter/test/lab"
 )
 
 // replica is one porter-controller process.
@@ -78,7 +79,13 @@ func TestControllerKilledMidAllocationLeavesAllocationsExact(t *testing.T) {
 	}, false); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = eips.New(dc).Delete(context.Background(), pool, "", false) })
+	lab.Remove(t, "Eip "+pool, func(ctx context.Context) error {
+		cur, err := eips.New(dc).Get(ctx, pool)
+		if err != nil {
+			return err
+		}
+		return eips.New(dc).Delete(ctx, pool, cur.ResourceVersion, false)
+	})
 	kc, err := env.Cluster.ServiceAccountKubeconfig(ctx, "porter-system", "porter-controller")
 	if err != nil {
 		t.Fatal(err)
@@ -98,8 +105,8 @@ func TestControllerKilledMidAllocationLeavesAllocationsExact(t *testing.T) {
 		names[i] = fmt.Sprintf("kill-%02d", i)
 	}
 	for _, n := range names {
-		t.Cleanup(func() {
-			_ = env.Cluster.Client.CoreV1().Services("default").Delete(context.Background(), n, metav1.DeleteOptions{})
+		lab.Remove(t, "Service "+n, func(ctx context.Context) error {
+			return env.Cluster.Client.CoreV1().Services("default").Delete(ctx, n, metav1.DeleteOptions{})
 		})
 	}
 	var wg sync.WaitGroup

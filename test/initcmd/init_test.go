@@ -369,9 +369,11 @@ func TestInitNamesMissingPermissions(t *testing.T) {
 	if _, err := cluster.Client.RbacV1().RoleBindings("kube-system").Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cluster.Client.RbacV1().RoleBindings("kube-system").Delete(context.Background(), "jane-read", metav1.DeleteOptions{})
-		_ = cluster.Client.RbacV1().Roles("kube-system").Delete(context.Background(), "jane-read", metav1.DeleteOptions{})
+	lab.Remove(t, "Role jane-read", func(ctx context.Context) error {
+		return cluster.Client.RbacV1().Roles("kube-system").Delete(ctx, "jane-read", metav1.DeleteOptions{})
+	})
+	lab.Remove(t, "RoleBinding jane-read", func(ctx context.Context) error {
+		return cluster.Client.RbacV1().RoleBindings("kube-system").Delete(ctx, "jane-read", metav1.DeleteOptions{})
 	})
 
 	snap := state(t)
@@ -427,8 +429,8 @@ func TestInitReportsMetalLB(t *testing.T) {
 	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cluster.Client.CoreV1().Namespaces().Delete(context.Background(), "metallb-system", metav1.DeleteOptions{})
+	lab.Remove(t, "namespace metallb-system", func(ctx context.Context) error {
+		return cluster.Client.CoreV1().Namespaces().Delete(ctx, "metallb-system", metav1.DeleteOptions{})
 	})
 	r := porter("init", "--dry-run=client")
 	if r.err != nil || !strings.Contains(r.stdout, "also installed: MetalLB (namespace metallb-system)") {

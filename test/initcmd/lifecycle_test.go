@@ -69,8 +69,8 @@ func lbService(t *testing.T, name string, mutate ...func(*corev1.Service)) {
 	if _, err := cluster.Client.CoreV1().Services("default").Create(context.Background(), svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cluster.Client.CoreV1().Services("default").Delete(context.Background(), name, metav1.DeleteOptions{})
+	lab.Remove(t, "Service "+name, func(ctx context.Context) error {
+		return cluster.Client.CoreV1().Services("default").Delete(ctx, name, metav1.DeleteOptions{})
 	})
 }
 

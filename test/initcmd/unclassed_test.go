@@ -46,8 +46,8 @@ func TestPlainLoadBalancerServiceGetsAnAddress(t *testing.T) {
 		t.Errorf("init did not say it serves Services with no class:\n%s", r.stdout)
 	}
 	for _, name := range []string{"plain", "plain-after-opt-out"} {
-		t.Cleanup(func() {
-			_ = cluster.Client.CoreV1().Services("default").Delete(context.Background(), name, metav1.DeleteOptions{})
+		lab.Remove(t, "Service "+name, func(ctx context.Context) error {
+			return cluster.Client.CoreV1().Services("default").Delete(ctx, name, metav1.DeleteOptions{})
 		})
 	}
 	kubectl(t, "create", "service", "loadbalancer", "plain", "--tcp=80:8080")

@@ -19,6 +19,7 @@ import (
 	"github.com/porterlb/porter/pkg/apis/network/v1alpha2"
 	"github.com/porterlb/porter/pkg/apis/porter/v1alpha1"
 	"github.com/porterlb/porter/pkg/facts"
+	"github.com/porterlb/porter/test/lab"
 )
 
 // The speaker's caches read pools and NIC reports from a real API server
@@ -193,8 +194,8 @@ func writeWithStatus(ctx context.Context, t *testing.T, dc dynamic.Interface, gv
 	if _, err := dc.Resource(gvr).Create(ctx, u, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create %s %s: %v", gvr.Resource, u.GetName(), err)
 	}
-	t.Cleanup(func() {
-		_ = dc.Resource(gvr).Delete(context.Background(), u.GetName(), metav1.DeleteOptions{})
+	lab.Remove(t, gvr.Resource+" "+u.GetName(), func(ctx context.Context) error {
+		return dc.Resource(gvr).Delete(ctx, u.GetName(), metav1.DeleteOptions{})
 	})
 	writeStatus(ctx, t, dc, gvr, obj)
 }
