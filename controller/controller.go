@@ -131,7 +131,7 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	}
 	log.Info("controller started", "version", version.Get().Version, "identity", opts.Identity, "apiServer", sv.GitVersion, "memoryLimit", daemon.MemoryLimit())
 
-	src, err := facts.NewSources(ctx, clients.api, facts.Transform, nil)
+	src, err := facts.NewSources(ctx, clients.api, facts.SourceOptions{Transform: facts.Transform})
 	if err != nil {
 		if ctx.Err() != nil {
 			log.Info("controller stopping before it read the cluster", "reason", context.Cause(ctx))

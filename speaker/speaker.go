@@ -152,7 +152,12 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	// it hands over.
 	infCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopInformers()
-	src, err := facts.NewSources(ctx, api, facts.Lean, facts.LeanUnread)
+	src, err := facts.NewSources(ctx, api, facts.SourceOptions{
+		Transform: facts.Lean, Unread: facts.LeanUnread, LoadBalancersOnly: true,
+		OnAllServices: func(err error) {
+			log.Warn("the API server refused to select Services by type; every Service is watched from now on", "err", err)
+		},
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			log.Info("speaker stopping before it read the cluster", "reason", context.Cause(ctx))
@@ -162,6 +167,9 @@ func Run(ctx context.Context, log *slog.Logger, opts Options) error {
 	}
 	if src.NoServiceCIDRs {
 		log.Info("the API server has no ServiceCIDR API; the Service range is taken from kubeadm-config where there is one")
+	}
+	if src.AllServices() {
+		log.Info("the API server cannot select Services by type; every Service is watched, and each that is not a LoadBalancer is kept as a small summary")
 	}
 	fi := src.Informers
 	// The speakers' own pods: a gossip member counts only on a node that

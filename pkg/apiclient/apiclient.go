@@ -274,6 +274,23 @@ func (c *Client) Serves(ctx context.Context, k Kind) (bool, error) {
 	return false, nil
 }
 
+// Selects reports whether the API server can narrow lists and watches of
+// k by the field selector sel. It lists at most one object with it: a
+// server that has no such field answers BadRequest, and a watch that asked
+// for it would be refused outright, so the caller must know before it
+// builds one.
+func (c *Client) Selects(ctx context.Context, k Kind, sel string) (bool, error) {
+	o := metav1.ListOptions{FieldSelector: sel, Limit: 1}
+	err := c.groups[k.gv].Get().Resource(k.name).VersionedParams(&o, c.params).Do(ctx).Error()
+	if apierrors.IsBadRequest(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("list %s by %s: %w", k.name, sel, err)
+	}
+	return true, nil
+}
+
 // Apply applies obj, server-side, to the object name of the resource (a
 // cluster-scoped one), or
 // to its subresource when that is not "", as fieldManager, forcing

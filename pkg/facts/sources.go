@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/porterlb/porter/pkg/addrpolicy"
 	"github.com/porterlb/porter/pkg/apiclient"
+	"github.com/porterlb/porter/pkg/lbservice"
 )
 
 // Sources are the informers both programs read: those the address policy
@@ -24,22 +27,43 @@ type Sources struct {
 	// the Service range then comes from kubeadm-config where there is one.
 	NoServiceCIDRs bool
 
-	api       *apiclient.Client
-	transform cache.TransformFunc
-	unread    func(apiclient.Kind) []string
-	mu        sync.Mutex
-	all       []cache.SharedIndexInformer
-	started   int
-	wg        sync.WaitGroup
+	// allServices is set when LoadBalancersOnly was asked for and the API
+	// server cannot select Services by type, so every one is watched.
+	allServices atomic.Bool
+	onAll       func(error)
+	api         *apiclient.Client
+	transform   cache.TransformFunc
+	unread      func(apiclient.Kind) []string
+	mu          sync.Mutex
+	all         []cache.SharedIndexInformer
+	started     int
+	wg          sync.WaitGroup
+}
+
+// SourceOptions say how each program reads what it watches.
+type SourceOptions struct {
+	// Transform trims each object before it is cached: Transform keeps
+	// what the controller writes back, Lean only what the data path reads.
+	Transform cache.TransformFunc
+	// Unread, when not nil, names the fields of a kind that are never
+	// decoded at all (LeanUnread, beside Lean).
+	Unread func(apiclient.Kind) []string
+	// LoadBalancersOnly watches only LoadBalancer Services where the API
+	// server can select them by type (lbservice.LoadBalancersOnly), and
+	// every Service where it cannot. Most of a cluster's Services are
+	// not LoadBalancers; each would cost a summary and every change to it
+	// an event. The controller watches them all: it must still see a
+	// Service that stops being a LoadBalancer, to take the address out
+	// of its status.
+	LoadBalancersOnly bool
+	// OnAllServices, when not nil, is told why the Services watch stopped
+	// selecting by type while it ran.
+	OnAllServices func(error)
 }
 
 // NewSources builds the informers; nothing is watched until Start.
-// transform trims each object before it is cached: Transform keeps what
-// the controller writes back, Lean only what the data path reads. unread,
-// when not nil, names the fields of a kind that are never decoded at all
-// (LeanUnread, beside Lean).
-func NewSources(ctx context.Context, api *apiclient.Client, transform cache.TransformFunc, unread func(apiclient.Kind) []string) (*Sources, error) {
-	s := &Sources{api: api, transform: transform, unread: unread}
+func NewSources(ctx context.Context, api *apiclient.Client, opts SourceOptions) (*Sources, error) {
+	s := &Sources{api: api, transform: opts.Transform, unread: opts.Unread, onAll: opts.OnAllServices}
 	// The two ConfigMaps that name the API server's address, each alone:
 	// neither program may read any other there.
 	var err error
@@ -74,9 +98,29 @@ func NewSources(ctx context.Context, api *apiclient.Client, transform cache.Tran
 		ClusterInfo:   oneConfigMap(addrpolicy.ClusterInfoNamespace, addrpolicy.ClusterInfoName),
 		KubeadmConfig: oneConfigMap(addrpolicy.KubeadmConfigNamespace, addrpolicy.KubeadmConfigName),
 	}
-	s.Services = cluster(apiclient.Services)
 	if err != nil {
 		return nil, err
+	}
+	var narrow func(*metav1.ListOptions)
+	if opts.LoadBalancersOnly {
+		ok, err := api.Selects(ctx, apiclient.Services, lbservice.LoadBalancersOnly)
+		if err != nil {
+			return nil, err
+		}
+		s.allServices.Store(!ok)
+		narrow = func(o *metav1.ListOptions) {
+			if !s.allServices.Load() {
+				o.FieldSelector = lbservice.LoadBalancersOnly
+			}
+		}
+	}
+	if s.Services, err = s.Scoped(apiclient.Services, "", narrow); err != nil {
+		return nil, err
+	}
+	if opts.LoadBalancersOnly {
+		if err := s.Services.SetWatchErrorHandlerWithContext(s.servicesRefused); err != nil {
+			return nil, fmt.Errorf("watch Services: %w", err)
+		}
 	}
 	ok, err := api.Serves(ctx, apiclient.ServiceCIDRs)
 	if err != nil {
@@ -88,6 +132,24 @@ func NewSources(ctx context.Context, api *apiclient.Client, transform cache.Tran
 		s.NoServiceCIDRs = true
 	}
 	return s, err
+}
+
+// AllServices reports whether every Service is watched although
+// LoadBalancersOnly was asked for, because the API server cannot select
+// them by type.
+func (s *Sources) AllServices() bool { return s.allServices.Load() }
+
+// servicesRefused sees each failed list or watch of Services. An API
+// server that cannot select Services by type answers BadRequest; one of
+// a cluster's API servers may be older than the one asked at start, as
+// in an upgrade. The next list then asks for every Service, so the cache
+// is never left without them; a BadRequest for some other cause costs
+// the same, and no more.
+func (s *Sources) servicesRefused(ctx context.Context, r *cache.Reflector, err error) {
+	if apierrors.IsBadRequest(err) && !s.allServices.Swap(true) && s.onAll != nil {
+		s.onAll(err)
+	}
+	cache.DefaultWatchErrorHandler(ctx, r, err)
 }
 
 // ByName narrows a list to one object.

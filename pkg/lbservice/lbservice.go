@@ -34,6 +34,12 @@ const (
 	AnnouncerAnnotation = "porter.kubesphere.io/announcer"
 )
 
+// LoadBalancersOnly is the field selector that narrows a list or watch of
+// Services to the LoadBalancers, the only type IsPorter and Unclassed
+// accept. A Service whose type changes away from LoadBalancer leaves such
+// a watch as a deletion, as it should: Porter serves it no longer.
+const LoadBalancersOnly = "spec.type=" + string(corev1.ServiceTypeLoadBalancer)
+
 // IsPorter reports whether svc is a LoadBalancer Service Porter serves.
 func IsPorter(svc *corev1.Service) bool {
 	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
