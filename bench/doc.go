@@ -128,6 +128,13 @@ ratio between the two is what carries from one run to the next.
   and once more after the scale section, with 10,000 Services to list.
   ` + "`kubectl porter version --client`" + ` is timed beside
   ` + "`kubectl version --client`" + `, both through the real kubectl.
+- **Other Service types.** After the plugin section, ` + "`-other-services`" + `
+  (10,000) headless ClusterIP Services are created in a namespace of their
+  own, and deleted with it after. The first lab node's speaker, which
+  asks the API server for LoadBalancer Services only, and the larger
+  controller replica, which watches every Service, are read (RSS, the
+  largest of five readings 2 s apart, 20 s after the last change) beside
+  the same process just before the Services were made.
 
 ## Latest results
 

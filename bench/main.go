@@ -54,6 +54,9 @@ type options struct {
 	soakFor     time.Duration
 	churn       int
 	sizeBase    string
+	// otherServices is how many Services that are not LoadBalancers the
+	// section of that name adds.
+	otherServices int
 }
 
 func main() {
@@ -75,6 +78,7 @@ func main() {
 	flag.IntVar(&o.nodes, "nodes", 1000, "Cluster size for the plugin, scale and soak sections")
 	flag.DurationVar(&o.soakFor, "soak-for", 30*time.Minute, "How long the soak holds the largest scale")
 	flag.IntVar(&o.churn, "churn", 100, "Services the soak creates, and deletes, a minute")
+	flag.IntVar(&o.otherServices, "other-services", 10000, "Headless ClusterIP Services the \"other Service types\" section adds")
 	flag.StringVar(&o.sizeBase, "size-baseline", "fd517d6", "The git revision whose binaries the sizes are compared with: the last before the speaker's lean API client")
 	flag.Parse()
 	o.only, o.kinds = nameSet(only), nameSet(kinds)
@@ -154,6 +158,7 @@ func run(ctx context.Context, o options) int {
 		{"failover", b.failover},
 		{"false failovers", b.falseFailovers},
 		{"plugin", b.plugin},
+		{"other Service types", b.otherServices},
 		{"scale", b.scale},
 		{"status at scale", b.statusAtScale},
 		{"soak", b.soak},
