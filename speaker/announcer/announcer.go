@@ -1073,11 +1073,11 @@ func whyLost(ip netip.Addr, iface string, d Decision, r *responder.Responder) st
 		return "its pool is announced on " + t.Iface + " now"
 	case r == nil:
 		return "the interface's responder is closed"
-	case r.Healthy() != nil:
-		return "the interface's responder stopped: " + r.Healthy().Error()
-	default:
-		return "the responder stopped answering for it: another host claimed it"
 	}
+	if err := r.Healthy(); err != nil {
+		return "the interface's responder stopped: " + err.Error()
+	}
+	return "the responder stopped answering for it: another host claimed it"
 }
 
 // askKept asks the wire, once, who else answers for each address this
