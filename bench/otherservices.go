@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -99,35 +97,20 @@ func (b *bench) settledMem(ctx context.Context, pid int) (spk, ctl mem, err erro
 	return spk, ctl, nil
 }
 
-// createHeadless creates n headless Services in otherServicesNS, eight at
-// a time. Headless, they take no ClusterIP from the Service range.
+// createHeadless creates n headless Services in otherServicesNS. Headless,
+// they take no ClusterIP from the Service range.
 func createHeadless(ctx context.Context, kube kubernetes.Interface, n int) error {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for range 8 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				svc := &corev1.Service{
-					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("other-%05d", i)},
-					Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: corev1.ClusterIPNone,
-						Ports: []corev1.ServicePort{{Port: 80}}},
-				}
-				if _, err := kube.CoreV1().Services(otherServicesNS).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-					errs <- fmt.Errorf("create Service %s/%s: %w", otherServicesNS, svc.Name, err)
-					next.Store(int64(n)) // the others stop too
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+	return parallel(0, n, 32, func(i int) error {
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("other-%05d", i)},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: corev1.ClusterIPNone,
+				Ports: []corev1.ServicePort{{Port: 80}}},
+		}
+		if _, err := kube.CoreV1().Services(otherServicesNS).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create Service %s/%s: %w", otherServicesNS, svc.Name, err)
+		}
+		return nil
+	})
 }
 
 // deleteNamespace deletes ns and waits until the namespace controller has
