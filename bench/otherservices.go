@@ -70,15 +70,14 @@ func (b *bench) otherServices(ctx context.Context) error {
 // largest of five readings, 2 s apart, of the speaker pid's memory and the
 // controller's.
 func (b *bench) settledMem(ctx context.Context, pid int) (spk, ctl mem, err error) {
-	select {
-	case <-ctx.Done():
-		return mem{}, mem{}, ctx.Err()
-	case <-time.After(20 * time.Second):
-	}
-	for i := range 5 {
-		if i > 0 {
-			time.Sleep(2 * time.Second)
+	wait := 20 * time.Second
+	for range 5 {
+		select {
+		case <-ctx.Done():
+			return mem{}, mem{}, ctx.Err()
+		case <-time.After(wait):
 		}
+		wait = 2 * time.Second
 		s, err := memOf(pid)
 		if err != nil {
 			return mem{}, mem{}, err

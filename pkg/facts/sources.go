@@ -101,26 +101,8 @@ func NewSources(ctx context.Context, api *apiclient.Client, opts SourceOptions) 
 	if err != nil {
 		return nil, err
 	}
-	var narrow func(*metav1.ListOptions)
-	if opts.LoadBalancersOnly {
-		ok, err := api.Selects(ctx, apiclient.Services, lbservice.LoadBalancersOnly)
-		if err != nil {
-			return nil, err
-		}
-		s.allServices.Store(!ok)
-		narrow = func(o *metav1.ListOptions) {
-			if !s.allServices.Load() {
-				o.FieldSelector = lbservice.LoadBalancersOnly
-			}
-		}
-	}
-	if s.Services, err = s.Scoped(apiclient.Services, "", narrow); err != nil {
+	if s.Services, err = s.services(ctx, opts.LoadBalancersOnly); err != nil {
 		return nil, err
-	}
-	if opts.LoadBalancersOnly {
-		if err := s.Services.SetWatchErrorHandlerWithContext(s.servicesRefused); err != nil {
-			return nil, fmt.Errorf("watch Services: %w", err)
-		}
 	}
 	ok, err := api.Serves(ctx, apiclient.ServiceCIDRs)
 	if err != nil {
@@ -132,6 +114,31 @@ func NewSources(ctx context.Context, api *apiclient.Client, opts SourceOptions) 
 		s.NoServiceCIDRs = true
 	}
 	return s, err
+}
+
+// services is the Services informer: of LoadBalancers only when lbOnly
+// and the API server can select them by type, of every Service otherwise.
+func (s *Sources) services(ctx context.Context, lbOnly bool) (cache.SharedIndexInformer, error) {
+	if !lbOnly {
+		return s.Scoped(apiclient.Services, "", nil)
+	}
+	ok, err := s.api.Selects(ctx, apiclient.Services, lbservice.LoadBalancersOnly)
+	if err != nil {
+		return nil, err
+	}
+	s.allServices.Store(!ok)
+	i, err := s.Scoped(apiclient.Services, "", func(o *metav1.ListOptions) {
+		if !s.allServices.Load() {
+			o.FieldSelector = lbservice.LoadBalancersOnly
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := i.SetWatchErrorHandlerWithContext(s.servicesRefused); err != nil {
+		return nil, fmt.Errorf("watch Services: %w", err)
+	}
+	return i, nil
 }
 
 // AllServices reports whether every Service is watched although
